@@ -1,0 +1,108 @@
+"""uploads → bronze → silver → gold: thin Dagster assets over coin_assets.core.ingest."""
+
+
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
+from dagster_duckdb import DuckDBResource
+
+from coin_assets.asset_metadata import markdown_table, reasons_table
+from coin_assets.core import ingest
+from coin_assets.core.images import MAX_SIDE
+from coin_assets.core.ingest import LayerReport
+from coin_assets.partitions import daily_partitions
+from coin_assets.resources import CoinStorage
+
+# Every step that writes the DuckDB file runs in this pool; the instance limits it to one at a time.
+DUCKDB_POOL = "duckdb_writer"
+
+coin_uploads = AssetSpec(
+    "coin_uploads",
+    description=(
+        "Photos and sidecars people upload: uploads/<YYYY-MM-DD>/<coin_id>__front|back.<ext> and "
+        "<coin_id>.json. Written by the upload service, watched by `upload_sensor`."
+    ),
+    group_name="ingestion",
+    partitions_def=daily_partitions,
+    kinds={"files"},
+)
+
+
+def _layer_metadata(report: LayerReport) -> dict:
+    meta = {
+        "processed": report.processed,
+        "skipped_unchanged": report.skipped,
+        "quarantined": report.quarantined,
+        "duplicates": report.duplicates,
+        "bytes_written": report.bytes_written,
+        "seconds": round(report.seconds, 3),
+    }
+    meta.update(report.extra)
+    if report.reasons:
+        meta["quarantine_reasons"] = reasons_table(report.reasons)
+    return meta
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[coin_uploads],
+    group_name="ingestion",
+    kinds={"files", "duckdb"},
+    pool=DUCKDB_POOL,
+)
+def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+    """The day's uploads copied byte for byte into bronze/<day>/<sha256><ext>, sha256 computed while
+    copying. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice."""
+    with duckdb.get_connection() as conn:
+        report = ingest.ingest_bronze(storage.store(), conn, context.partition_key)
+    if report.quarantined:
+        context.log.warning(f"{report.quarantined} file(s) quarantined: {report.reasons}")
+    return MaterializeResult(metadata=_layer_metadata(report))
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[bronze_images],
+    group_name="ingestion",
+    kinds={"pillow", "duckdb"},
+    pool=DUCKDB_POOL,
+)
+def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named silver/<day>/<sha256>.jpg.
+    Checksums already processed are skipped; undecodable files go to the quarantine table."""
+    with duckdb.get_connection() as conn:
+        report = ingest.build_silver(storage.store(), conn, context.partition_key, max_side=MAX_SIDE)
+        quarantined = conn.execute(
+            "SELECT upload_key, stage, reason FROM quarantine WHERE partition_date = ? ORDER BY upload_key",
+            [context.partition_key],
+        ).df()
+    if report.quarantined:
+        context.log.warning(f"{report.quarantined} image(s) quarantined: {report.reasons}")
+    meta = _layer_metadata(report)
+    meta["quarantine_preview"] = markdown_table(quarantined)
+    meta["quarantined_in_partition"] = len(quarantined)
+    return MaterializeResult(metadata=meta)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[silver_images],
+    group_name="ingestion",
+    kinds={"duckdb", "files"},
+    pool=DUCKDB_POOL,
+)
+def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+    """ML-ready images gold/<day>/<coin>__<side>.jpg and the DuckDB table `gold_images` (one row per
+    coin side: who, when, raw and clean name/path/size/width/height, sha256, label, model version),
+    with the `coins` view pairing front and back."""
+    with duckdb.get_connection() as conn:
+        report, frame = ingest.build_gold(storage.store(), conn, context.partition_key)
+    if not len(frame):
+        context.log.warning(f"partition {context.partition_key} has no usable coin image")
+    meta = _layer_metadata(report)
+    meta.update(
+        rows=len(frame),
+        unpaired_coins=report.extra["coins"] - report.extra["paired_coins"],
+        preview=markdown_table(frame[["coin_id", "side", "user_id", "clean_width", "clean_height", "label_year", "sha256"]]
+                               if len(frame) else frame),
+        table=MetadataValue.text("gold_images (view: coins)"),
+    )
+    return MaterializeResult(metadata=meta)

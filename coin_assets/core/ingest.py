@@ -1,0 +1,185 @@
+"""Bronze, silver and gold for one day, as plain functions over a store and a DuckDB connection.
+
+Each function is idempotent: running it again for the same day gives the same files and rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from coin_assets.core import metadata as md
+from coin_assets.core.images import MAX_SIDE, ImageRejected, clean_image
+from coin_assets.core.storage import ObjectStore, copy_with_sha256
+from coin_assets.core.uploads import IMAGE_EXTENSIONS, list_uploads, parse_sidecar, path_safe_id
+
+BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
+
+
+@dataclass
+class LayerReport:
+    partition: str
+    processed: int = 0  # files newly written by this run
+    skipped: int = 0  # already done with the same checksum
+    quarantined: int = 0
+    duplicates: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def quarantine(self, reason: str) -> None:
+        self.quarantined += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def _bronze_extension(name: str) -> str:
+    ext = "." + name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    return ext if ext in IMAGE_EXTENSIONS | {".json"} else ".bin"
+
+
+def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
+    """Copy the day's uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
+
+    Byte-identical uploads are stored once; later copies point at the first (``duplicate_of``).
+    Sidecars are kept in bronze too; their fields fill the image rows of the same coin.
+    """
+    started = time.perf_counter()
+    md.ensure_schema(conn)
+    report = LayerReport(partition)
+    files = list_uploads(store, partition)
+    md.clear_quarantine(conn, partition, BRONZE)
+    md.clear_quarantine(conn, partition, "sidecar")
+    sidecars = {}
+    for f in files:
+        sha, size, spool = copy_with_sha256(store, f.key)
+        with spool:
+            duplicate_of = md.first_upload_with_sha(conn, sha, f.key)
+            if duplicate_of:
+                bronze_path = conn.execute(
+                    "SELECT bronze_path FROM uploads WHERE upload_key = ?", [duplicate_of]
+                ).fetchone()[0]
+                report.duplicates += 1
+            else:
+                bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
+                if store.exists(bronze_path):
+                    report.skipped += 1
+                else:
+                    store.write_stream(bronze_path, spool)
+                    report.processed += 1
+                    report.bytes_written += size
+            if f.kind == "sidecar":
+                spool.seek(0)
+                sidecars[f.coin_id] = parse_sidecar(spool.read())
+        row = dict(
+            upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
+            raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
+            user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
+        )
+        md.upsert_upload(conn, row)
+        if f.kind == "other":
+            md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
+            report.quarantine(f.problem)
+    # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).
+    for f in files:
+        if f.kind == "sidecar" and (sidecar := sidecars.get(f.coin_id)) and sidecar.problems:
+            reason = "; ".join(sidecar.problems)
+            md.record_quarantine(conn, f.key, "sidecar", partition, reason)
+            report.quarantine(reason)
+    for coin_id, sidecar in sidecars.items():
+        conn.execute(
+            "UPDATE uploads SET user_id = ?, uploaded_at = coalesce(?, uploaded_at), label_year = ?, "
+            "label_note = ? WHERE partition_date = ? AND kind = 'image' AND coin_id = ?",
+            [sidecar.user_id, sidecar.uploaded_at, sidecar.year, sidecar.label_note, partition, coin_id],
+        )
+    report.extra = {"files": len(files), "sidecars": len(sidecars)}
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE) -> LayerReport:
+    """Decode every new checksum of the day into ``silver/<day>/<sha256>.jpg``; quarantine failures.
+
+    Checksums already in silver are skipped, so only changed bytes are recomputed. One image is
+    in memory at a time.
+    """
+    started = time.perf_counter()
+    md.ensure_schema(conn)
+    report = LayerReport(partition)
+    md.clear_quarantine(conn, partition, SILVER)
+    images = md.uploads_for_partition(conn, partition, kind="image")
+    images = images[images["duplicate_of"].isna()]
+    for row in images.itertuples(index=False):
+        existing = md.silver_row(conn, row.sha256)
+        if existing and store.exists(existing["clean_path"]):
+            report.skipped += 1
+            continue
+        try:
+            clean = clean_image(store.read_bytes(row.bronze_path), max_side=max_side)
+        except ImageRejected as err:
+            md.record_quarantine(conn, row.upload_key, SILVER, partition, str(err), row.bronze_path, row.sha256)
+            report.quarantine(str(err).split(":")[0])
+            continue
+        clean_name = f"{row.sha256}.jpg"
+        clean_path = f"silver/{partition}/{clean_name}"
+        store.write_bytes(clean_path, clean.data)
+        md.insert_silver(conn, dict(
+            sha256=row.sha256, partition_date=partition, bronze_path=row.bronze_path, clean_name=clean_name,
+            clean_path=clean_path, clean_size=len(clean.data), clean_width=clean.width,
+            clean_height=clean.height, raw_format=clean.raw_format, raw_mode=clean.raw_mode,
+            raw_width=clean.raw_width, raw_height=clean.raw_height,
+            exif_orientation=clean.exif_orientation, notes="; ".join(clean.notes) or None,
+            processed_at=md.utcnow(),
+        ))
+        report.processed += 1
+        report.bytes_written += len(clean.data)
+    report.extra["orphans_removed"] = _remove_orphans(
+        store, f"silver/{partition}",
+        {r[0] for r in conn.execute(
+            "SELECT clean_path FROM silver_images WHERE partition_date = ?", [partition]).fetchall()},
+    )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def build_gold(store: ObjectStore, conn, partition: str):
+    """Publish the day's clean coin images under ``gold/<day>/<coin>__<side>.jpg`` and swap the
+    day's rows of the ``gold_images`` table. Returns (report, gold rows as a DataFrame)."""
+    started = time.perf_counter()
+    md.ensure_schema(conn)
+    report = LayerReport(partition)
+    frame = md.gold_candidates(conn, partition)
+    frame["gold_path"] = [
+        f"gold/{partition}/{path_safe_id(coin)}__{side}.jpg" for coin, side in zip(frame.coin_id, frame.side, strict=True)
+    ]
+    for row in frame.itertuples(index=False):
+        if store.exists(row.gold_path) and store.size(row.gold_path) == row.clean_size:
+            report.skipped += 1
+            continue
+        store.copy(row.clean_path, row.gold_path)
+        report.processed += 1
+    md.replace_gold_partition(conn, partition, frame[[c for c in _GOLD_COLUMNS if c in frame.columns]])
+    report.extra["orphans_removed"] = _remove_orphans(store, f"gold/{partition}", set(frame.gold_path))
+    pairs = frame.groupby("coin_id")["side"].nunique() if len(frame) else frame
+    report.extra["coins"] = int(len(pairs))
+    report.extra["paired_coins"] = int((pairs == 2).sum()) if len(frame) else 0
+    report.extra["labelled_images"] = int(frame["label_year"].notna().sum()) if len(frame) else 0
+    report.seconds = time.perf_counter() - started
+    return report, frame
+
+
+_GOLD_COLUMNS = (
+    "coin_id", "side", "partition_date", "user_id", "uploaded_at", "ingested_at", "upload_key", "raw_name",
+    "raw_path", "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
+    "clean_width", "clean_height", "gold_path", "sha256", "label_year", "label_source", "labelled_by",
+    "labelled_at", "model_version",
+)
+
+
+def _remove_orphans(store: ObjectStore, prefix: str, referenced: set[str]) -> int:
+    removed = 0
+    for obj in list(store.list(prefix)):
+        if obj.key not in referenced:
+            store.delete(obj.key)
+            removed += 1
+    return removed

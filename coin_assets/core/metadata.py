@@ -1,0 +1,287 @@
+"""DuckDB schema and SQL for the image metadata. Plain functions over a DuckDB connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+import duckdb
+import pandas as pd
+
+SCHEMA = [
+    # Bronze ledger: one row per uploaded file (images and anything else), bytes kept as uploaded.
+    """
+    CREATE TABLE IF NOT EXISTS uploads (
+        upload_key VARCHAR PRIMARY KEY,
+        partition_date DATE NOT NULL,
+        kind VARCHAR NOT NULL,
+        coin_id VARCHAR,
+        side VARCHAR,
+        raw_name VARCHAR NOT NULL,
+        raw_size BIGINT NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        bronze_path VARCHAR NOT NULL,
+        duplicate_of VARCHAR,
+        user_id VARCHAR,
+        uploaded_at TIMESTAMPTZ,
+        ingested_at TIMESTAMPTZ NOT NULL,
+        label_year INTEGER,
+        label_note VARCHAR
+    )
+    """,
+    # Silver: one row per distinct raw checksum that decoded cleanly.
+    """
+    CREATE TABLE IF NOT EXISTS silver_images (
+        sha256 VARCHAR PRIMARY KEY,
+        partition_date DATE NOT NULL,
+        bronze_path VARCHAR NOT NULL,
+        clean_name VARCHAR NOT NULL,
+        clean_path VARCHAR NOT NULL,
+        clean_size BIGINT NOT NULL,
+        clean_width INTEGER NOT NULL,
+        clean_height INTEGER NOT NULL,
+        raw_format VARCHAR NOT NULL,
+        raw_mode VARCHAR NOT NULL,
+        raw_width INTEGER NOT NULL,
+        raw_height INTEGER NOT NULL,
+        exif_orientation INTEGER NOT NULL,
+        notes VARCHAR,
+        processed_at TIMESTAMPTZ NOT NULL
+    )
+    """,
+    # Dead letters: every file that could not be used, with the reason. Keyed per stage.
+    """
+    CREATE TABLE IF NOT EXISTS quarantine (
+        upload_key VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        partition_date DATE NOT NULL,
+        bronze_path VARCHAR,
+        sha256 VARCHAR,
+        reason VARCHAR NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (upload_key, stage)
+    )
+    """,
+    # Review verdicts: labels given by a person; they win over sidecar labels.
+    """
+    CREATE TABLE IF NOT EXISTS review_labels (
+        coin_id VARCHAR NOT NULL,
+        year INTEGER NOT NULL,
+        reviewer VARCHAR NOT NULL,
+        reviewed_at TIMESTAMPTZ NOT NULL,
+        source VARCHAR NOT NULL,
+        PRIMARY KEY (coin_id, reviewed_at)
+    )
+    """,
+    # Predictions history: never overwritten, one row per coin and model version.
+    """
+    CREATE TABLE IF NOT EXISTS predictions (
+        coin_id VARCHAR NOT NULL,
+        partition_date DATE NOT NULL,
+        predicted_year DOUBLE NOT NULL,
+        sigma DOUBLE NOT NULL,
+        lower_90 DOUBLE NOT NULL,
+        upper_90 DOUBLE NOT NULL,
+        model_name VARCHAR NOT NULL,
+        model_version VARCHAR NOT NULL,
+        predicted_at TIMESTAMPTZ NOT NULL,
+        dagster_run_id VARCHAR,
+        PRIMARY KEY (coin_id, model_name, model_version)
+    )
+    """,
+    # Gold: the ML-ready image metadata, one row per coin side.
+    """
+    CREATE TABLE IF NOT EXISTS gold_images (
+        coin_id VARCHAR NOT NULL,
+        side VARCHAR NOT NULL,
+        partition_date DATE NOT NULL,
+        user_id VARCHAR,
+        uploaded_at TIMESTAMPTZ,
+        ingested_at TIMESTAMPTZ NOT NULL,
+        upload_key VARCHAR NOT NULL,
+        raw_name VARCHAR NOT NULL,
+        raw_path VARCHAR NOT NULL,
+        raw_size BIGINT NOT NULL,
+        raw_width INTEGER NOT NULL,
+        raw_height INTEGER NOT NULL,
+        clean_name VARCHAR NOT NULL,
+        clean_path VARCHAR NOT NULL,
+        clean_size BIGINT NOT NULL,
+        clean_width INTEGER NOT NULL,
+        clean_height INTEGER NOT NULL,
+        gold_path VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        label_year INTEGER,
+        label_source VARCHAR,
+        labelled_by VARCHAR,
+        labelled_at TIMESTAMPTZ,
+        model_version VARCHAR,
+        PRIMARY KEY (coin_id, side)
+    )
+    """,
+    """
+    CREATE OR REPLACE VIEW coins AS
+    SELECT
+        coalesce(f.coin_id, b.coin_id) AS coin_id,
+        coalesce(f.partition_date, b.partition_date) AS partition_date,
+        coalesce(f.user_id, b.user_id) AS user_id,
+        f.gold_path AS front_path,
+        b.gold_path AS back_path,
+        f.sha256 AS front_sha256,
+        b.sha256 AS back_sha256,
+        coalesce(f.label_year, b.label_year) AS label_year,
+        coalesce(f.label_source, b.label_source) AS label_source,
+        coalesce(f.model_version, b.model_version) AS model_version,
+        f.coin_id IS NOT NULL AND b.coin_id IS NOT NULL AS paired
+    FROM (SELECT * FROM gold_images WHERE side = 'front') f
+    FULL OUTER JOIN (SELECT * FROM gold_images WHERE side = 'back') b USING (coin_id)
+    """,
+]
+
+GOLD_REQUIRED_COLUMNS = (
+    "coin_id", "side", "partition_date", "ingested_at", "upload_key", "raw_name", "raw_path",
+    "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
+    "clean_width", "clean_height", "gold_path", "sha256",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    for statement in SCHEMA:
+        conn.execute(statement)
+
+
+def upsert_upload(conn, row: dict) -> None:
+    """Insert or refresh one bronze ledger row; the first ingestion time is kept."""
+    cols = list(row)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("upload_key", "ingested_at"))
+    conn.execute(
+        f"INSERT INTO uploads ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+        f"ON CONFLICT (upload_key) DO UPDATE SET {updates}",
+        [row[c] for c in cols],
+    )
+
+
+def first_upload_with_sha(conn, sha256: str, excluding_key: str) -> str | None:
+    """The upload that first brought these bytes, if another upload did."""
+    found = conn.execute(
+        "SELECT upload_key FROM uploads WHERE sha256 = ? AND upload_key <> ? AND duplicate_of IS NULL "
+        "ORDER BY ingested_at, upload_key LIMIT 1",
+        [sha256, excluding_key],
+    ).fetchone()
+    return found[0] if found else None
+
+
+def record_quarantine(conn, upload_key, stage, partition, reason, bronze_path=None, sha256=None) -> None:
+    conn.execute(
+        "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upload_key, stage) DO UPDATE SET "
+        "partition_date = excluded.partition_date, bronze_path = excluded.bronze_path, "
+        "sha256 = excluded.sha256, reason = excluded.reason, recorded_at = excluded.recorded_at",
+        [upload_key, stage, partition, bronze_path, sha256, reason, utcnow()],
+    )
+
+
+def clear_quarantine(conn, partition: str, stage: str, keep_keys: Iterable[str] = ()) -> None:
+    """Forget a stage's dead letters for a day before it is recomputed (keep the given keys)."""
+    keep = list(keep_keys)
+    if keep:
+        conn.execute(
+            "DELETE FROM quarantine WHERE partition_date = ? AND stage = ? AND NOT list_contains(?, upload_key)",
+            [partition, stage, keep],
+        )
+    else:
+        conn.execute("DELETE FROM quarantine WHERE partition_date = ? AND stage = ?", [partition, stage])
+
+
+def uploads_for_partition(conn, partition: str, kind: str | None = None) -> pd.DataFrame:
+    sql = "SELECT * FROM uploads WHERE partition_date = ?"
+    params: list = [partition]
+    if kind:
+        sql += " AND kind = ?"
+        params.append(kind)
+    return conn.execute(sql + " ORDER BY upload_key", params).df()
+
+
+def silver_row(conn, sha256: str) -> dict | None:
+    cur = conn.execute("SELECT * FROM silver_images WHERE sha256 = ?", [sha256])
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def insert_silver(conn, row: dict) -> None:
+    cols = list(row)
+    conn.execute(
+        f"INSERT OR REPLACE INTO silver_images ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        [row[c] for c in cols],
+    )
+
+
+def gold_candidates(conn, partition: str) -> pd.DataFrame:
+    """Every clean, non-duplicate coin image of the day, with its label resolved
+    (latest review verdict first, then the sidecar) and its latest model version."""
+    return conn.execute(
+        """
+        WITH latest_review AS (
+            SELECT * FROM review_labels QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY reviewed_at DESC) = 1
+        ), latest_prediction AS (
+            SELECT coin_id, model_version FROM predictions
+            QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY predicted_at DESC) = 1
+        )
+        SELECT u.coin_id, u.side, u.partition_date, u.user_id, u.uploaded_at, u.ingested_at,
+               u.upload_key, u.raw_name, u.bronze_path AS raw_path, u.raw_size,
+               s.raw_width, s.raw_height, s.clean_name, s.clean_path, s.clean_size,
+               s.clean_width, s.clean_height, u.sha256,
+               coalesce(r.year, u.label_year) AS label_year,
+               CASE WHEN r.year IS NOT NULL THEN 'review' WHEN u.label_year IS NOT NULL THEN 'sidecar' END
+                   AS label_source,
+               CASE WHEN r.year IS NOT NULL THEN r.reviewer ELSE u.user_id END AS labelled_by,
+               CASE WHEN r.year IS NOT NULL THEN r.reviewed_at ELSE u.uploaded_at END AS labelled_at,
+               p.model_version
+        FROM uploads u
+        JOIN silver_images s USING (sha256)
+        LEFT JOIN latest_review r USING (coin_id)
+        LEFT JOIN latest_prediction p USING (coin_id)
+        WHERE u.partition_date = ? AND u.kind = 'image' AND u.duplicate_of IS NULL
+          AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.upload_key = u.upload_key)
+          -- a coin side uploaded again on a later day belongs to that later day
+          AND NOT EXISTS (SELECT 1 FROM uploads later WHERE later.coin_id = u.coin_id AND later.side = u.side
+                          AND later.kind = 'image' AND later.duplicate_of IS NULL
+                          AND later.partition_date > u.partition_date)
+        -- a coin side uploaded twice with different bytes: the latest upload wins
+        QUALIFY row_number() OVER (PARTITION BY u.coin_id, u.side ORDER BY u.uploaded_at DESC NULLS LAST,
+                                   u.upload_key DESC) = 1
+        ORDER BY u.coin_id, u.side
+        """,
+        [partition],
+    ).df()
+
+
+def replace_gold_partition(conn, partition: str, frame: pd.DataFrame) -> None:
+    """Swap one day's gold rows in a single transaction (idempotent re-materialization)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM gold_images WHERE partition_date = ?", [partition])
+        if len(frame):
+            conn.register("gold_frame", frame)
+            cols = ", ".join(frame.columns)
+            conn.execute("DELETE FROM gold_images WHERE (coin_id, side) IN (SELECT coin_id, side FROM gold_frame)")
+            conn.execute(f"INSERT INTO gold_images ({cols}) SELECT {cols} FROM gold_frame")
+            conn.unregister("gold_frame")
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def table_counts(conn, partition: str | None = None) -> dict[str, int]:
+    where = " WHERE partition_date = ?" if partition else ""
+    params: Sequence = [partition] if partition else []
+    return {
+        table: conn.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
+        for table in ("uploads", "silver_images", "quarantine", "gold_images")
+    }

@@ -1,0 +1,222 @@
+"""Object storage for every layer: a local folder by default, an S3 bucket when configured.
+
+Keys are POSIX relative paths such as ``bronze/2026-11-24/<sha256>.jpg``. Both stores refuse
+keys that could leave their root (absolute paths, ``..`` parts, NUL bytes), so no user-chosen
+name can ever write outside the data root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol
+
+CHUNK_SIZE = 1 << 20
+
+
+class UnsafeKeyError(ValueError):
+    """A key that would escape the store's root."""
+
+
+def safe_key(*parts: str) -> str:
+    """Join key parts and refuse anything that could leave the store root."""
+    joined = "/".join(p.strip("/") for p in parts if p)
+    if "\x00" in joined or "\\" in joined:
+        raise UnsafeKeyError(f"unsafe key {joined!r}: NUL or backslash")
+    path = PurePosixPath(joined)
+    if path.is_absolute() or any(part in ("..", ".") for part in path.parts) or not path.parts:
+        raise UnsafeKeyError(f"unsafe key {joined!r}: must be a relative path without '..'")
+    return path.as_posix()
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime  # UTC
+
+
+class ObjectStore(Protocol):
+    def uri(self, key: str) -> str: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int: ...
+    def read_bytes(self, key: str) -> bytes: ...
+    def open_read(self, key: str) -> BinaryIO: ...
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+    def write_stream(self, key: str, stream: BinaryIO) -> None: ...
+    def copy(self, src_key: str, dst_key: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str) -> Iterator[StoredObject]: ...
+
+
+class LocalStore:
+    """Files under a root folder. Writes go to a temporary name first, then are renamed."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / safe_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise UnsafeKeyError(f"key {key!r} resolves outside {self.root}")
+        return path
+
+    def uri(self, key: str) -> str:
+        return str(self.path(key))
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self.path(key).stat().st_size
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def open_read(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def _atomic_write(self, key: str, write) -> None:
+        dest = self.path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._atomic_write(key, lambda fh: fh.write(data))
+
+    def write_stream(self, key: str, stream: BinaryIO) -> None:
+        self._atomic_write(key, lambda fh: shutil.copyfileobj(stream, fh, CHUNK_SIZE))
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        src, dest = self.path(src_key), self.path(dst_key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            dest.unlink()
+        try:
+            os.link(src, dest)  # same bytes, no extra disk
+        except OSError:
+            shutil.copyfile(src, dest)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        base = self.path(prefix)
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = Path(dirpath) / name
+                try:
+                    stat = full.stat()
+                except FileNotFoundError:  # removed while listing
+                    continue
+                yield StoredObject(
+                    key=full.relative_to(self.root).as_posix(),
+                    size=stat.st_size,
+                    modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                )
+
+
+class S3Store:
+    """Objects under ``s3://bucket/prefix/`` through a boto3 client (from dagster-aws's S3Resource)."""
+
+    def __init__(self, client, bucket: str, prefix: str = ""):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    def _full(self, key: str) -> str:
+        key = safe_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            return True
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def size(self, key: str) -> int:
+        return self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"]
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def write_stream(self, key: str, stream: BinaryIO) -> None:
+        self.client.upload_fileobj(stream, self.bucket, self._full(key))
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        self.client.copy_object(
+            Bucket=self.bucket,
+            Key=self._full(dst_key),
+            CopySource={"Bucket": self.bucket, "Key": self._full(src_key)},
+        )
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        full_prefix = self._full(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            for obj in page.get("Contents", []):
+                yield StoredObject(
+                    key=obj["Key"][strip:],
+                    size=obj["Size"],
+                    modified=obj["LastModified"].astimezone(timezone.utc),
+                )
+
+
+def copy_with_sha256(src: ObjectStore, src_key: str) -> tuple[str, int, tempfile.SpooledTemporaryFile]:
+    """Read an object once, hashing while copying it into a spooled temp file.
+
+    Returns (sha256 hex, size, the temp file rewound to 0) so the caller can decide where the
+    bytes go (content-addressed) without reading the source twice.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK_SIZE)
+    with src.open_read(src_key) as stream:
+        while chunk := stream.read(CHUNK_SIZE):
+            digest.update(chunk)
+            spool.write(chunk)
+            size += len(chunk)
+    spool.seek(0)
+    return digest.hexdigest(), size, spool
+
+
+def sha256_of(store: ObjectStore, key: str) -> str:
+    digest = hashlib.sha256()
+    with store.open_read(key) as stream:
+        while chunk := stream.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
