@@ -3,17 +3,25 @@
 from dagster import Definitions
 
 from coin_assets.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
+from coin_assets.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
+from coin_assets.assets.predictions import coin_predictions, review_queue
+from coin_assets.assets.review import review_labels
 from coin_assets.checks import ingestion_checks
-from coin_assets.jobs import ingestion_job
-from coin_assets.resources import CoinStorage, duckdb_from_env
-from coin_assets.schedules import daily_ingestion_schedule
-from coin_assets.sensors import upload_sensor
+from coin_assets.jobs import ingestion_job, prediction_job, review_job, rollback_job, training_job
+from coin_assets.model_checks import model_checks
+from coin_assets.resources import default_resources
+from coin_assets.schedules import daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule
+from coin_assets.sensors import retraining_sensor, review_sensor, upload_sensor
 
 defs = Definitions(
-    assets=[coin_uploads, bronze_images, silver_images, gold_images],
-    asset_checks=ingestion_checks,
-    jobs=[ingestion_job],
-    sensors=[upload_sensor],
-    schedules=[daily_ingestion_schedule],
-    resources={"storage": CoinStorage.from_env(), "duckdb": duckdb_from_env()},
+    assets=[
+        coin_uploads, bronze_images, silver_images, gold_images,
+        review_labels, training_set, coin_year_model, model_evaluation, promotion_decision,
+        coin_predictions, review_queue,
+    ],
+    asset_checks=[*ingestion_checks, *model_checks],
+    jobs=[ingestion_job, training_job, prediction_job, review_job, rollback_job],
+    sensors=[upload_sensor, review_sensor, retraining_sensor],
+    schedules=[daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule],
+    resources=default_resources(),
 )

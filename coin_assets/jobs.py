@@ -1,9 +1,15 @@
-"""Jobs: named selections of assets (their checks come along)."""
+"""Jobs: named selections of assets (their checks come along), and the rollback job."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
+from pydantic import Field
 
 from coin_assets.assets.ingestion import bronze_images, gold_images, silver_images
+from coin_assets.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
+from coin_assets.assets.predictions import coin_predictions, review_queue
+from coin_assets.assets.review import review_labels
+from coin_assets.ml import registry as reg
 from coin_assets.partitions import daily_partitions
+from coin_assets.resources import MlflowRegistry
 
 ingestion_job = define_asset_job(
     "ingestion_job",
@@ -11,3 +17,42 @@ ingestion_job = define_asset_job(
     partitions_def=daily_partitions,
     description="uploads → bronze → silver → gold for one UTC day, with the ingestion checks.",
 )
+
+training_job = define_asset_job(
+    "training_job",
+    selection=AssetSelection.assets(training_set, coin_year_model, model_evaluation, promotion_decision),
+    description="training set → model → evaluation against production → promotion decision.",
+)
+
+prediction_job = define_asset_job(
+    "prediction_job",
+    selection=AssetSelection.assets(coin_predictions, review_queue),
+    partitions_def=daily_partitions,
+    description="Score one day's coins with the production model and queue doubtful ones for review.",
+)
+
+review_job = define_asset_job(
+    "review_job",
+    selection=AssetSelection.assets(review_labels),
+    description="Read review verdicts from uploads/reviews/ into gold labels.",
+)
+
+
+class RollbackConfig(Config):
+    actor: str = Field(description="who rolls back (recorded on the model versions)")
+    reason: str = Field(description="why (recorded on the model versions)")
+    to_version: str | None = Field(None, description="version to restore; default: the previous production")
+
+
+@op
+def rollback_production(context: OpExecutionContext, config: RollbackConfig, mlflow_registry: MlflowRegistry) -> dict:
+    """Point `production` back at the previous version, recording who and why."""
+    result = reg.rollback(mlflow_registry.client(), mlflow_registry.model_name, config.actor, config.reason,
+                          to_version=config.to_version)
+    context.log.info(f"production: v{result.from_version} → v{result.to_version} by {result.actor}: {result.reason}")
+    return {"from_version": result.from_version, "to_version": result.to_version}
+
+
+@job(description="Rollback in one step: production → previous version (config: actor, reason[, to_version]).")
+def rollback_job():
+    rollback_production()

@@ -70,3 +70,75 @@ def duckdb_from_env() -> DuckDBResource:
     database = os.getenv("COIN_ASSETS_DUCKDB") or str(Path(data_dir()) / "coin_assets.duckdb")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     return DuckDBResource(database=database)
+
+
+class MlflowRegistry(ConfigurableResource):
+    """MLflow tracking and Model Registry settings shared by the model assets, sensors and CLI.
+
+    Runs themselves are opened by dagster-mlflow's `mlflow_tracking` resource (key ``mlflow``),
+    configured from the same values by `mlflow_tracking_from_env`.
+    """
+
+    tracking_uri: str
+    experiment_name: str = "coin_year"
+    model_name: str = "coin_year_regressor"
+    artifact_root: str | None = None  # where a new experiment keeps artifacts (local default: data/mlflow/artifacts)
+
+    def activate(self):
+        import mlflow
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        self.activate()
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def ensure_experiment(self) -> str:
+        """Create the experiment with its artifact location under the data root (MLflow would
+        otherwise put artifacts in ./mlruns of whatever folder the process started in)."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = self.artifact_root
+        if location and "://" not in location:
+            Path(location).mkdir(parents=True, exist_ok=True)
+            location = Path(location).resolve().as_uri()
+        return client.create_experiment(self.experiment_name, artifact_location=location)
+
+    @classmethod
+    def from_env(cls) -> MlflowRegistry:
+        root = Path(data_dir()).resolve()
+        default_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+        return cls(
+            tracking_uri=os.getenv("MLFLOW_TRACKING_URI") or default_uri,
+            experiment_name=os.getenv("COIN_ASSETS_MLFLOW_EXPERIMENT", "coin_year"),
+            model_name=os.getenv("COIN_ASSETS_MODEL_NAME", "coin_year_regressor"),
+            artifact_root=os.getenv("COIN_ASSETS_MLFLOW_ARTIFACTS") or str(root / "mlflow" / "artifacts"),
+        )
+
+
+def mlflow_tracking_for(registry: MlflowRegistry):
+    """dagster-mlflow's run-tracking resource pointed at the same tracking server."""
+    from dagster_mlflow import mlflow_tracking
+
+    return mlflow_tracking.configured(
+        {"experiment_name": registry.experiment_name, "mlflow_tracking_uri": registry.tracking_uri}
+    )
+
+
+def default_resources() -> dict:
+    """The resources every entry point uses (Definitions, the CLI), from the environment."""
+    registry = MlflowRegistry.from_env()
+    return {
+        "storage": CoinStorage.from_env(),
+        "duckdb": duckdb_from_env(),
+        "mlflow_registry": registry,
+        "mlflow": mlflow_tracking_for(registry),
+    }

@@ -1,18 +1,31 @@
-"""Schedules. The upload sensor is on by default; this daily sweep is off by default (turn it on
-where uploads may bypass the sensor, e.g. bulk copies into S3)."""
+"""Schedules. On by default: weekly retraining and daily predictions. Off by default: the daily
+ingestion sweep (the upload sensor does that work; turn it on where uploads may bypass the sensor)."""
+
+from datetime import timedelta
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
-from coin_assets.jobs import ingestion_job
+from coin_assets.jobs import ingestion_job, prediction_job, training_job
 
 
-@schedule(
-    job=ingestion_job,
-    cron_schedule="50 23 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Re-materializes today's partition at 23:50 UTC, catching anything the sensor did not see.",
-)
+@schedule(job=ingestion_job, cron_schedule="50 23 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.STOPPED,
+          description="Re-materializes today's partition at 23:50 UTC, catching anything the sensor did not see.")
 def daily_ingestion_schedule(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.date().isoformat()
-    return RunRequest(partition_key=day, run_key=f"daily:{day}")
+    return RunRequest(partition_key=day, run_key=f"ingest:{day}")
+
+
+@schedule(job=prediction_job, cron_schedule="30 0 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING,
+          description="Scores yesterday's coins with the production model at 00:30 UTC and refreshes the review queue.")
+def daily_prediction_schedule(context: ScheduleEvaluationContext):
+    day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+    return RunRequest(partition_key=day, run_key=f"predict:{day}")
+
+
+@schedule(job=training_job, cron_schedule="0 3 * * 1", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING,
+          description="Weekly retraining (Monday 03:00 UTC); an unchanged training set registers no new version.")
+def weekly_retraining_schedule(context: ScheduleEvaluationContext):
+    return RunRequest(run_key=f"weekly:{context.scheduled_execution_time.date().isoformat()}")

@@ -1,22 +1,35 @@
-"""Sensors: the upload zone starts ingestion runs for the days that have new or changed files."""
-
+"""Sensors: uploads start ingestion, review files start label updates, new labels start retraining."""
 
 import json
 import os
 
+import duckdb as duckdb_module
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster_duckdb import DuckDBResource
 
-from coin_assets.core.uploads import DEFAULT_SETTLE_SECONDS, fingerprints_by_partition, list_uploads
-from coin_assets.jobs import ingestion_job
+from coin_assets.core.predictions import labelled_coin_count
+from coin_assets.core.uploads import (
+    DEFAULT_SETTLE_SECONDS,
+    REVIEW_PREFIX,
+    fingerprints_by_partition,
+    list_uploads,
+)
+from coin_assets.jobs import ingestion_job, review_job, training_job
+from coin_assets.ml import registry as reg
 from coin_assets.partitions import daily_partitions
-from coin_assets.resources import CoinStorage
+from coin_assets.resources import CoinStorage, MlflowRegistry
 
 UPLOAD_SENSOR_INTERVAL = int(os.getenv("COIN_ASSETS_SENSOR_INTERVAL", "30"))
+RETRAIN_SENSOR_INTERVAL = int(os.getenv("COIN_ASSETS_RETRAIN_INTERVAL", "300"))
 
 
 def settle_seconds() -> float:
     """A file modified more recently than this may still be being written; wait a tick."""
     return float(os.getenv("COIN_ASSETS_SETTLE_SECONDS", str(DEFAULT_SETTLE_SECONDS)))
+
+
+def retrain_threshold() -> int:
+    return int(os.getenv("COIN_ASSETS_RETRAIN_NEW_LABELS", "50"))
 
 
 @sensor(
@@ -36,10 +49,52 @@ def upload_sensor(context: SensorEvaluationContext, storage: CoinStorage):
         if cursor.get(day) == fingerprint:
             continue
         if day not in valid_days:
-            context.log.warning(f"uploads for {day} are outside the partitions {daily_partitions}; ignored")
+            context.log.warning(f"uploads for {day} are outside the daily partitions; ignored")
             continue
-        requests.append(RunRequest(partition_key=day, run_key=f"{day}:{fingerprint}", tags={"coin_assets/trigger": "upload_sensor"}))
+        requests.append(RunRequest(partition_key=day, run_key=f"{day}:{fingerprint}",
+                                   tags={"coin_assets/trigger": "upload_sensor"}))
         cursor[day] = fingerprint
+    new_cursor = json.dumps(cursor, sort_keys=True)
     if not requests:
-        return SensorResult(skip_reason=SkipReason(f"no new settled uploads among {len(files)} files"), cursor=json.dumps(cursor, sort_keys=True))
-    return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+        return SensorResult(skip_reason=SkipReason(f"no new settled uploads among {len(files)} files"), cursor=new_cursor)
+    return SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+@sensor(job=review_job, minimum_interval_seconds=UPLOAD_SENSOR_INTERVAL, default_status=DefaultSensorStatus.RUNNING,
+        description="Runs review_labels when review verdict files in uploads/reviews/ appear or change.")
+def review_sensor(context: SensorEvaluationContext, storage: CoinStorage):
+    objects = [o for o in storage.store().list(REVIEW_PREFIX) if o.key.lower().endswith(".csv")]
+    if not objects:
+        return SkipReason("no review files")
+    fingerprint = json.dumps(sorted((o.key, o.size, o.modified.timestamp()) for o in objects))
+    import hashlib
+
+    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    if context.cursor == key:
+        return SkipReason("review files unchanged")
+    return SensorResult(run_requests=[RunRequest(run_key=f"reviews:{key}")], cursor=key)
+
+
+def retraining_due(labelled_now: int, labelled_at_production: int | None, threshold: int) -> bool:
+    """Enough new labelled coins since the production model was trained (or enough for a first model)."""
+    return labelled_now - (labelled_at_production or 0) >= threshold
+
+
+@sensor(job=training_job, minimum_interval_seconds=RETRAIN_SENSOR_INTERVAL, default_status=DefaultSensorStatus.RUNNING,
+        description="Retrains when COIN_ASSETS_RETRAIN_NEW_LABELS (default 50) labelled coins arrived since the "
+        "production model was trained.")
+def retraining_sensor(context: SensorEvaluationContext, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry):
+    try:
+        # Short read: never hold the file while ingestion runs write it.
+        with duckdb_module.connect(duckdb.database, read_only=True) as conn:
+            labelled = labelled_coin_count(conn)
+    except (duckdb_module.IOException, duckdb_module.CatalogException) as err:
+        return SkipReason(f"metadata not readable right now ({err.__class__.__name__}); next tick")
+    production = reg.get_alias_version(mlflow_registry.client(), mlflow_registry.model_name, reg.PRODUCTION)
+    at_production = int(production.tags.get("labelled_coins", 0)) if production else None
+    threshold = retrain_threshold()
+    if not retraining_due(labelled, at_production, threshold):
+        return SkipReason(f"{labelled} labelled coins, {at_production or 0} at production v"
+                          f"{production.version if production else '-'}; threshold {threshold}")
+    return RunRequest(run_key=f"retrain:{labelled}", tags={"coin_assets/trigger": "retraining_sensor",
+                                                            "coin_assets/labelled_coins": str(labelled)})

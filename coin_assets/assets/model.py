@@ -1,0 +1,308 @@
+"""gold → training_set → coin_year_model → model_evaluation → promotion_decision."""
+
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, Output, asset
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from coin_assets.asset_metadata import markdown_table, png_markdown
+from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
+from coin_assets.assets.review import review_labels
+from coin_assets.ml import registry as reg
+from coin_assets.ml import training_set as ts
+from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
+from coin_assets.ml.train import TrainConfig, train_model
+from coin_assets.resources import CoinStorage, MlflowRegistry
+
+DEFAULT_TRAIN = TrainConfig()
+
+
+class TrainingRunConfig(Config):
+    """Every training choice, settable as run config in the launchpad."""
+
+    backbone: str = Field(DEFAULT_TRAIN.backbone, description="resnet18 | mobilenet_v3_small | mobilenet_v3_large")
+    mode: str = Field(DEFAULT_TRAIN.mode, description="shared: one backbone for both sides; dual: one per side")
+    projection_dim: int | None = DEFAULT_TRAIN.projection_dim
+    image_size: int = DEFAULT_TRAIN.image_size
+    epochs: int = DEFAULT_TRAIN.epochs
+    batch_size: int = DEFAULT_TRAIN.batch_size
+    learning_rate: float = DEFAULT_TRAIN.learning_rate
+    weight_decay: float = DEFAULT_TRAIN.weight_decay
+    augment: bool = DEFAULT_TRAIN.augment
+    seed: int = DEFAULT_TRAIN.seed
+    device: str = Field(DEFAULT_TRAIN.device, description="auto uses a GPU when one is present")
+    num_workers: int = DEFAULT_TRAIN.num_workers
+    weights_path: str | None = Field(None, description="optional local state_dict to initialise the backbone")
+    max_steps: int | None = Field(None, description="stop after this many optimiser steps (smoke runs)")
+    retrain_same_data: bool = Field(False, description="train even if a version exists for this data and config")
+
+    def train_config(self) -> TrainConfig:
+        fields = self.model_dump()
+        fields.pop("retrain_same_data")
+        return TrainConfig(**fields)
+
+
+class PromotionConfig(Config):
+    min_mae_improvement: float = Field(0.0, description="candidate must beat production MAE by this many years")
+
+
+@asset(deps=[gold_images, review_labels], group_name="model", kinds={"duckdb", "parquet"}, pool=DUCKDB_POOL)
+def training_set(
+    context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
+) -> Output[dict]:
+    """All labelled coins with both sides in gold, across all partitions, with a train/val/test split
+    that is a function of the coin id. Snapshot: ml/training_sets/<content hash>.parquet."""
+    with duckdb.get_connection() as conn:
+        frame = ts.labelled_coins(conn)
+    digest = ts.content_hash(frame)
+    snapshot = f"{ts.SNAPSHOT_PREFIX}/{digest}.parquet"
+    store = storage.store()
+    if not store.exists(snapshot):
+        store.write_bytes(snapshot, ts.to_parquet_bytes(frame))
+    mlflow_registry.ensure_experiment()
+    counts = ts.split_counts(frame)
+    value = {
+        "snapshot_path": snapshot,
+        "content_hash": digest,
+        "coins": len(frame),
+        "splits": counts,
+        "partitions": sorted({str(d)[:10] for d in frame["partition_date"]}),
+    }
+    return Output(
+        value,
+        metadata={
+            "content_hash": digest,
+            "snapshot_path": snapshot,
+            "coins": len(frame),
+            **{f"{k}_coins": v for k, v in counts.items()},
+            "year_histogram": _year_histogram(frame),
+            "preview": markdown_table(frame[["coin_id", "partition_date", "label_year", "label_source", "split"]]),
+        },
+    )
+
+
+def _year_histogram(frame: pd.DataFrame) -> MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    for split in ts.SPLITS:
+        years = frame.loc[frame["split"] == split, "label_year"]
+        if len(years):
+            ax.hist(years, bins=30, alpha=0.6, label=f"{split} ({len(years)})")
+    ax.set_xlabel("label year")
+    ax.set_ylabel("coins")
+    ax.legend()
+    return png_markdown(fig)
+
+
+def _load_frame(storage: CoinStorage, training: dict) -> pd.DataFrame:
+    return ts.from_parquet_bytes(storage.store().read_bytes(training["snapshot_path"]))
+
+
+@asset(
+    group_name="model",
+    kinds={"pytorch", "mlflow"},
+    required_resource_keys={"mlflow"},
+    output_required=False,
+)
+def coin_year_model(
+    context: AssetExecutionContext,
+    config: TrainingRunConfig,
+    training_set: dict,
+    storage: CoinStorage,
+    mlflow_registry: MlflowRegistry,
+):
+    """A dual-image year regressor (torchvision backbone, weights=None) trained on the training set,
+    tracked in MLflow (params, per-epoch curves, model with signature, training data, Dagster run id)
+    and registered as a new version. Skips (no new version) when this data and config were trained."""
+    train_config = config.train_config()
+    cfg_hash = config_hash(train_config)
+    client = mlflow_registry.client()
+    existing = reg.find_version(client, mlflow_registry.model_name, training_set["content_hash"], cfg_hash)
+    if existing is not None and not config.retrain_same_data:
+        context.log.info(
+            f"version {existing.version} was already trained on training set {training_set['content_hash'][:12]} "
+            "with this config: no new version registered"
+        )
+        import mlflow
+
+        mlflow.end_run(status="KILLED")  # the run dagster-mlflow opened for this step has nothing in it
+        return
+    frame = _load_frame(storage, training_set)
+    train_records, val_records = coin_records(frame, "train"), coin_records(frame, "val")
+    if len(train_records) < 2 or not val_records:
+        raise ValueError(
+            f"training set {training_set['content_hash'][:12]} has {len(train_records)} train and "
+            f"{len(val_records)} validation coins: label more coins before training"
+        )
+    read_bytes = storage.store().read_bytes
+    mlflow = context.resources.mlflow
+    mlflow.log_params({f"train.{k}": v for k, v in asdict(train_config).items()})
+    mlflow.log_params({"training_set.coins": len(frame), **{f"training_set.{k}": v for k, v in training_set["splits"].items()}})
+    partitions = training_set["partitions"]
+    mlflow.set_tags({
+        "training_set_hash": training_set["content_hash"],
+        "config_hash": cfg_hash,
+        "dagster_run_id": context.run.run_id,
+        "partition_range": f"{partitions[0]}..{partitions[-1]}" if partitions else "",
+    })
+    import mlflow as mlflow_module
+
+    mlflow_module.log_input(
+        mlflow_module.data.from_pandas(
+            frame, source=storage.store().uri(training_set["snapshot_path"]), name="training_set",
+            digest=training_set["content_hash"][:36],
+        ),
+        context="training",
+    )
+
+    def on_epoch_end(row: dict) -> None:
+        mlflow_module.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        context.log.info(f"epoch {row['epoch']}: {row}")
+
+    result = train_model(train_records, val_records, train_config, on_epoch_end=on_epoch_end, read_bytes=read_bytes)
+    final_val = result.history[-1] if result.history else {}
+    mlflow_module.log_metrics({"final_val_mae": float(final_val.get("val_mae", np.nan)),
+                               "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
+    mlflow_module.log_figure(_curve_figure(result.history), "learning_curve.png")
+    example = example_from_records(val_records, train_config.image_size, read_bytes)
+    info = reg.log_coin_model(result.model, example, registered_model_name=mlflow_registry.model_name)
+    version = str(info.registered_model_version)
+    run_id = mlflow_module.active_run().info.run_id
+    for key, value in {
+        "training_set_hash": training_set["content_hash"], "config_hash": cfg_hash,
+        "image_size": train_config.image_size, "labelled_coins": len(frame), "dagster_run_id": context.run.run_id,
+        "backbone": train_config.backbone, "mode": train_config.mode,
+    }.items():
+        client.set_model_version_tag(mlflow_registry.model_name, version, key, str(value))
+    mlflow_module.end_run()
+    yield Output(
+        {"model_name": mlflow_registry.model_name, "version": version, "run_id": run_id,
+         "image_size": train_config.image_size, "training_set_hash": training_set["content_hash"],
+         "snapshot_path": training_set["snapshot_path"]},
+        metadata={
+            "model_version": version,
+            "mlflow_run_id": run_id,
+            "model_uri": reg.model_version_uri(mlflow_registry.model_name, version),
+            "val_mae": float(final_val.get("val_mae", np.nan)),
+            "epochs": len(result.history),
+            "train_seconds": round(result.seconds, 1),
+            "train_pairs_per_second": round(result.pairs_per_second, 1),
+            "learning_curve": png_markdown(_curve_figure(result.history)),
+            "history": markdown_table(pd.DataFrame(result.history), limit=50),
+        },
+    )
+
+
+def _curve_figure(history: list[dict]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    epochs = [h["epoch"] for h in history]
+    for key in ("train_mae", "val_mae"):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MAE (years)")
+    ax.legend()
+    return fig
+
+
+@asset(group_name="model", kinds={"pytorch", "mlflow"})
+def model_evaluation(
+    context: AssetExecutionContext, coin_year_model: dict, storage: CoinStorage, mlflow_registry: MlflowRegistry
+) -> Output[dict]:
+    """The candidate and the production version scored on the same frozen test split (MAE, RMSE,
+    median error, exact, within ±2 years, 90 % interval coverage), logged to the candidate's MLflow run."""
+    import mlflow
+
+    client = mlflow_registry.client()
+    name = mlflow_registry.model_name
+    frame = _load_frame(storage, coin_year_model)
+    test_records = coin_records(frame, "test")
+    if not test_records:
+        raise ValueError("the training set has no test coins: nothing to evaluate on")
+    read_bytes = storage.store().read_bytes
+    scored = {}
+    production = reg.get_alias_version(client, name, reg.PRODUCTION)
+    versions = {"candidate": coin_year_model["version"]}
+    if production is not None and production.version != coin_year_model["version"]:
+        versions["production"] = production.version
+    for role, version in versions.items():
+        model = mlflow.pytorch.load_model(reg.model_version_uri(name, version), map_location="cpu")
+        image_size = int(client.get_model_version(name, version).tags.get("image_size", coin_year_model["image_size"]))
+        scored[role] = score(model, test_records, image_size, read_bytes)["metrics"]
+    baseline = mean_baseline_mae(frame.loc[frame["split"] == "train", "label_year"], [r.year for r in test_records])
+    for role, metrics in scored.items():
+        client.log_batch(coin_year_model["run_id"], metrics=[
+            mlflow.entities.Metric(f"{role}_test_{k}", float(v), 0, 0) for k, v in metrics.items()
+        ])
+    client.log_batch(coin_year_model["run_id"], metrics=[mlflow.entities.Metric("mean_baseline_test_mae", baseline, 0, 0)])
+    value = {
+        **coin_year_model,
+        "production_version": versions.get("production"),
+        "candidate_metrics": scored["candidate"],
+        "production_metrics": scored.get("production"),
+        "mean_baseline_mae": baseline,
+        "test_coins": len(test_records),
+    }
+    table = pd.DataFrame([{"model": f"{role} v{versions[role]}", **m} for role, m in scored.items()])
+    return Output(value, metadata={
+        "candidate_version": versions["candidate"],
+        "production_version": versions.get("production") or "none",
+        "test_coins": len(test_records),
+        "candidate_test_mae": float(scored["candidate"]["mae"]),
+        "mean_baseline_mae": round(baseline, 3),
+        "metrics": markdown_table(table),
+    })
+
+
+@asset(group_name="model", kinds={"mlflow"})
+def promotion_decision(
+    context: AssetExecutionContext, config: PromotionConfig, model_evaluation: dict, mlflow_registry: MlflowRegistry
+) -> Output[dict]:
+    """None → staging when the candidate is sane (finite outputs, signature, a smoke prediction through
+    the loaded MLflow model); staging → production only if it beats production's test MAE by the margin.
+    The first sane model is promoted. The decision and its reason are this asset's value."""
+    client = mlflow_registry.client()
+    name = mlflow_registry.model_name
+    candidate = model_evaluation["version"]
+    uri = reg.model_version_uri(name, candidate)
+    problems = reg.sanity_check(uri, _example_for(model_evaluation))
+    decision = reg.decide_promotion(
+        candidate_version=candidate,
+        candidate_metrics=model_evaluation["candidate_metrics"],
+        production_version=model_evaluation["production_version"],
+        production_metrics=model_evaluation["production_metrics"],
+        sanity_problems=problems,
+        min_mae_improvement=config.min_mae_improvement,
+    )
+    reg.apply_decision(client, name, decision)
+    (context.log.info if decision.promote else context.log.warning)(f"v{candidate}: {decision.reason}")
+    value = asdict(decision)
+    rows = [{"model": f"candidate v{candidate}", **decision.candidate_metrics}]
+    if decision.production_metrics:
+        rows.append({"model": f"production v{decision.production_version}", **decision.production_metrics})
+    return Output(value, metadata={
+        "promoted": decision.promote,
+        "staged": decision.staged,
+        "reason": decision.reason,
+        "candidate_version": candidate,
+        "previous_production_version": decision.production_version or "none",
+        "production_version_now": getattr(reg.get_alias_version(client, name, reg.PRODUCTION), "version", None) or "none",
+        "metrics": markdown_table(pd.DataFrame(rows)),
+    })
+
+
+def _example_for(evaluation: dict) -> np.ndarray:
+    from coin_assets.ml.lifecycle import input_example
+
+    return input_example(int(evaluation["image_size"]), batch=2)

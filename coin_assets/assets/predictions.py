@@ -1,0 +1,105 @@
+"""promotion_decision + gold → coin_predictions → review_queue."""
+
+import os
+
+import pandas as pd
+from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from coin_assets.asset_metadata import markdown_table
+from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
+from coin_assets.assets.model import promotion_decision
+from coin_assets.core import predictions as preds
+from coin_assets.core.metadata import utcnow
+from coin_assets.ml import registry as reg
+from coin_assets.ml.lifecycle import Z_90, coin_records
+from coin_assets.ml.train import predict
+from coin_assets.partitions import daily_partitions
+from coin_assets.resources import CoinStorage, MlflowRegistry
+
+
+class ReviewQueueConfig(Config):
+    max_interval_years: float = Field(
+        float(os.getenv("COIN_ASSETS_REVIEW_MAX_INTERVAL", "20")),
+        description="queue a prediction whose 90 % interval is wider than this many years",
+    )
+    label_tolerance_years: float = Field(5.0, description="queue when a known label differs by more than this")
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[gold_images, promotion_decision],
+    group_name="predictions",
+    kinds={"pytorch", "duckdb"},
+    pool=DUCKDB_POOL,
+    output_required=False,
+)
+def coin_predictions(
+    context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
+):
+    """Every paired coin of the day scored by the model that is `production` when the run starts, with a
+    90 % interval. Rows are appended to the DuckDB `predictions` table (history is kept per model
+    version) and the gold rows' model_version is filled in."""
+    import mlflow
+
+    client = mlflow_registry.client()
+    production = reg.get_alias_version(client, mlflow_registry.model_name, reg.PRODUCTION)
+    if production is None:
+        context.log.warning("no model has the `production` alias yet: nothing scored")
+        return
+    model = mlflow.pytorch.load_model(reg.model_version_uri(mlflow_registry.model_name, production.version),
+                                      map_location="cpu")
+    image_size = int(production.tags.get("image_size", 128))
+    with duckdb.get_connection() as conn:
+        coins = preds.coins_to_score(conn, context.partition_key)
+    years, sigmas = (predict(model, coin_records(coins), image_size=image_size, read_bytes=storage.store().read_bytes)
+                     if len(coins) else ([], []))
+    frame = pd.DataFrame({
+        "coin_id": coins["coin_id"],
+        "partition_date": context.partition_key,
+        "predicted_year": years,
+        "sigma": sigmas,
+    })
+    frame["lower_90"] = frame["predicted_year"] - Z_90 * frame["sigma"]
+    frame["upper_90"] = frame["predicted_year"] + Z_90 * frame["sigma"]
+    frame["model_name"] = mlflow_registry.model_name
+    frame["model_version"] = str(production.version)
+    frame["predicted_at"] = utcnow()
+    frame["dagster_run_id"] = context.run.run_id
+    with duckdb.get_connection() as conn:
+        added = preds.insert_predictions(conn, frame)
+    yield MaterializeResult(metadata={
+        "model_version": str(production.version),
+        "coins_scored": len(frame),
+        "new_rows": added,
+        "mean_interval_years": float((frame["upper_90"] - frame["lower_90"]).mean()) if len(frame) else 0.0,
+        "preview": markdown_table(frame[["coin_id", "predicted_year", "lower_90", "upper_90"]]),
+    })
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[coin_predictions],
+    group_name="predictions",
+    kinds={"duckdb"},
+    pool=DUCKDB_POOL,
+)
+def review_queue(
+    context: AssetExecutionContext, config: ReviewQueueConfig, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
+) -> MaterializeResult:
+    """Predictions of the day that a person should look at: interval too wide, or disagreeing with a known
+    label. Verdicts come back as `uploads/reviews/*.csv` (coin_id,year,reviewer) or `python -m
+    coin_assets.cli review`."""
+    production = reg.get_alias_version(mlflow_registry.client(), mlflow_registry.model_name, reg.PRODUCTION)
+    version = str(production.version) if production else None
+    with duckdb.get_connection() as conn:
+        queue = (preds.refresh_review_queue(conn, context.partition_key, version, config.max_interval_years,
+                                            config.label_tolerance_years)
+                 if version else pd.DataFrame())
+    return MaterializeResult(metadata={
+        "model_version": version or "none",
+        "queued": len(queue),
+        "queue": markdown_table(queue[["coin_id", "predicted_year", "lower_90", "upper_90", "label_year", "reason"]]
+                                if len(queue) else queue, limit=25),
+    })

@@ -1,0 +1,33 @@
+"""Review verdicts from people back into gold as labels (the loop that improves the next model)."""
+
+from dagster import AssetExecutionContext, Output, asset
+from dagster_duckdb import DuckDBResource
+
+from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
+from coin_assets.core.review import apply_verdicts, parse_verdicts
+from coin_assets.core.uploads import REVIEW_PREFIX
+from coin_assets.resources import CoinStorage
+
+
+@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_POOL, deps=[gold_images])
+def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> Output[dict]:
+    """Verdicts from people (CSV files in uploads/reviews/), stored in `review_labels` and written onto the
+    coins' gold rows as label_source='review' with who and when. Files are kept; re-reading is idempotent."""
+    store = storage.store()
+    verdicts, problems, files = [], [], 0
+    for obj in store.list(REVIEW_PREFIX):
+        if not obj.key.lower().endswith(".csv"):
+            continue
+        files += 1
+        found, bad = parse_verdicts(store.read_bytes(obj.key), obj.key, obj.modified)
+        verdicts += found
+        problems += bad
+    for problem in problems:
+        context.log.warning(problem)
+    with duckdb.get_connection() as conn:
+        applied = apply_verdicts(conn, verdicts)
+        total = conn.execute("SELECT count(*) FROM review_labels").fetchone()[0]
+    return Output({"verdicts": applied, "problems": problems}, metadata={
+        "files": files, "verdicts_read": applied, "review_labels_total": total, "rejected_lines": len(problems),
+        "problems": "\n".join(problems[:20]) or "none",
+    })

@@ -1,0 +1,177 @@
+"""Command line: headless demo run, rollback, review verdicts.
+
+    python -m coin_assets.cli headless [--days 2026-11-22 ...] [--skip-training]
+    python -m coin_assets.cli rollback --actor alice --reason "v3 misreads 19xx" [--to-version 2]
+    python -m coin_assets.cli review --coin-id coin-s0-000012 --year 1987 --reviewer alice
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from coin_assets.core.uploads import list_uploads
+
+
+def _instance() -> DagsterInstance:
+    import os
+
+    return DagsterInstance.get() if os.getenv("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+
+def _peak_rss_mib() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def _checks_summary(result) -> tuple[int, list[str]]:
+    evaluations = result.get_asset_check_evaluations()
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+    return len(evaluations), failed
+
+
+def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None) -> dict:
+    """Materialize every asset for the given (default: all uploaded) days, in-process, and summarise."""
+    from coin_assets.definitions import defs
+    from coin_assets.resources import default_resources
+
+    resources = default_resources()
+    store = resources["storage"].store()
+    days = days or sorted({f.partition for f in list_uploads(store)})
+    assets = [*defs.assets, *defs.asset_checks]
+    instance = _instance()
+    summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": []}, "seconds": {}}
+    ingest_sel = AssetSelection.assets("bronze_images", "silver_images", "gold_images")
+    layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
+                    for name in ("bronze_images", "silver_images", "gold_images")}
+    started = time.perf_counter()
+    for day in days:
+        result = materialize(assets, partition_key=day, selection=ingest_sel | ingest_sel.checks_for_assets(ingest_sel),
+                             resources=resources, instance=instance, raise_on_error=True)
+        for event in result.get_asset_materialization_events():
+            mat = event.step_materialization_data.materialization
+            name = mat.asset_key.to_user_string()
+            totals = layer_totals[name]
+            for key in ("processed", "skipped_unchanged", "quarantined", "seconds"):
+                totals[key] += mat.metadata[key].value
+        n, failed = _checks_summary(result)
+        summary["checks"]["run"] += n
+        summary["checks"]["failed"] += [f"{day} {f}" for f in failed]
+    summary["seconds"]["ingestion"] = round(time.perf_counter() - started, 2)
+    summary["layers"] = layer_totals
+    with resources["duckdb"].get_connection() as conn:
+        summary["tables"] = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                             for t in ("uploads", "silver_images", "gold_images", "quarantine")}
+        summary["tables"]["paired_coins"] = conn.execute("SELECT count(*) FROM coins WHERE paired").fetchone()[0]
+    if train:
+        started = time.perf_counter()
+        model_sel = AssetSelection.assets("review_labels", "training_set", "coin_year_model", "model_evaluation",
+                                          "promotion_decision")
+        run_config = {"ops": {"coin_year_model": {"config": train_config}}} if train_config else None
+        result = materialize(assets, selection=model_sel | model_sel.checks_for_assets(model_sel),
+                             resources=resources, instance=instance, run_config=run_config, raise_on_error=True)
+        n, failed = _checks_summary(result)
+        summary["checks"]["run"] += n
+        summary["checks"]["failed"] += failed
+        for event in result.get_asset_materialization_events():
+            mat = event.step_materialization_data.materialization
+            if mat.asset_key.to_user_string() in ("model_evaluation", "promotion_decision", "coin_year_model"):
+                summary.setdefault("model", {}).update({
+                    k: v.value for k, v in mat.metadata.items()
+                    if isinstance(v.value, int | float | str | bool) and len(str(v.value)) < 300
+                })
+        summary["seconds"]["training"] = round(time.perf_counter() - started, 2)
+        started = time.perf_counter()
+        pred_sel = AssetSelection.assets("coin_predictions", "review_queue")
+        for day in days:
+            result = materialize(assets, partition_key=day, selection=pred_sel | pred_sel.checks_for_assets(pred_sel),
+                                 resources=resources, instance=instance, raise_on_error=True)
+            n, failed = _checks_summary(result)
+            summary["checks"]["run"] += n
+            summary["checks"]["failed"] += [f"{day} {f}" for f in failed]
+        summary["seconds"]["predictions"] = round(time.perf_counter() - started, 2)
+        with resources["duckdb"].get_connection() as conn:
+            summary["tables"]["predictions"] = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
+            summary["tables"]["review_queue"] = conn.execute("SELECT count(*) FROM review_queue").fetchone()[0]
+    summary["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"days: {', '.join(summary['days'])}")
+    for name, totals in summary["layers"].items():
+        rate = totals["processed"] / totals["seconds"] if totals["seconds"] else 0.0
+        print(f"{name:15s} processed={totals['processed']:5d} unchanged={totals['skipped_unchanged']:5d} "
+              f"quarantined={totals['quarantined']:4d} seconds={totals['seconds']:7.2f} images/s={rate:7.1f}")
+    print("tables: " + ", ".join(f"{k}={v}" for k, v in summary["tables"].items()))
+    if "model" in summary:
+        m = summary["model"]
+        print("model: " + ", ".join(f"{k}={m[k]}" for k in (
+            "model_version", "val_mae", "candidate_test_mae", "mean_baseline_mae", "promoted", "reason",
+            "train_seconds") if k in m))
+    checks = summary["checks"]
+    print(f"checks: {checks['run'] - len(checks['failed'])} passed, {len(checks['failed'])} failed"
+          + (f" ({'; '.join(checks['failed'])})" if checks["failed"] else ""))
+    print("wall seconds: " + ", ".join(f"{k}={v}" for k, v in summary["seconds"].items())
+          + f"; peak RSS {summary['peak_rss_mib']} MiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coin_assets.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    headless = sub.add_parser("headless", help="materialize everything for the uploaded days and print a summary")
+    headless.add_argument("--days", nargs="*", help="partition keys (default: every day in the upload zone)")
+    headless.add_argument("--skip-training", action="store_true", help="ingestion only")
+    headless.add_argument("--train-config", help="JSON run config for coin_year_model, e.g. '{\"epochs\": 2}'")
+    headless.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rollback = sub.add_parser("rollback", help="point production back at the previous model version")
+    rollback.add_argument("--actor", required=True)
+    rollback.add_argument("--reason", required=True)
+    rollback.add_argument("--to-version")
+    review = sub.add_parser("review", help="record a person's verdict: the coin's year")
+    review.add_argument("--coin-id", required=True)
+    review.add_argument("--year", type=int, required=True)
+    review.add_argument("--reviewer", required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "headless":
+        summary = run_headless(args.days, train=not args.skip_training,
+                               train_config=json.loads(args.train_config) if args.train_config else None)
+        print(json.dumps(summary, indent=2, default=str)) if args.json else _print_summary(summary)
+        return 1 if summary["checks"]["failed"] else 0
+    if args.command == "rollback":
+        from coin_assets.ml.registry import rollback as do_rollback
+        from coin_assets.resources import MlflowRegistry
+
+        registry = MlflowRegistry.from_env()
+        try:
+            result = do_rollback(registry.client(), registry.model_name, args.actor, args.reason, args.to_version)
+        except ValueError as err:
+            print(f"rollback refused: {err}", file=sys.stderr)
+            return 2
+        print(f"production: v{result.from_version} -> v{result.to_version} (by {result.actor}: {result.reason})")
+        return 0
+    if args.command == "review":
+        from coin_assets.core.review import record_verdict
+        from coin_assets.resources import duckdb_from_env
+
+        try:
+            with duckdb_from_env().get_connection() as conn:
+                verdict = record_verdict(conn, args.coin_id, args.year, args.reviewer)
+        except ValueError as err:
+            print(f"review refused: {err}", file=sys.stderr)
+            return 2
+        print(f"{verdict.coin_id}: labelled {verdict.year} by {verdict.reviewer} at {verdict.reviewed_at:%Y-%m-%d %H:%M:%S}Z")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""DuckDB SQL for predictions history and the review queue."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from coin_assets.core.metadata import ensure_schema, utcnow
+
+REVIEW_QUEUE_SQL = """
+CREATE TABLE IF NOT EXISTS review_queue (
+    coin_id VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    predicted_year DOUBLE NOT NULL,
+    lower_90 DOUBLE NOT NULL,
+    upper_90 DOUBLE NOT NULL,
+    label_year INTEGER,
+    model_version VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    queued_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (coin_id, model_version)
+)
+"""
+
+
+def coins_to_score(conn, partition: str) -> pd.DataFrame:
+    ensure_schema(conn)
+    return conn.execute(
+        "SELECT coin_id, front_path, back_path, label_year FROM coins WHERE paired AND partition_date = ? ORDER BY coin_id",
+        [partition],
+    ).df()
+
+
+def insert_predictions(conn, frame: pd.DataFrame) -> int:
+    """Append predictions; the same coin scored again by the same model version is not duplicated."""
+    if frame.empty:
+        return 0
+    before = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    conn.register("new_predictions", frame)
+    conn.execute(
+        "INSERT INTO predictions SELECT coin_id, partition_date, predicted_year, sigma, lower_90, upper_90, "
+        "model_name, model_version, predicted_at, dagster_run_id FROM new_predictions ON CONFLICT DO NOTHING"
+    )
+    conn.unregister("new_predictions")
+    conn.execute(
+        "UPDATE gold_images SET model_version = ? WHERE list_contains(?, coin_id)",
+        [str(frame["model_version"].iloc[0]), list(frame["coin_id"])],
+    )
+    return conn.execute("SELECT count(*) FROM predictions").fetchone()[0] - before
+
+
+def refresh_review_queue(conn, partition: str, model_version: str, max_interval_years: float,
+                         label_tolerance_years: float) -> pd.DataFrame:
+    """Predictions of the day by this model whose 90 % interval is wider than allowed, or that
+    disagree with a known label, are queued for a person (replacing the day's queue for this model)."""
+    conn.execute(REVIEW_QUEUE_SQL)
+    conn.execute("DELETE FROM review_queue WHERE partition_date = ? AND model_version = ?", [partition, model_version])
+    conn.execute(
+        """
+        INSERT INTO review_queue
+        SELECT p.coin_id, p.partition_date, p.predicted_year, p.lower_90, p.upper_90, c.label_year, p.model_version,
+               concat_ws('; ',
+                   CASE WHEN p.upper_90 - p.lower_90 > ? THEN
+                        printf('90%% interval %.1f years wide > %.1f', p.upper_90 - p.lower_90, ?) END,
+                   CASE WHEN c.label_year IS NOT NULL AND abs(p.predicted_year - c.label_year) > ? THEN
+                        printf('predicted %.1f but labelled %d', p.predicted_year, c.label_year) END),
+               ?
+        FROM predictions p JOIN coins c USING (coin_id)
+        WHERE p.partition_date = ? AND p.model_version = ?
+          AND (p.upper_90 - p.lower_90 > ? OR (c.label_year IS NOT NULL AND abs(p.predicted_year - c.label_year) > ?))
+        """,
+        [max_interval_years, max_interval_years, label_tolerance_years, utcnow(), partition, model_version,
+         max_interval_years, label_tolerance_years],
+    )
+    return conn.execute(
+        "SELECT * FROM review_queue WHERE partition_date = ? AND model_version = ? ORDER BY upper_90 - lower_90 DESC",
+        [partition, model_version],
+    ).df()
+
+
+def labelled_coin_count(conn) -> int:
+    ensure_schema(conn)
+    return conn.execute("SELECT count(*) FROM coins WHERE paired AND label_year IS NOT NULL").fetchone()[0]

@@ -1,0 +1,112 @@
+"""Asset checks on the model, the promotion decision and the predictions."""
+
+import numpy as np
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue, asset_check
+from dagster_duckdb import DuckDBResource
+
+from coin_assets.assets.ingestion import DUCKDB_POOL
+from coin_assets.assets.model import coin_year_model, promotion_decision
+from coin_assets.assets.predictions import coin_predictions
+from coin_assets.core.uploads import YEAR_MIN
+from coin_assets.ml import registry as reg
+from coin_assets.ml.lifecycle import input_example
+from coin_assets.partitions import daily_partitions
+from coin_assets.resources import MlflowRegistry
+
+YEAR_MAX = 2100
+
+
+def _latest_metadata(context, asset_key: AssetKey) -> dict:
+    event = context.instance.get_latest_materialization_event(asset_key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@asset_check(asset=coin_year_model)
+def model_outputs_are_plausible(context: AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> AssetCheckResult:
+    """The latest registered version, loaded through MLflow, gives finite years within the plausible
+    range and a positive sigma on a smoke batch."""
+    import mlflow
+
+    version = _latest_metadata(context, coin_year_model.key).get("model_version")
+    if version is None:
+        return AssetCheckResult(passed=False, metadata={"problem": "no model version materialized yet"})
+    uri = reg.model_version_uri(mlflow_registry.model_name, version)
+    mlflow_registry.activate()
+    tags = mlflow_registry.client().get_model_version(mlflow_registry.model_name, version).tags
+    out = np.asarray(mlflow.pyfunc.load_model(uri).predict(input_example(int(tags.get("image_size", 128)), batch=4)))
+    problems = []
+    if not np.isfinite(out).all():
+        problems.append("non-finite outputs")
+    elif not ((out[:, 0] >= YEAR_MIN) & (out[:, 0] <= YEAR_MAX)).all():
+        problems.append(f"predicted years {out[:, 0].round(1).tolist()} outside {YEAR_MIN}-{YEAR_MAX}")
+    if np.isfinite(out).all() and not (out[:, 1] > 0).all():
+        problems.append("non-positive sigma")
+    return AssetCheckResult(passed=not problems, metadata={
+        "model_version": version, "smoke_years": MetadataValue.json(out[:, 0].round(2).tolist()),
+        "problems": "; ".join(problems) or "none",
+    })
+
+
+@asset_check(asset=promotion_decision)
+def production_is_best_promoted(context: AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> AssetCheckResult:
+    """`production` points at the promoted version with the best test MAE, unless a rollback chose otherwise."""
+    client = mlflow_registry.client()
+    name = mlflow_registry.model_name
+    production = reg.get_alias_version(client, name, reg.PRODUCTION)
+    promoted = reg.promoted_versions(client, name)
+    if production is None:
+        return AssetCheckResult(passed=not promoted, metadata={"production": "none", "promoted_versions": len(promoted)})
+    maes = {v.version: float(v.tags["test_mae"]) for v in promoted if "test_mae" in v.tags}
+    best = min(maes, key=maes.get) if maes else None
+    rollback = production.tags.get("restored_by_rollback") == "true"
+    passed = rollback or (best is not None and maes[best] >= maes.get(production.version, float("inf")) - 1e-9)
+    return AssetCheckResult(passed=passed, metadata={
+        "production_version": production.version,
+        "best_promoted_version": best or "none",
+        "promoted_test_mae": MetadataValue.json(maes),
+        "restored_by_rollback": rollback,
+    })
+
+
+@asset_check(asset=coin_predictions, partitions_def=daily_partitions, pool=DUCKDB_POOL)
+def predictions_scored_once(
+    context: AssetCheckExecutionContext, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
+) -> AssetCheckResult:
+    """Every paired coin of the day is scored exactly once by the version that scored the day last, no
+    version scored a coin twice, and every version that scored the day exists in the registry."""
+    day = context.partition_key
+    with duckdb.get_connection() as conn:
+        versions = [r[0] for r in conn.execute(
+            "SELECT DISTINCT model_version FROM predictions WHERE partition_date = ?", [day]).fetchall()]
+        latest = conn.execute(
+            "SELECT model_version FROM predictions WHERE partition_date = ? ORDER BY predicted_at DESC LIMIT 1", [day]
+        ).fetchone()
+        # completeness for the version that scored the day last; uniqueness for every version
+        gaps = conn.execute(
+            """
+            SELECT ? AS model_version, c.coin_id, count(p.coin_id) AS n
+            FROM (SELECT coin_id FROM coins WHERE paired AND partition_date = ?) c
+            LEFT JOIN predictions p ON p.coin_id = c.coin_id AND p.model_version = ?
+            GROUP BY ALL HAVING count(p.coin_id) <> 1
+            UNION ALL
+            SELECT model_version, coin_id, count(*) FROM predictions WHERE partition_date = ?
+            GROUP BY ALL HAVING count(*) > 1
+            """,
+            [latest[0] if latest else None, day, latest[0] if latest else None, day],
+        ).fetchall() if latest else []
+    client = mlflow_registry.client()
+    missing = []
+    for version in versions:
+        try:
+            client.get_model_version(mlflow_registry.model_name, version)
+        except Exception:
+            missing.append(version)
+    problems = [f"v{v} scored {c} {n} times" for v, c, n in gaps[:20]] + [f"v{v} not in the registry" for v in missing]
+    return AssetCheckResult(passed=not problems, metadata={
+        "model_versions": MetadataValue.json(versions), "problems": "\n".join(problems) or "none",
+    })
+
+
+model_checks = [model_outputs_are_plausible, production_is_best_promoted, predictions_scored_once]
