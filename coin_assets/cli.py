@@ -52,7 +52,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
                     for name in ("bronze_images", "silver_images", "gold_images")}
     started = time.perf_counter()
     for day in days:
-        result = materialize(assets, partition_key=day, selection=ingest_sel | ingest_sel.checks_for_assets(ingest_sel),
+        result = materialize(assets, partition_key=day, selection=ingest_sel,
                              resources=resources, instance=instance, raise_on_error=True)
         for event in result.get_asset_materialization_events():
             mat = event.step_materialization_data.materialization
@@ -66,15 +66,15 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     summary["seconds"]["ingestion"] = round(time.perf_counter() - started, 2)
     summary["layers"] = layer_totals
     with resources["duckdb"].get_connection() as conn:
-        summary["tables"] = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        summary["tables"] = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
                              for t in ("uploads", "silver_images", "gold_images", "quarantine")}
-        summary["tables"]["paired_coins"] = conn.execute("SELECT count(*) FROM coins WHERE paired").fetchone()[0]
+        summary["tables"]["paired_coins"] = conn.execute("SELECT count(*) FROM coins WHERE paired").fetchall()[0][0]
     if train:
         started = time.perf_counter()
         model_sel = AssetSelection.assets("review_labels", "training_set", "coin_year_model", "model_evaluation",
                                           "promotion_decision")
         run_config = {"ops": {"coin_year_model": {"config": train_config}}} if train_config else None
-        result = materialize(assets, selection=model_sel | model_sel.checks_for_assets(model_sel),
+        result = materialize(assets, selection=model_sel,
                              resources=resources, instance=instance, run_config=run_config, raise_on_error=True)
         n, failed = _checks_summary(result)
         summary["checks"]["run"] += n
@@ -90,15 +90,15 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         started = time.perf_counter()
         pred_sel = AssetSelection.assets("coin_predictions", "review_queue")
         for day in days:
-            result = materialize(assets, partition_key=day, selection=pred_sel | pred_sel.checks_for_assets(pred_sel),
+            result = materialize(assets, partition_key=day, selection=pred_sel,
                                  resources=resources, instance=instance, raise_on_error=True)
             n, failed = _checks_summary(result)
             summary["checks"]["run"] += n
             summary["checks"]["failed"] += [f"{day} {f}" for f in failed]
         summary["seconds"]["predictions"] = round(time.perf_counter() - started, 2)
         with resources["duckdb"].get_connection() as conn:
-            summary["tables"]["predictions"] = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
-            summary["tables"]["review_queue"] = conn.execute("SELECT count(*) FROM review_queue").fetchone()[0]
+            summary["tables"]["predictions"] = conn.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+            summary["tables"]["review_queue"] = conn.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
     summary["peak_rss_mib"] = round(_peak_rss_mib(), 1)
     return summary
 

@@ -7,6 +7,7 @@ from coin_assets.assets.model import coin_year_model, model_evaluation, promotio
 from coin_assets.assets.predictions import coin_predictions, review_queue
 from coin_assets.assets.review import review_labels
 from coin_assets.checks import ingestion_checks
+from coin_assets.executors import executor_from_env
 from coin_assets.jobs import ingestion_job, prediction_job, review_job, rollback_job, training_job
 from coin_assets.model_checks import model_checks
 from coin_assets.resources import default_resources
@@ -24,4 +25,5 @@ defs = Definitions(
     sensors=[upload_sensor, review_sensor, retraining_sensor],
     schedules=[daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule],
     resources=default_resources(),
+    executor=executor_from_env(),
 )

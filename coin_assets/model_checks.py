@@ -80,9 +80,9 @@ def predictions_scored_once(
     with duckdb.get_connection() as conn:
         versions = [r[0] for r in conn.execute(
             "SELECT DISTINCT model_version FROM predictions WHERE partition_date = ?", [day]).fetchall()]
-        latest = conn.execute(
+        latest = next(iter(conn.execute(
             "SELECT model_version FROM predictions WHERE partition_date = ? ORDER BY predicted_at DESC LIMIT 1", [day]
-        ).fetchone()
+        ).fetchall()), None)
         # completeness for the version that scored the day last; uniqueness for every version
         gaps = conn.execute(
             """

@@ -108,19 +108,16 @@ def _load_frame(storage: CoinStorage, training: dict) -> pd.DataFrame:
 @asset(
     group_name="model",
     kinds={"pytorch", "mlflow"},
-    required_resource_keys={"mlflow"},
+    # dagster-mlflow's resource is a legacy resource: all of this asset's resources come by key
+    required_resource_keys={"mlflow", "storage", "mlflow_registry"},
     output_required=False,
 )
-def coin_year_model(
-    context: AssetExecutionContext,
-    config: TrainingRunConfig,
-    training_set: dict,
-    storage: CoinStorage,
-    mlflow_registry: MlflowRegistry,
-):
+def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, training_set: dict):
     """A dual-image year regressor (torchvision backbone, weights=None) trained on the training set,
     tracked in MLflow (params, per-epoch curves, model with signature, training data, Dagster run id)
     and registered as a new version. Skips (no new version) when this data and config were trained."""
+    storage: CoinStorage = context.resources.storage
+    mlflow_registry: MlflowRegistry = context.resources.mlflow_registry
     train_config = config.train_config()
     cfg_hash = config_hash(train_config)
     client = mlflow_registry.client()
@@ -172,7 +169,9 @@ def coin_year_model(
                                "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
     mlflow_module.log_figure(_curve_figure(result.history), "learning_curve.png")
     example = example_from_records(val_records, train_config.image_size, read_bytes)
-    info = reg.log_coin_model(result.model, example, registered_model_name=mlflow_registry.model_name)
+    # pickle keeps an nn.Module that evaluation and scoring load back as is (pt2 loads an ExportedProgram)
+    info = reg.log_coin_model(result.model, example, registered_model_name=mlflow_registry.model_name,
+                              serialization_format="pickle")
     version = str(info.registered_model_version)
     run_id = mlflow_module.active_run().info.run_id
     for key, value in {

@@ -26,7 +26,7 @@ def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
         context.log.warning(problem)
     with duckdb.get_connection() as conn:
         applied = apply_verdicts(conn, verdicts)
-        total = conn.execute("SELECT count(*) FROM review_labels").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM review_labels").fetchall()[0][0]
     return Output({"verdicts": applied, "problems": problems}, metadata={
         "files": files, "verdicts_read": applied, "review_labels_total": total, "rejected_lines": len(problems),
         "problems": "\n".join(problems[:20]) or "none",

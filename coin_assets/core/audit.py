@@ -68,7 +68,7 @@ def metadata_problems(conn, partition: str) -> list[str]:
     for column in GOLD_REQUIRED_COLUMNS:
         nulls = conn.execute(
             f"SELECT count(*) FROM gold_images WHERE partition_date = ? AND {column} IS NULL", [partition]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if nulls:
             problems.append(f"{column}: {nulls} null value(s)")
     dupes = conn.execute(

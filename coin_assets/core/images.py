@@ -74,10 +74,13 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
-def clean_image(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> CleanImage:
+def clean_image(
+    data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS, use_draft: bool = True
+) -> CleanImage:
     """Decode, apply EXIF orientation, convert to RGB, shrink to ``max_side``; JPEG out.
 
     Raises ImageRejected with a human-readable reason for anything that is not a usable photo.
+    ``use_draft=False`` decodes JPEGs at full size (the benchmark's baseline).
     """
     if not data:
         raise ImageRejected("empty file (0 bytes)")
@@ -114,7 +117,7 @@ def clean_image(data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIX
         if orientation not in range(1, 9):
             orientation = 1
         out_w, out_h = target_size(*oriented_size(width, height, orientation), max_side)
-        if fmt in ("JPEG", "MPO"):
+        if use_draft and fmt in ("JPEG", "MPO"):
             # Decode at a reduced scale (1/2, 1/4, 1/8) that still covers the target size.
             draft_target = oriented_size(out_w, out_h, orientation)
             img.draft("RGB", draft_target)

@@ -58,7 +58,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
             if duplicate_of:
                 bronze_path = conn.execute(
                     "SELECT bronze_path FROM uploads WHERE upload_key = ?", [duplicate_of]
-                ).fetchone()[0]
+                ).fetchall()[0][0]
                 report.duplicates += 1
             else:
                 bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"

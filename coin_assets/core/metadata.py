@@ -171,8 +171,8 @@ def first_upload_with_sha(conn, sha256: str, excluding_key: str) -> str | None:
         "SELECT upload_key FROM uploads WHERE sha256 = ? AND upload_key <> ? AND duplicate_of IS NULL "
         "ORDER BY ingested_at, upload_key LIMIT 1",
         [sha256, excluding_key],
-    ).fetchone()
-    return found[0] if found else None
+    ).fetchall()
+    return found[0][0] if found else None
 
 
 def record_quarantine(conn, upload_key, stage, partition, reason, bronze_path=None, sha256=None) -> None:
@@ -207,10 +207,10 @@ def uploads_for_partition(conn, partition: str, kind: str | None = None) -> pd.D
 
 def silver_row(conn, sha256: str) -> dict | None:
     cur = conn.execute("SELECT * FROM silver_images WHERE sha256 = ?", [sha256])
-    row = cur.fetchone()
-    if row is None:
+    rows = cur.fetchall()
+    if not rows:
         return None
-    return dict(zip([d[0] for d in cur.description], row, strict=True))
+    return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
 
 def insert_silver(conn, row: dict) -> None:
@@ -282,6 +282,6 @@ def table_counts(conn, partition: str | None = None) -> dict[str, int]:
     where = " WHERE partition_date = ?" if partition else ""
     params: Sequence = [partition] if partition else []
     return {
-        table: conn.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
+        table: conn.execute(f"SELECT count(*) FROM {table}{where}", params).fetchall()[0][0]
         for table in ("uploads", "silver_images", "quarantine", "gold_images")
     }

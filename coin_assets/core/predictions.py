@@ -34,7 +34,7 @@ def insert_predictions(conn, frame: pd.DataFrame) -> int:
     """Append predictions; the same coin scored again by the same model version is not duplicated."""
     if frame.empty:
         return 0
-    before = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    before = conn.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
     conn.register("new_predictions", frame)
     conn.execute(
         "INSERT INTO predictions SELECT coin_id, partition_date, predicted_year, sigma, lower_90, upper_90, "
@@ -45,7 +45,7 @@ def insert_predictions(conn, frame: pd.DataFrame) -> int:
         "UPDATE gold_images SET model_version = ? WHERE list_contains(?, coin_id)",
         [str(frame["model_version"].iloc[0]), list(frame["coin_id"])],
     )
-    return conn.execute("SELECT count(*) FROM predictions").fetchone()[0] - before
+    return conn.execute("SELECT count(*) FROM predictions").fetchall()[0][0] - before
 
 
 def refresh_review_queue(conn, partition: str, model_version: str, max_interval_years: float,
@@ -79,4 +79,4 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
 
 def labelled_coin_count(conn) -> int:
     ensure_schema(conn)
-    return conn.execute("SELECT count(*) FROM coins WHERE paired AND label_year IS NOT NULL").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM coins WHERE paired AND label_year IS NOT NULL").fetchall()[0][0]

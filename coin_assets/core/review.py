@@ -85,7 +85,7 @@ def record_verdict(conn, coin_id: str, year: int, reviewer: str, source: str = "
     max_year = datetime.now(timezone.utc).year
     if not YEAR_MIN <= year <= max_year:
         raise ValueError(f"year {year} outside {YEAR_MIN}-{max_year}")
-    known = conn.execute("SELECT count(*) FROM gold_images WHERE coin_id = ?", [coin_id]).fetchone()[0]
+    known = conn.execute("SELECT count(*) FROM gold_images WHERE coin_id = ?", [coin_id]).fetchall()[0][0]
     if not known:
         raise ValueError(f"coin {coin_id!r} is not in gold")
     verdict = Verdict(coin_id, year, reviewer, utcnow(), source)

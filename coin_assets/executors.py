@@ -1,0 +1,27 @@
+"""The executor, chosen by COIN_ASSETS_EXECUTOR: multiprocess (default), in_process, celery or k8s.
+
+celery and k8s need the `scale` extra (`pip install -e '.[scale]'`) and a Postgres-backed instance
+(deploy/postgres/dagster.yaml); their own settings come from run config as documented by
+dagster-celery and dagster-k8s.
+"""
+
+import os
+
+from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
+
+
+def executor_from_env() -> ExecutorDefinition:
+    name = os.getenv("COIN_ASSETS_EXECUTOR", "multiprocess")
+    if name == "multiprocess":
+        return multiprocess_executor
+    if name == "in_process":
+        return in_process_executor
+    if name == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"COIN_ASSETS_EXECUTOR={name!r}: expected multiprocess, in_process, celery or k8s")
