@@ -26,7 +26,7 @@ def silver_images_are_clean(
         problems = audit.silver_problems(storage.store(), conn, context.partition_key)
         checked = conn.execute(
             "SELECT count(*) FROM silver_images WHERE partition_date = ?", [context.partition_key]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     return AssetCheckResult(
         passed=not problems, metadata={"images_checked": checked, "problems": _problem_list(problems)}
     )

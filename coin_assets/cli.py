@@ -106,10 +106,13 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
 def _print_summary(summary: dict) -> None:
     print(f"days: {', '.join(summary['days'])}")
     for name, totals in summary["layers"].items():
-        rate = totals["processed"] / totals["seconds"] if totals["seconds"] else 0.0
-        print(f"{name:15s} processed={totals['processed']:5d} unchanged={totals['skipped_unchanged']:5d} "
-              f"quarantined={totals['quarantined']:4d} seconds={totals['seconds']:7.2f} images/s={rate:7.1f}")
+        examined = totals["processed"] + totals["skipped_unchanged"] + totals["quarantined"]
+        rate = examined / totals["seconds"] if totals["seconds"] else 0.0
+        print(f"{name:15s} written={totals['processed']:5d} unchanged={totals['skipped_unchanged']:5d} "
+              f"quarantined={totals['quarantined']:4d} seconds={totals['seconds']:7.2f} files/s={rate:7.1f}")
     print("tables: " + ", ".join(f"{k}={v}" for k, v in summary["tables"].items()))
+    if "model" not in summary and "training" in summary["seconds"]:
+        print("model: no new version (this training set and config were already trained)")
     if "model" in summary:
         m = summary["model"]
         print("model: " + ", ".join(f"{k}={m[k]}" for k in (

@@ -125,10 +125,20 @@ class MlflowRegistry(ConfigurableResource):
 
 
 def mlflow_tracking_for(registry: MlflowRegistry):
-    """dagster-mlflow's run-tracking resource pointed at the same tracking server."""
+    """dagster-mlflow's run-tracking resource pointed at the same tracking server.
+
+    It is wrapped only to create the experiment first with its artifact location (MLflow would
+    otherwise put artifacts in ./mlruns of whatever folder the process started in).
+    """
+    from dagster import resource
     from dagster_mlflow import mlflow_tracking
 
-    return mlflow_tracking.configured(
+    @resource(config_schema=mlflow_tracking.config_schema, description=mlflow_tracking.description)
+    def coin_mlflow_tracking(context):
+        registry.ensure_experiment()
+        yield from mlflow_tracking.resource_fn(context)
+
+    return coin_mlflow_tracking.configured(
         {"experiment_name": registry.experiment_name, "mlflow_tracking_uri": registry.tracking_uri}
     )
 

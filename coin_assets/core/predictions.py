@@ -78,5 +78,5 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
 
 
 def labelled_coin_count(conn) -> int:
-    ensure_schema(conn)
+    """Labelled paired coins in gold (works on a read-only connection)."""
     return conn.execute("SELECT count(*) FROM coins WHERE paired AND label_year IS NOT NULL").fetchall()[0][0]
