@@ -54,6 +54,9 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
     for f in files:
         sha, size, spool = copy_with_sha256(store, f.key)
         with spool:
+            if f.kind == "sidecar":
+                sidecars[f.coin_id] = parse_sidecar(spool.read())
+                spool.seek(0)
             duplicate_of = md.first_upload_with_sha(conn, sha, f.key)
             if duplicate_of:
                 bronze_path = conn.execute(
@@ -68,9 +71,6 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
                     store.write_stream(bronze_path, spool)
                     report.processed += 1
                     report.bytes_written += size
-            if f.kind == "sidecar":
-                spool.seek(0)
-                sidecars[f.coin_id] = parse_sidecar(spool.read())
         row = dict(
             upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
             raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
