@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from coin_assets.core import metadata as md
 from coin_assets.core.images import MAX_SIDE, ImageRejected, clean_image
-from coin_assets.core.storage import ObjectStore, copy_with_sha256
+from coin_assets.core.storage import ObjectStore, UnsafeKeyError, copy_with_sha256
 from coin_assets.core.uploads import IMAGE_EXTENSIONS, list_uploads, parse_sidecar, path_safe_id
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
@@ -52,7 +52,14 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
     md.clear_quarantine(conn, partition, "sidecar")
     sidecars = {}
     for f in files:
-        sha, size, spool = copy_with_sha256(store, f.key)
+        try:
+            sha, size, spool = copy_with_sha256(store, f.key)
+        except (UnsafeKeyError, OSError) as err:
+            # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
+            reason = f"upload cannot be read safely: {err}"
+            md.record_quarantine(conn, f.key, BRONZE, partition, reason)
+            report.quarantine(reason.split(":")[0])
+            continue
         with spool:
             if f.kind == "sidecar":
                 sidecars[f.coin_id] = parse_sidecar(spool.read())
@@ -133,6 +140,10 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
         ))
         report.processed += 1
         report.bytes_written += len(clean.data)
+    report.extra["superseded_removed"] = conn.execute(
+        "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
+        "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
+    ).fetchall()[0][0]
     report.extra["orphans_removed"] = _remove_orphans(
         store, f"silver/{partition}",
         {r[0] for r in conn.execute(
@@ -152,13 +163,24 @@ def build_gold(store: ObjectStore, conn, partition: str):
     frame["gold_path"] = [
         f"gold/{partition}/{path_safe_id(coin)}__{side}.jpg" for coin, side in zip(frame.coin_id, frame.side, strict=True)
     ]
+    published = {
+        (coin, side): (sha, path) for coin, side, sha, path in conn.execute(
+            "SELECT coin_id, side, sha256, gold_path FROM gold_images WHERE list_contains(?, coin_id)",
+            [list(frame.coin_id.unique())],
+        ).fetchall()
+    }
     for row in frame.itertuples(index=False):
-        if store.exists(row.gold_path) and store.size(row.gold_path) == row.clean_size:
+        before = published.get((row.coin_id, row.side))
+        if before == (row.sha256, row.gold_path) and store.exists(row.gold_path):
             report.skipped += 1
             continue
         store.copy(row.clean_path, row.gold_path)
         report.processed += 1
     md.replace_gold_partition(conn, partition, frame[[c for c in _GOLD_COLUMNS if c in frame.columns]])
+    for key in zip(frame.coin_id, frame.side, strict=True):  # a coin side that moved here from an earlier day
+        old_path = published.get(key, (None, None))[1]
+        if old_path and not old_path.startswith(f"gold/{partition}/"):
+            store.delete(old_path)
     report.extra["orphans_removed"] = _remove_orphans(store, f"gold/{partition}", set(frame.gold_path))
     pairs = frame.groupby("coin_id")["side"].nunique() if len(frame) else frame
     report.extra["coins"] = int(len(pairs))

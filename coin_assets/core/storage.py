@@ -26,7 +26,10 @@ class UnsafeKeyError(ValueError):
 
 def safe_key(*parts: str) -> str:
     """Join key parts and refuse anything that could leave the store root."""
-    joined = "/".join(p.strip("/") for p in parts if p)
+    parts = tuple(p for p in parts if p)
+    if parts and parts[0].startswith("/"):
+        raise UnsafeKeyError(f"unsafe key {'/'.join(parts)!r}: must be a relative path without '..'")
+    joined = "/".join(p.strip("/") for p in parts)
     if "\x00" in joined or "\\" in joined:
         raise UnsafeKeyError(f"unsafe key {joined!r}: NUL or backslash")
     path = PurePosixPath(joined)

@@ -38,6 +38,7 @@ class TrainConfig:
     num_workers: int = 2
     weights_path: str | None = None
     max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
+    num_threads: int | None = None  # torch intra-op threads while training; None leaves torch's default
 
 
 @dataclass
@@ -133,6 +134,17 @@ def train_model(
     _labelled_years(val_records, "validation")
     device = resolve_device(config.device)
     flush_denormals()
+    previous_threads = torch.get_num_threads()
+    if config.num_threads:
+        torch.set_num_threads(int(config.num_threads))
+    try:
+        return _train(train_records, val_records, config, train_years, device, on_epoch_end, read_bytes)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(train_records, val_records, config: TrainConfig, train_years: np.ndarray, device: torch.device,
+           on_epoch_end, read_bytes) -> TrainResult:
     seed_everything(config.seed)
 
     year_center = float(np.mean(train_years))

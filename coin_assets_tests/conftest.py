@@ -1,0 +1,238 @@
+"""Shared helpers and fixtures for the ingestion tests.
+
+Everything is real: a data root under ``tmp_path`` (``CoinStorage(root=...)``), a DuckDB file next
+to it, an ephemeral Dagster instance, and tiny photos drawn with Pillow. No fixture here is autouse,
+so the other test modules of this folder are not affected.
+
+``lake`` (an :class:`IngestionLake`) bundles them; ``make_upload`` and ``write_sidecar`` are its
+upload helpers as fixtures of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+from dagster_duckdb import DuckDBResource
+from PIL import Image
+
+from coin_assets.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
+from coin_assets.checks import ingestion_checks
+from coin_assets.resources import CoinStorage
+
+DAY = "2026-11-20"
+DAY2 = "2026-11-21"
+INGESTION_ASSETS = [coin_uploads, bronze_images, silver_images, gold_images]
+LAYERS = ["bronze_images", "silver_images", "gold_images"]
+PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF",
+               "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF"}
+EXIF_ORIENTATION = 0x0112
+
+
+def encode(img: Image.Image, fmt: str = "jpg", **save_kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, PIL_FORMATS[fmt.lower()], **save_kw)
+    return buf.getvalue()
+
+
+def tiny_photo(size=(120, 90), color=(150, 100, 60)) -> Image.Image:
+    """A small RGB image with a little structure (a light block in the top-left corner)."""
+    img = Image.new("RGB", size, color)
+    img.paste((240, 240, 240), (0, 0, max(1, size[0] // 4), max(1, size[1] // 4)))
+    return img
+
+
+def jpeg_with_orientation(img: Image.Image, orientation: int, **save_kw) -> bytes:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    return encode(img, "jpg", exif=exif.tobytes(), **save_kw)
+
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def age(path: Path, seconds: float = 3600.0) -> None:
+    """Set a file's mtime ``seconds`` in the past, as for an upload that finished long ago."""
+    stamp = time.time() - seconds
+    os.utime(path, (stamp, stamp))
+
+
+def sha256_of_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_evaluations(result) -> dict:
+    """{check name: AssetCheckEvaluation} of a run result."""
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def materialization_metadata(result, asset_name: str) -> dict:
+    """{key: plain value} of the single materialization of ``asset_name`` in a run result."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset_name]
+    assert len(events) == 1, f"expected one materialization of {asset_name}, got {len(events)}"
+    return {k: getattr(v, "value", v) for k, v in events[0].materialization.metadata.items()}
+
+
+def metadata_values(evaluation) -> dict:
+    return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+
+
+class IngestionLake:
+    """A data root, a DuckDB file and a Dagster instance under one folder, with helpers to upload
+    files, materialize partitions, run the checks and read the metadata."""
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+        self.root = self.base / "data"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.base / "db" / "coin_assets.duckdb"
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.storage = CoinStorage(root=str(self.root))
+        self.store = self.storage.store()
+        self.resources = {"storage": self.storage, "duckdb": DuckDBResource(database=str(self.db_path))}
+        self.instance = DagsterInstance.ephemeral()
+
+    # ---------------------------------------------------------------- uploads
+    def upload_dir(self, day: str | None) -> Path:
+        folder = self.root / "uploads" / day if day else self.root / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def upload(self, day: str | None, coin_id: str = "c1", side: str = "front", fmt: str = "jpg", *,
+               size=(120, 90), color=(150, 100, 60), image: Image.Image | None = None,
+               data: bytes | None = None, name: str | None = None, exif_orientation: int | None = None,
+               settled: bool = True, **save_kw) -> Path:
+        """Write ``uploads/<day>/<coin_id>__<side>.<fmt>`` (or ``name``) and return its path.
+
+        ``data`` writes those bytes as is; otherwise ``image`` (or a tiny photo of ``size`` and
+        ``color``) is encoded as ``fmt``. ``settled`` ages the file by an hour."""
+        path = self.upload_dir(day) / (name or f"{coin_id}__{side}.{fmt}")
+        if data is None:
+            img = image if image is not None else tiny_photo(size, color)
+            if exif_orientation is not None:
+                data = jpeg_with_orientation(img, exif_orientation, **save_kw)
+            else:
+                data = encode(img, fmt, **save_kw)
+        path.write_bytes(data)
+        if settled:
+            age(path)
+        return path
+
+    def sidecar(self, day: str, coin_id: str = "c1", raw: str | bytes | None = None, settled: bool = True,
+                **fields) -> Path:
+        """Write ``uploads/<day>/<coin_id>.json``: user u1, uploaded at 10:00 of the day, plus
+        ``fields``; or ``raw`` bytes/text as is."""
+        path = self.upload_dir(day) / f"{coin_id}.json"
+        if raw is None:
+            doc = {"user_id": "u1", "coin_id": coin_id, "uploaded_at": f"{day}T10:00:00Z"} | fields
+            raw = json.dumps(doc)
+        path.write_bytes(raw.encode() if isinstance(raw, str) else raw)
+        if settled:
+            age(path)
+        return path
+
+    def coin(self, day: str, coin_id: str, year: int | None = 1990, shade: int = 0, user_id: str = "u1"):
+        """A JPEG front, a PNG back and a sidecar (with ``year`` unless None). Distinct ``shade``
+        values give distinct bytes."""
+        front = self.upload(day, coin_id, "front", "jpg", size=(120, 90), color=(150, 100 + shade, 60))
+        back = self.upload(day, coin_id, "back", "png", size=(90, 120), color=(60, 100, 150 - shade))
+        self.sidecar(day, coin_id, user_id=user_id, **({"year": year} if year is not None else {}))
+        return front, back
+
+    # ---------------------------------------------------------------- runs
+    def materialize(self, partition: str = DAY, raise_on_error: bool = True):
+        """bronze → silver → gold for one partition, with the ingestion checks."""
+        return materialize(
+            [*INGESTION_ASSETS, *ingestion_checks], partition_key=partition, resources=self.resources,
+            instance=self.instance, selection=LAYERS, raise_on_error=raise_on_error,
+        )
+
+    def run_checks(self, partition: str = DAY, checks=None) -> dict:
+        """Only the ingestion checks (nothing materialized); {check name: evaluation}. The run
+        result is kept as ``last_result``."""
+        checks = list(checks or ingestion_checks)
+        # With only checks selected, Dagster 1.13 cannot infer the partitions definition from
+        # `partition_key=`; the partition run tag (what partition_key sets) works.
+        result = materialize(
+            [*INGESTION_ASSETS, *ingestion_checks], resources=self.resources, instance=self.instance,
+            selection=AssetSelection.checks(*checks), tags={"dagster/partition": partition},
+            raise_on_error=False,
+        )
+        self.last_result = result  # a failing blocking check fails its step, hence the run
+        assert not result.get_asset_materialization_events(), "only the checks were selected"
+        evaluations = check_evaluations(result)
+        assert len(evaluations) == len(checks)
+        assert {e.partition for e in evaluations.values()} == {partition}
+        return evaluations
+
+    # ---------------------------------------------------------------- reading
+    def query(self, sql: str, *params) -> list[tuple]:
+        with duckdb.connect(str(self.db_path)) as conn:
+            return conn.execute(sql, list(params)).fetchall()
+
+    def df(self, sql: str, *params):
+        with duckdb.connect(str(self.db_path)) as conn:
+            return conn.execute(sql, list(params)).df()
+
+    def scalar(self, sql: str, *params):
+        rows = self.query(sql, *params)
+        assert len(rows) == 1, rows
+        return rows[0][0]
+
+    def quarantine(self, partition: str = DAY) -> dict[tuple[str, str], str]:
+        """{(file name, stage): reason} of the partition's quarantine."""
+        rows = self.query("SELECT upload_key, stage, reason FROM quarantine WHERE partition_date = ?", partition)
+        return {(key.rsplit("/", 1)[-1], stage): reason for key, stage, reason in rows}
+
+    def gold(self, partition: str = DAY) -> dict[tuple[str, str], dict]:
+        """{(coin_id, side): row as dict} of the partition's gold rows."""
+        frame = self.df("SELECT * FROM gold_images WHERE partition_date = ? ORDER BY coin_id, side", partition)
+        return {(r["coin_id"], r["side"]): r for r in frame.to_dict("records")}
+
+    def upload_row(self, name: str) -> dict:
+        frame = self.df("SELECT * FROM uploads WHERE raw_name = ?", name)
+        assert len(frame) == 1, f"{len(frame)} upload rows named {name!r}"
+        return frame.to_dict("records")[0]
+
+    def files(self, *layers: str) -> dict[str, str]:
+        """{key: sha256} of every file under the given layer folders of the data root."""
+        out = {}
+        for layer in layers or ("bronze", "silver", "gold"):
+            base = self.root / layer
+            if base.is_dir():
+                for path in sorted(base.rglob("*")):
+                    if path.is_file():
+                        out[path.relative_to(self.root).as_posix()] = sha256_of_file(path)
+        return out
+
+    def close(self) -> None:
+        self.instance.dispose()
+
+
+@pytest.fixture
+def lake(tmp_path):
+    lake = IngestionLake(tmp_path)
+    yield lake
+    lake.close()
+
+
+@pytest.fixture
+def make_upload(lake):
+    """``make_upload(day, coin_id, side, fmt="jpg", **kw)``: see :meth:`IngestionLake.upload`."""
+    return lake.upload
+
+
+@pytest.fixture
+def write_sidecar(lake):
+    """``write_sidecar(day, coin_id, raw=None, **fields)``: see :meth:`IngestionLake.sidecar`."""
+    return lake.sidecar

@@ -1,0 +1,175 @@
+"""`upload_sensor`: one run request per day whose settled upload files changed, keyed so that the
+same files never start two runs; half-written and in-progress files are left for a later tick."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+
+import pytest
+from dagster import SensorResult, build_sensor_context
+
+from coin_assets.sensors import upload_sensor
+from coin_assets_tests.conftest import DAY, DAY2, age
+
+SETTLE = 30
+
+
+@pytest.fixture(autouse=True)
+def settle_window(monkeypatch):
+    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", str(SETTLE))
+
+
+def tick(lake, cursor: str | None = None) -> SensorResult:
+    context = build_sensor_context(cursor=cursor, resources={"storage": lake.storage}, instance=lake.instance)
+    result = upload_sensor(context)
+    assert isinstance(result, SensorResult)
+    return result
+
+
+def requested(result: SensorResult) -> dict[str, str]:
+    """{partition key: run key} of a tick's run requests."""
+    keys = [r.partition_key for r in result.run_requests or []]
+    assert len(keys) == len(set(keys)), "one request per day"
+    return {r.partition_key: r.run_key for r in result.run_requests or []}
+
+
+def test_new_files_request_one_run_per_day(lake):
+    lake.coin(DAY, "c1")
+    lake.coin(DAY, "c2", shade=10)
+    lake.coin(DAY2, "c3", shade=20)
+    result = tick(lake)
+    runs = requested(result)
+    assert set(runs) == {DAY, DAY2}
+    cursor = json.loads(result.cursor)
+    assert set(cursor) == {DAY, DAY2}
+    for day, run_key in runs.items():
+        assert run_key == f"{day}:{cursor[day]}"
+    assert all(r.tags["coin_assets/trigger"] == "upload_sensor" for r in result.run_requests)
+    assert upload_sensor.job_name == "ingestion_job"
+
+
+def test_second_tick_with_the_returned_cursor_requests_nothing(lake):
+    lake.coin(DAY, "c1")
+    first = tick(lake)
+    second = tick(lake, first.cursor)
+    assert requested(second) == {}
+    assert second.skip_reason is not None and "no new settled uploads" in second.skip_reason.skip_message
+    assert json.loads(second.cursor) == json.loads(first.cursor)
+
+
+def test_no_uploads_at_all_skips(lake):
+    result = tick(lake)
+    assert requested(result) == {}
+    assert result.skip_reason.skip_message == "no new settled uploads among 0 files"
+
+
+def test_same_files_give_the_same_run_key_even_without_a_cursor(lake):
+    lake.coin(DAY, "c1")
+    assert requested(tick(lake)) == requested(tick(lake))
+
+
+def test_a_changed_file_requests_its_day_again_with_a_new_run_key(lake):
+    front, _ = lake.coin(DAY, "c1")
+    lake.coin(DAY2, "c2", shade=10)
+    first = tick(lake)
+    lake.upload(DAY, "c1", "front", color=(1, 200, 1))  # new bytes, new size and mtime
+    age(front, 600)
+    second = tick(lake, first.cursor)
+    assert set(requested(second)) == {DAY}
+    assert requested(second)[DAY] != requested(first)[DAY]
+    assert json.loads(second.cursor)[DAY2] == json.loads(first.cursor)[DAY2]
+
+
+def test_a_new_file_on_a_day_requests_that_day_again(lake):
+    lake.coin(DAY, "c1")
+    first = tick(lake)
+    lake.coin(DAY, "c2", shade=30)
+    second = tick(lake, first.cursor)
+    assert set(requested(second)) == {DAY}
+    assert requested(second)[DAY] != requested(first)[DAY]
+
+
+def test_a_file_still_being_written_waits_until_it_has_settled(lake):
+    path = lake.upload(DAY, "c1", settled=False)  # modified just now
+    first = tick(lake)
+    assert requested(first) == {}
+    age(path, SETTLE / 2)  # still inside the window
+    assert requested(tick(lake, first.cursor)) == {}
+    age(path, SETTLE + 5)
+    later = tick(lake, first.cursor)
+    assert set(requested(later)) == {DAY}
+
+
+def test_a_half_written_file_is_left_out_of_its_days_fingerprint_until_settled(lake):
+    lake.coin(DAY, "done")
+    writing = lake.upload(DAY, "late", settled=False)
+    first = tick(lake)
+    assert set(requested(first)) == {DAY}
+    assert requested(tick(lake, first.cursor)) == {}  # the same half-written file: nothing new
+    age(writing, SETTLE + 5)
+    second = tick(lake, first.cursor)
+    assert set(requested(second)) == {DAY}
+    assert requested(second)[DAY] != requested(first)[DAY]
+
+
+def test_settle_window_comes_from_the_environment(lake, monkeypatch):
+    path = lake.upload(DAY, "c1", settled=False)
+    age(path, 5)
+    assert requested(tick(lake)) == {}
+    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "2")
+    assert set(requested(tick(lake))) == {DAY}
+
+
+@pytest.mark.parametrize("name", [
+    "c1__front.jpg.part", "c1__front.jpg.tmp", "c1__front.jpg.crdownload", "c1__front.jpg.partial",
+    ".c1__front.jpg", "..__front.jpg", ".DS_Store",
+])
+def test_in_progress_names_never_start_a_run(lake, name):
+    lake.upload(DAY, name=name)  # settled: an hour old
+    result = tick(lake)
+    assert requested(result) == {}
+    assert result.skip_reason.skip_message == "no new settled uploads among 0 files"
+
+
+def test_in_progress_names_do_not_change_a_days_fingerprint(lake):
+    lake.coin(DAY, "c1")
+    first = tick(lake)
+    lake.upload(DAY, name="c2__front.jpg.part")
+    lake.upload(DAY, name=".c2__back.jpg")
+    assert requested(tick(lake, first.cursor)) == {}
+
+
+@pytest.mark.parametrize("folder", ["2024-12-31", "2099-01-01"])
+def test_uploads_for_a_day_outside_the_partitions_are_ignored(lake, folder):
+    lake.coin(folder, "out")
+    lake.coin(DAY, "in", shade=40)
+    result = tick(lake)
+    assert set(requested(result)) == {DAY}
+    assert folder not in json.loads(result.cursor)
+    assert requested(tick(lake, result.cursor)) == {}
+
+
+def test_folders_that_are_not_days_are_ignored(lake):
+    lake.coin("not-a-day", "x")
+    lake.coin("2026-02-30", "y")
+    lake.upload("reviews", name="verdicts.csv", data=b"coin_id,year\nc1,1990\n")
+    assert requested(tick(lake)) == {}
+
+
+def test_a_file_put_directly_in_uploads_requests_the_day_of_its_mtime(lake):
+    path = lake.upload(None, "loose")
+    noon = datetime.fromisoformat(f"{DAY}T12:00:00+00:00").timestamp()
+    os.utime(path, (noon, noon))
+    assert set(requested(tick(lake))) == {DAY}
+
+
+def test_sensor_only_reads_the_upload_zone(lake):
+    lake.coin(DAY, "c1")
+    lake.materialize(DAY)
+    before = lake.files("bronze", "silver", "gold")
+    mtimes = {p: p.stat().st_mtime for p in (lake.root / "uploads").rglob("*")}
+    assert set(requested(tick(lake))) == {DAY}  # bronze/silver/gold files are not uploads
+    assert lake.files("bronze", "silver", "gold") == before
+    assert {p: p.stat().st_mtime for p in (lake.root / "uploads").rglob("*")} == mtimes
