@@ -1,4 +1,7 @@
-"""The executor, chosen by COIN_ASSETS_EXECUTOR: multiprocess (default), in_process, celery or k8s.
+"""The executor, chosen by COIN_ASSETS_EXECUTOR: in_process (default), multiprocess, celery or k8s.
+
+On one laptop the steps that write DuckDB run one at a time anyway (pool `duckdb_writer`), so a
+process per step only adds start-up time; in_process runs a whole run in one process.
 
 celery and k8s need the `scale` extra (`pip install -e '.[scale]'`) and a Postgres-backed instance
 (deploy/postgres/dagster.yaml); their own settings come from run config as documented by
@@ -11,7 +14,7 @@ from dagster import ExecutorDefinition, in_process_executor, multiprocess_execut
 
 
 def executor_from_env() -> ExecutorDefinition:
-    name = os.getenv("COIN_ASSETS_EXECUTOR", "multiprocess")
+    name = os.getenv("COIN_ASSETS_EXECUTOR", "in_process")
     if name == "multiprocess":
         return multiprocess_executor
     if name == "in_process":
