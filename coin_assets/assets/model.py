@@ -14,7 +14,7 @@ from coin_assets.assets.review import review_labels
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
 from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
-from coin_assets.ml.train import TrainConfig, train_model
+from coin_assets.ml.config import TrainConfig
 from coin_assets.resources import CoinStorage, MlflowRegistry
 
 DEFAULT_TRAIN = TrainConfig()
@@ -37,6 +37,7 @@ class TrainingRunConfig(Config):
     num_workers: int = DEFAULT_TRAIN.num_workers
     weights_path: str | None = Field(None, description="optional local state_dict to initialise the backbone")
     max_steps: int | None = Field(None, description="stop after this many optimiser steps (smoke runs)")
+    num_threads: int | None = Field(None, description="torch threads while training (default: the loop decides)")
     retrain_same_data: bool = Field(False, description="train even if a version exists for this data and config")
 
     def train_config(self) -> TrainConfig:
@@ -162,6 +163,8 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
     def on_epoch_end(row: dict) -> None:
         mlflow_module.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         context.log.info(f"epoch {row['epoch']}: {row}")
+
+    from coin_assets.ml.train import train_model
 
     result = train_model(train_records, val_records, train_config, on_epoch_end=on_epoch_end, read_bytes=read_bytes)
     final_val = result.history[-1] if result.history else {}

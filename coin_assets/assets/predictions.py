@@ -14,7 +14,6 @@ from coin_assets.core import predictions as preds
 from coin_assets.core.metadata import utcnow
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import Z_90, coin_records
-from coin_assets.ml.train import predict
 from coin_assets.partitions import daily_partitions
 from coin_assets.resources import CoinStorage, MlflowRegistry
 
@@ -42,6 +41,8 @@ def coin_predictions(
     90 % interval. Rows are appended to the DuckDB `predictions` table (history is kept per model
     version) and the gold rows' model_version is filled in."""
     import mlflow
+
+    from coin_assets.ml.train import predict
 
     client = mlflow_registry.client()
     production = reg.get_alias_version(client, mlflow_registry.model_name, reg.PRODUCTION)

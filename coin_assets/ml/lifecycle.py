@@ -1,4 +1,8 @@
-"""Glue between gold rows, the training loop and registered models (no Dagster here)."""
+"""Glue between gold rows, the training loop and registered models (no Dagster here).
+
+torch is imported inside the functions that need it, so that loading the Dagster definitions (and
+every ingestion step) does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from coin_assets.ml.data import CoinPairDataset, CoinRecord
-from coin_assets.ml.train import TrainConfig, predict, regression_metrics
+from coin_assets.ml.config import TrainConfig
 
 Z_90 = 1.6448536269514722  # a two-sided 90 % interval is mu ± Z_90 · sigma
 
 
-def coin_records(frame: pd.DataFrame, split: str | None = None) -> list[CoinRecord]:
+def coin_records(frame: pd.DataFrame, split: str | None = None) -> list:
     """CoinRecords (gold keys as paths) for a split of a training-set frame, or for all rows."""
+    from coin_assets.ml.data import CoinRecord
+
     rows = frame if split is None else frame[frame["split"] == split]
     years = rows["label_year"] if "label_year" in rows else [None] * len(rows)
     return [
@@ -28,7 +33,7 @@ def coin_records(frame: pd.DataFrame, split: str | None = None) -> list[CoinReco
 
 def config_hash(config: TrainConfig) -> str:
     """What would make a retrain on the same data a different model."""
-    fields = {k: v for k, v in asdict(config).items() if k not in ("device", "num_workers")}
+    fields = {k: v for k, v in asdict(config).items() if k not in ("device", "num_workers", "num_threads")}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -37,14 +42,18 @@ def input_example(image_size: int, batch: int = 1, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 2, 3, image_size, image_size)).astype(np.float32)
 
 
-def example_from_records(records: list[CoinRecord], image_size: int, read_bytes: Callable[[str], bytes]) -> np.ndarray:
+def example_from_records(records: list, image_size: int, read_bytes: Callable[[str], bytes]) -> np.ndarray:
     """A real input example: the first coin, decoded exactly as training decodes it."""
+    from coin_assets.ml.data import CoinPairDataset
+
     pair, _ = CoinPairDataset(records[:1], image_size=image_size, read_bytes=read_bytes)[0]
     return pair.unsqueeze(0).numpy().astype(np.float32)
 
 
-def score(model, records: list[CoinRecord], image_size: int, read_bytes, device: str = "auto", num_workers: int = 0) -> dict:
+def score(model, records: list, image_size: int, read_bytes, device: str = "auto", num_workers: int = 0) -> dict:
     """Metrics of a model on labelled records, plus the raw predictions."""
+    from coin_assets.ml.train import predict, regression_metrics
+
     years, sigmas = predict(model, records, image_size=image_size, device=device, read_bytes=read_bytes,
                             num_workers=num_workers)
     truth = np.array([r.year for r in records], dtype=float)
