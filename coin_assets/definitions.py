@@ -11,7 +11,11 @@ from coin_assets.executors import executor_from_env
 from coin_assets.jobs import ingestion_job, prediction_job, review_job, rollback_job, training_job
 from coin_assets.model_checks import model_checks
 from coin_assets.resources import default_resources
-from coin_assets.schedules import daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule
+from coin_assets.schedules import (
+    daily_ingestion_schedule,
+    daily_prediction_schedule,
+    weekly_retraining_schedule,
+)
 from coin_assets.sensors import retraining_sensor, review_sensor, upload_sensor
 
 defs = Definitions(

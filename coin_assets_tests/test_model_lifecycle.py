@@ -6,6 +6,7 @@ deterministic, while v1 is a really trained (tiny, few-step) model from the real
 """
 
 import json
+
 import mlflow
 import numpy as np
 import pytest

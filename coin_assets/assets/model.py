@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -13,8 +13,8 @@ from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
 from coin_assets.assets.review import review_labels
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
-from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
 from coin_assets.ml.config import TrainConfig
+from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
 from coin_assets.resources import CoinStorage, MlflowRegistry
 
 DEFAULT_TRAIN = TrainConfig()

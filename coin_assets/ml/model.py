@@ -26,7 +26,10 @@ FEATURE_DIMS = {"resnet18": 512, "mobilenet_v3_small": 576, "mobilenet_v3_large"
 # log-variance bounds in normalised units: with year_scale 20, sigma stays within ~0.2 .. ~400 years
 LOG_VAR_MIN, LOG_VAR_MAX = -7.0, 6.0
 DEFAULT_DROPOUT = 0.1
-DEFAULT_L1_WEIGHT = 0.0  # see gaussian_nll: measured, NLL alone trained as fast and stably (README/bench notes)
+BN_MOMENTUM = 0.1  # PyTorch's default; torchvision's MobileNetV3 sets 0.01
+# Measured (600 synth coins, resnet18 at 128 px, 12 epochs, seed 0): NLL alone, test MAE 2.7 years;
+# NLL + 0.2 * L1 on mu, 3.7 years. The L1 term is kept as an option, off by default.
+DEFAULT_L1_WEIGHT = 0.0
 
 
 def build_backbone(name: str) -> tuple[nn.Module, int]:
@@ -44,6 +47,11 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
         net.classifier = nn.Identity()
     else:
         raise ValueError(f"unknown backbone {name!r}: expected one of {BACKBONES}")
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            # torchvision's MobileNetV3 uses momentum 0.01 (tuned for ImageNet's long runs): its running
+            # statistics would lag far behind on runs of a few hundred steps, making eval-mode outputs useless
+            module.momentum = BN_MOMENTUM
     return net, FEATURE_DIMS[name]
 
 
