@@ -130,7 +130,9 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
         )
         import mlflow
 
-        mlflow.end_run(status="KILLED")  # the run dagster-mlflow opened for this step has nothing in it
+        # the run dagster-mlflow opened for this step: say why it is empty
+        mlflow.set_tag("skipped", f"v{existing.version} was trained on this training set and config")
+        mlflow.end_run(status="KILLED")
         return
     frame = _load_frame(storage, training_set)
     train_records, val_records = coin_records(frame, "train"), coin_records(frame, "val")
@@ -140,11 +142,11 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
             f"{len(val_records)} validation coins: label more coins before training"
         )
     read_bytes = storage.store().read_bytes
-    mlflow = context.resources.mlflow
-    mlflow.log_params({f"train.{k}": v for k, v in asdict(train_config).items()})
-    mlflow.log_params({"training_set.coins": len(frame), **{f"training_set.{k}": v for k, v in training_set["splits"].items()}})
+    tracking = context.resources.mlflow  # dagster-mlflow: the run of this Dagster run is active
+    tracking.log_params({f"train.{k}": v for k, v in asdict(train_config).items()})
+    tracking.log_params({"training_set.coins": len(frame), **{f"training_set.{k}": v for k, v in training_set["splits"].items()}})
     partitions = training_set["partitions"]
-    mlflow.set_tags({
+    tracking.set_tags({
         "training_set_hash": training_set["content_hash"],
         "config_hash": cfg_hash,
         "dagster_run_id": context.run.run_id,
@@ -170,7 +172,8 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
     final_val = result.history[-1] if result.history else {}
     mlflow_module.log_metrics({"final_val_mae": float(final_val.get("val_mae", np.nan)),
                                "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
-    mlflow_module.log_figure(_curve_figure(result.history), "learning_curve.png")
+    curve = _curve_figure(result.history)
+    mlflow_module.log_figure(curve, "learning_curve.png")
     example = example_from_records(val_records, train_config.image_size, read_bytes)
     # pickle keeps an nn.Module that evaluation and scoring load back as is (pt2 loads an ExportedProgram)
     info = reg.log_coin_model(result.model, example, registered_model_name=mlflow_registry.model_name,
@@ -196,7 +199,7 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
             "epochs": len(result.history),
             "train_seconds": round(result.seconds, 1),
             "train_pairs_per_second": round(result.pairs_per_second, 1),
-            "learning_curve": png_markdown(_curve_figure(result.history)),
+            "learning_curve": png_markdown(curve),
             "history": markdown_table(pd.DataFrame(result.history), limit=50),
         },
     )
