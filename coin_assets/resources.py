@@ -50,11 +50,6 @@ class CoinStorage(ConfigurableResource):
                 self._store = LocalStore(self.root)
         return self._store
 
-    def local_path(self, key: str) -> str | None:
-        """A filesystem path for a key when the store is local (None on S3)."""
-        store = self.store()
-        return str(store.path(key)) if isinstance(store, LocalStore) else None
-
     @classmethod
     def from_env(cls) -> CoinStorage:
         return cls(
