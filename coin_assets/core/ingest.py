@@ -51,7 +51,23 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
     md.clear_quarantine(conn, partition, BRONZE)
     md.clear_quarantine(conn, partition, "sidecar")
     sidecars = {}
+    known = {
+        key: (size, modified, path, sha) for key, size, modified, path, sha in conn.execute(
+            "SELECT upload_key, raw_size, source_modified, bronze_path, sha256 FROM uploads WHERE partition_date = ?",
+            [partition],
+        ).fetchall()
+    }
     for f in files:
+        size_mtime_path = known.get(f.key)
+        if (f.kind != "sidecar" and size_mtime_path and size_mtime_path[0] == f.size
+                and size_mtime_path[1] is not None
+                and abs(size_mtime_path[1].timestamp() - f.modified.timestamp()) < 1e-6
+                and store.exists(size_mtime_path[2])):
+            report.skipped += 1  # same key, size and mtime: the recorded checksum stands
+            if f.kind == "other":
+                md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, size_mtime_path[2], size_mtime_path[3])
+                report.quarantine(f.problem)
+            continue
         try:
             sha, size, spool = copy_with_sha256(store, f.key)
         except (UnsafeKeyError, OSError) as err:
@@ -82,6 +98,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
             upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
             raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
             user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
+            source_modified=f.modified,
         )
         md.upsert_upload(conn, row)
         if f.kind == "other":

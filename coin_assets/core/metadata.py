@@ -26,9 +26,12 @@ SCHEMA = [
         uploaded_at TIMESTAMPTZ,
         ingested_at TIMESTAMPTZ NOT NULL,
         label_year INTEGER,
-        label_note VARCHAR
+        label_note VARCHAR,
+        source_modified TIMESTAMPTZ
     )
     """,
+    # the upload file's mtime, so an unchanged file (same key, size, mtime) is not hashed again
+    "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS source_modified TIMESTAMPTZ",
     # Silver: one row per distinct raw checksum that decoded cleanly.
     """
     CREATE TABLE IF NOT EXISTS silver_images (
