@@ -39,7 +39,7 @@ def _checks_summary(result) -> tuple[int, list[str]]:
 def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None) -> dict:
     """Materialize every asset for the given (default: all uploaded) days, in-process, and summarise."""
     from coin_assets.definitions import defs
-    from coin_assets.resources import default_resources
+    from coin_assets.defs.resources import default_resources
 
     resources = default_resources()
     store = resources["storage"].store()
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2, default=str)) if args.json else _print_summary(summary)
         return 1 if summary["checks"]["failed"] else 0
     if args.command == "rollback":
+        from coin_assets.defs.resources import MlflowRegistry
         from coin_assets.ml.registry import rollback as do_rollback
-        from coin_assets.resources import MlflowRegistry
 
         registry = MlflowRegistry.from_env()
         try:
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "review":
         from coin_assets.core.review import record_verdict
-        from coin_assets.resources import duckdb_from_env
+        from coin_assets.defs.resources import duckdb_from_env
 
         try:
             with duckdb_from_env().get_connection() as conn:

@@ -2,21 +2,21 @@
 
 from dagster import Definitions
 
-from coin_assets.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
-from coin_assets.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
-from coin_assets.assets.predictions import coin_predictions, review_queue
-from coin_assets.assets.review import review_labels
-from coin_assets.checks import ingestion_checks
-from coin_assets.executors import executor_from_env
-from coin_assets.jobs import ingestion_job, prediction_job, review_job, rollback_job, training_job
-from coin_assets.model_checks import model_checks
-from coin_assets.resources import default_resources
-from coin_assets.schedules import (
+from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
+from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
+from coin_assets.defs.assets.predictions import coin_predictions, review_queue
+from coin_assets.defs.assets.review import review_labels
+from coin_assets.defs.checks import ingestion_checks
+from coin_assets.defs.executors import executor_from_env
+from coin_assets.defs.jobs import ingestion_job, prediction_job, review_job, rollback_job, training_job
+from coin_assets.defs.model_checks import model_checks
+from coin_assets.defs.resources import default_resources
+from coin_assets.defs.schedules import (
     daily_ingestion_schedule,
     daily_prediction_schedule,
     weekly_retraining_schedule,
 )
-from coin_assets.sensors import retraining_sensor, review_sensor, upload_sensor
+from coin_assets.defs.sensors import retraining_sensor, review_sensor, upload_sensor
 
 defs = Definitions(
     assets=[

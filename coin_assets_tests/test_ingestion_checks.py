@@ -10,13 +10,13 @@ import pytest
 from dagster import AssetCheckSeverity
 from PIL import Image
 
-from coin_assets.checks import (
+from coin_assets.core import audit
+from coin_assets.defs.checks import (
     gold_lineage_is_intact,
     gold_metadata_is_complete,
     quarantine_is_empty,
     silver_images_are_clean,
 )
-from coin_assets.core import audit
 from coin_assets_tests.conftest import DAY, DAY2, IngestionLake, check_evaluations, encode, metadata_values
 
 

@@ -27,12 +27,17 @@ from dagster_duckdb import DuckDBResource
 from PIL import Image
 
 from coin_assets import cli
-from coin_assets.assets.model import PromotionConfig, coin_year_model, model_evaluation, promotion_decision
 from coin_assets.definitions import defs
+from coin_assets.defs.assets.model import (
+    PromotionConfig,
+    coin_year_model,
+    model_evaluation,
+    promotion_decision,
+)
+from coin_assets.defs.resources import CoinStorage, MlflowRegistry, mlflow_tracking_for
+from coin_assets.defs.sensors import retraining_due, retraining_sensor
 from coin_assets.ml import registry as reg
 from coin_assets.ml.data import IMAGENET_MEAN, IMAGENET_STD
-from coin_assets.resources import CoinStorage, MlflowRegistry, mlflow_tracking_for
-from coin_assets.sensors import retraining_due, retraining_sensor
 
 DAY = "2026-11-20"
 N_COINS = 40

@@ -8,10 +8,10 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 from PIL import Image
 
-from coin_assets.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
-from coin_assets.checks import ingestion_checks
 from coin_assets.core.storage import S3Store, UnsafeKeyError
-from coin_assets.resources import CoinStorage
+from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
+from coin_assets.defs.checks import ingestion_checks
+from coin_assets.defs.resources import CoinStorage
 
 DAY = "2026-11-21"
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from coin_assets import synth
+from coin_assets.synth import photos as synth
 from coin_assets.core.images import clean_image
 from coin_assets.core.storage import LocalStore
 from coin_assets.core.uploads import list_uploads, parse_sidecar

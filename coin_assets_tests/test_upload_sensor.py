@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from dagster import SensorResult, build_sensor_context
 
-from coin_assets.sensors import upload_sensor
+from coin_assets.defs.sensors import upload_sensor
 from coin_assets_tests.conftest import DAY, DAY2, age
 
 SETTLE = 30

@@ -1,26 +1,27 @@
 """promotion_decision + gold → coin_predictions → review_queue."""
 
-import os
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from coin_assets.asset_metadata import markdown_table
-from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
-from coin_assets.assets.model import promotion_decision
 from coin_assets.core import predictions as preds
 from coin_assets.core.metadata import utcnow
+from coin_assets.defs.assets.ingestion import gold_images
+from coin_assets.defs.assets.model import promotion_decision
+from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import Z_90, coin_records
-from coin_assets.partitions import daily_partitions
-from coin_assets.resources import CoinStorage, MlflowRegistry
+from coin_assets.settings import Settings
 
 
 class ReviewQueueConfig(Config):
     max_interval_years: float = Field(
-        float(os.getenv("COIN_ASSETS_REVIEW_MAX_INTERVAL", "20")),
+        Settings.from_env().review_max_interval,
         description="queue a prediction whose 90 % interval is wider than this many years",
     )
     label_tolerance_years: float = Field(5.0, description="queue when a known label differs by more than this")
@@ -31,7 +32,7 @@ class ReviewQueueConfig(Config):
     deps=[gold_images, promotion_decision],
     group_name="predictions",
     kinds={"pytorch", "duckdb"},
-    pool=DUCKDB_POOL,
+    pool=DUCKDB_WRITER_POOL,
     output_required=False,
 )
 def coin_predictions(
@@ -84,7 +85,7 @@ def coin_predictions(
     deps=[coin_predictions],
     group_name="predictions",
     kinds={"duckdb"},
-    pool=DUCKDB_POOL,
+    pool=DUCKDB_WRITER_POOL,
 )
 def review_queue(
     context: AssetExecutionContext, config: ReviewQueueConfig, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry

@@ -1,20 +1,11 @@
-"""One configurable resource per real system, read from environment variables with local defaults.
+"""One configurable resource per real system, built from `coin_assets.settings.Settings`.
 
-| variable                      | default                         | meaning                                  |
-|-------------------------------|---------------------------------|------------------------------------------|
-| COIN_ASSETS_DATA_DIR          | data                            | local root of uploads/bronze/silver/gold |
-| COIN_ASSETS_S3_BUCKET         | (unset: local files)            | keep every layer in this bucket instead  |
-| COIN_ASSETS_S3_PREFIX         | coin_assets                     | key prefix inside the bucket             |
-| AWS_ENDPOINT_URL              | (AWS)                           | S3-compatible endpoint (MinIO, moto)     |
-| COIN_ASSETS_DUCKDB            | <data dir>/coin_assets.duckdb   | DuckDB metadata database file            |
-| MLFLOW_TRACKING_URI           | sqlite:///<data dir>/mlflow/mlflow.db | MLflow tracking + registry         |
-| COIN_ASSETS_MLFLOW_EXPERIMENT | coin_year                       | MLflow experiment                        |
-| COIN_ASSETS_MODEL_NAME        | coin_year_regressor             | registered model name                    |
+Nothing here touches the disk at import or construction; folders are made when a system is opened.
 """
 
 from __future__ import annotations
 
-import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -23,10 +14,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from coin_assets.core.storage import LocalStore, ObjectStore, S3Store
-
-
-def data_dir() -> str:
-    return os.getenv("COIN_ASSETS_DATA_DIR", "data")
+from coin_assets.settings import Settings
 
 
 class CoinStorage(ConfigurableResource):
@@ -51,20 +39,37 @@ class CoinStorage(ConfigurableResource):
         return self._store
 
     @classmethod
-    def from_env(cls) -> CoinStorage:
+    def from_settings(cls, settings: Settings) -> CoinStorage:
         return cls(
-            root=data_dir(),
-            s3_bucket=os.getenv("COIN_ASSETS_S3_BUCKET") or None,
-            s3_prefix=os.getenv("COIN_ASSETS_S3_PREFIX", "coin_assets"),
-            s3_endpoint_url=os.getenv("AWS_ENDPOINT_URL") or None,
-            s3_region=os.getenv("AWS_REGION") or os.getenv("AWS_DEFAULT_REGION") or None,
+            root=settings.data_dir,
+            s3_bucket=settings.s3_bucket,
+            s3_prefix=settings.s3_prefix,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
         )
 
+    @classmethod
+    def from_env(cls) -> CoinStorage:
+        return cls.from_settings(Settings.from_env())
 
-def duckdb_from_env() -> DuckDBResource:
-    database = os.getenv("COIN_ASSETS_DUCKDB") or str(Path(data_dir()) / "coin_assets.duckdb")
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=database)
+
+class MetadataDuckDB(DuckDBResource):
+    """dagster-duckdb's resource; the database's folder is created when a connection opens."""
+
+    @contextmanager
+    def get_connection(self):
+        if self.database not in ("", ":memory:") and "://" not in self.database:
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with super().get_connection() as conn:
+            yield conn
+
+
+def duckdb_from_settings(settings: Settings) -> MetadataDuckDB:
+    return MetadataDuckDB(database=settings.duckdb_file)
+
+
+def duckdb_from_env() -> MetadataDuckDB:
+    return duckdb_from_settings(Settings.from_env())
 
 
 class MlflowRegistry(ConfigurableResource):
@@ -108,15 +113,17 @@ class MlflowRegistry(ConfigurableResource):
         return client.create_experiment(self.experiment_name, artifact_location=location)
 
     @classmethod
-    def from_env(cls) -> MlflowRegistry:
-        root = Path(data_dir()).resolve()
-        default_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+    def from_settings(cls, settings: Settings) -> MlflowRegistry:
         return cls(
-            tracking_uri=os.getenv("MLFLOW_TRACKING_URI") or default_uri,
-            experiment_name=os.getenv("COIN_ASSETS_MLFLOW_EXPERIMENT", "coin_year"),
-            model_name=os.getenv("COIN_ASSETS_MODEL_NAME", "coin_year_regressor"),
-            artifact_root=os.getenv("COIN_ASSETS_MLFLOW_ARTIFACTS") or str(root / "mlflow" / "artifacts"),
+            tracking_uri=settings.tracking_uri,
+            experiment_name=settings.mlflow_experiment,
+            model_name=settings.model_name,
+            artifact_root=settings.mlflow_artifact_root,
         )
+
+    @classmethod
+    def from_env(cls) -> MlflowRegistry:
+        return cls.from_settings(Settings.from_env())
 
 
 def mlflow_tracking_for(registry: MlflowRegistry):
@@ -138,12 +145,13 @@ def mlflow_tracking_for(registry: MlflowRegistry):
     )
 
 
-def default_resources() -> dict:
-    """The resources every entry point uses (Definitions, the CLI), from the environment."""
-    registry = MlflowRegistry.from_env()
+def default_resources(settings: Settings | None = None) -> dict:
+    """The resources every entry point uses (Definitions, the CLI), from one Settings value."""
+    settings = settings or Settings.from_env()
+    registry = MlflowRegistry.from_settings(settings)
     return {
-        "storage": CoinStorage.from_env(),
-        "duckdb": duckdb_from_env(),
+        "storage": CoinStorage.from_settings(settings),
+        "duckdb": duckdb_from_settings(settings),
         "mlflow_registry": registry,
         "mlflow": mlflow_tracking_for(registry),
     }

@@ -10,11 +10,12 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.asset_metadata import markdown_table
-from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images, silver_images
 from coin_assets.core import audit
-from coin_assets.partitions import daily_partitions
-from coin_assets.resources import CoinStorage
+from coin_assets.defs.assets.ingestion import gold_images, silver_images
+from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import CoinStorage
 
 
 def _problem_list(problems: list[str], limit: int = 20) -> MetadataValue:
@@ -23,7 +24,7 @@ def _problem_list(problems: list[str], limit: int = 20) -> MetadataValue:
     return MetadataValue.md(shown + more)
 
 
-@asset_check(asset=silver_images, partitions_def=daily_partitions, pool=DUCKDB_POOL)
+@asset_check(asset=silver_images, partitions_def=daily_partitions, pool=DUCKDB_WRITER_POOL)
 def silver_images_are_clean(
     context: AssetCheckExecutionContext, storage: CoinStorage, duckdb: DuckDBResource
 ) -> AssetCheckResult:
@@ -38,7 +39,7 @@ def silver_images_are_clean(
     )
 
 
-@asset_check(asset=silver_images, partitions_def=daily_partitions, pool=DUCKDB_POOL)
+@asset_check(asset=silver_images, partitions_def=daily_partitions, pool=DUCKDB_WRITER_POOL)
 def quarantine_is_empty(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
     """Warns (never blocks) when files of the day were quarantined, listing them with reasons."""
     with duckdb.get_connection() as conn:
@@ -51,7 +52,7 @@ def quarantine_is_empty(context: AssetCheckExecutionContext, duckdb: DuckDBResou
     )
 
 
-@asset_check(asset=gold_images, partitions_def=daily_partitions, blocking=True, pool=DUCKDB_POOL)
+@asset_check(asset=gold_images, partitions_def=daily_partitions, blocking=True, pool=DUCKDB_WRITER_POOL)
 def gold_lineage_is_intact(
     context: AssetCheckExecutionContext, storage: CoinStorage, duckdb: DuckDBResource
 ) -> AssetCheckResult:
@@ -69,7 +70,7 @@ def gold_lineage_is_intact(
     )
 
 
-@asset_check(asset=gold_images, partitions_def=daily_partitions, pool=DUCKDB_POOL)
+@asset_check(asset=gold_images, partitions_def=daily_partitions, pool=DUCKDB_WRITER_POOL)
 def gold_metadata_is_complete(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
     """Required gold columns are not null; no sha256 used twice."""
     with duckdb.get_connection() as conn:

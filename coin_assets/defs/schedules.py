@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
-from coin_assets.jobs import ingestion_job, prediction_job, training_job
+from coin_assets.defs.jobs import ingestion_job, prediction_job, training_job
 
 
 @schedule(job=ingestion_job, cron_schedule="50 23 * * *", execution_timezone="UTC",

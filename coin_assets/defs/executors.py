@@ -8,13 +8,13 @@ celery and k8s need the `scale` extra (`pip install -e '.[scale]'`) and a Postgr
 dagster-celery and dagster-k8s.
 """
 
-import os
-
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
+from coin_assets.settings import Settings
 
-def executor_from_env() -> ExecutorDefinition:
-    name = os.getenv("COIN_ASSETS_EXECUTOR", "in_process")
+
+def executor_from_env(settings: Settings | None = None) -> ExecutorDefinition:
+    name = (settings or Settings.from_env()).executor
     if name == "multiprocess":
         return multiprocess_executor
     if name == "in_process":

@@ -4,14 +4,14 @@ import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue, asset_check
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.assets.ingestion import DUCKDB_POOL
-from coin_assets.assets.model import coin_year_model, promotion_decision
-from coin_assets.assets.predictions import coin_predictions
 from coin_assets.core.uploads import YEAR_MIN
+from coin_assets.defs.assets.model import coin_year_model, promotion_decision
+from coin_assets.defs.assets.predictions import coin_predictions
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import MlflowRegistry
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import input_example
-from coin_assets.partitions import daily_partitions
-from coin_assets.resources import MlflowRegistry
 
 YEAR_MAX = 2100
 
@@ -70,7 +70,7 @@ def production_is_best_promoted(context: AssetCheckExecutionContext, mlflow_regi
     })
 
 
-@asset_check(asset=coin_predictions, partitions_def=daily_partitions, pool=DUCKDB_POOL)
+@asset_check(asset=coin_predictions, partitions_def=daily_partitions, pool=DUCKDB_WRITER_POOL)
 def predictions_scored_once(
     context: AssetCheckExecutionContext, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
 ) -> AssetCheckResult:

@@ -3,13 +3,13 @@
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
 from pydantic import Field
 
-from coin_assets.assets.ingestion import bronze_images, gold_images, silver_images
-from coin_assets.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
-from coin_assets.assets.predictions import coin_predictions, review_queue
-from coin_assets.assets.review import review_labels
+from coin_assets.defs.assets.ingestion import bronze_images, gold_images, silver_images
+from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
+from coin_assets.defs.assets.predictions import coin_predictions, review_queue
+from coin_assets.defs.assets.review import review_labels
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.resources import MlflowRegistry
 from coin_assets.ml import registry as reg
-from coin_assets.partitions import daily_partitions
-from coin_assets.resources import MlflowRegistry
 
 ingestion_job = define_asset_job(
     "ingestion_job",

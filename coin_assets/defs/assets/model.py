@@ -8,14 +8,15 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from coin_assets.asset_metadata import markdown_table, png_markdown
-from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
-from coin_assets.assets.review import review_labels
+from coin_assets.defs.assets.ingestion import gold_images
+from coin_assets.defs.assets.review import review_labels
+from coin_assets.defs.metadata import markdown_table, png_markdown
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
 from coin_assets.ml.config import TrainConfig
 from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
-from coin_assets.resources import CoinStorage, MlflowRegistry
 
 DEFAULT_TRAIN = TrainConfig()
 
@@ -50,7 +51,7 @@ class PromotionConfig(Config):
     min_mae_improvement: float = Field(0.0, description="candidate must beat production MAE by this many years")
 
 
-@asset(deps=[gold_images, review_labels], group_name="model", kinds={"duckdb", "parquet"}, pool=DUCKDB_POOL)
+@asset(deps=[gold_images, review_labels], group_name="model", kinds={"duckdb", "parquet"}, pool=DUCKDB_WRITER_POOL)
 def training_set(
     context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
 ) -> Output[dict]:

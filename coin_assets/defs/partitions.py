@@ -1,11 +1,11 @@
 """Daily partitions by UTC upload day. ``end_offset=1`` makes today a partition: uploads arrive today."""
 
-import os
-
 from dagster import DailyPartitionsDefinition
 
+from coin_assets.settings import Settings
+
 daily_partitions = DailyPartitionsDefinition(
-    start_date=os.getenv("COIN_ASSETS_START_DATE", "2025-01-01"),
+    start_date=Settings.from_env().start_date,
     timezone="UTC",
     end_offset=1,
 )

@@ -1,7 +1,6 @@
 """Sensors: uploads start ingestion, review files start label updates, new labels start retraining."""
 
 import json
-import os
 
 import duckdb as duckdb_module
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
@@ -9,27 +8,27 @@ from dagster_duckdb import DuckDBResource
 
 from coin_assets.core.predictions import labelled_coin_count
 from coin_assets.core.uploads import (
-    DEFAULT_SETTLE_SECONDS,
     REVIEW_PREFIX,
     fingerprints_by_partition,
     list_uploads,
 )
-from coin_assets.jobs import ingestion_job, review_job, training_job
+from coin_assets.defs.jobs import ingestion_job, review_job, training_job
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import registry as reg
-from coin_assets.partitions import daily_partitions
-from coin_assets.resources import CoinStorage, MlflowRegistry
+from coin_assets.settings import Settings
 
-UPLOAD_SENSOR_INTERVAL = int(os.getenv("COIN_ASSETS_SENSOR_INTERVAL", "30"))
-RETRAIN_SENSOR_INTERVAL = int(os.getenv("COIN_ASSETS_RETRAIN_INTERVAL", "300"))
+UPLOAD_SENSOR_INTERVAL = Settings.from_env().sensor_interval
+RETRAIN_SENSOR_INTERVAL = Settings.from_env().retrain_interval
 
 
 def settle_seconds() -> float:
     """A file modified more recently than this may still be being written; wait a tick."""
-    return float(os.getenv("COIN_ASSETS_SETTLE_SECONDS", str(DEFAULT_SETTLE_SECONDS)))
+    return Settings.from_env().settle_seconds
 
 
 def retrain_threshold() -> int:
-    return int(os.getenv("COIN_ASSETS_RETRAIN_NEW_LABELS", "50"))
+    return Settings.from_env().retrain_new_labels
 
 
 @sensor(

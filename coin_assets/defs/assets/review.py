@@ -3,13 +3,14 @@
 from dagster import AssetExecutionContext, Output, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.assets.ingestion import DUCKDB_POOL, gold_images
 from coin_assets.core.review import apply_verdicts, parse_verdicts
 from coin_assets.core.uploads import REVIEW_PREFIX
-from coin_assets.resources import CoinStorage
+from coin_assets.defs.assets.ingestion import gold_images
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import CoinStorage
 
 
-@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_POOL, deps=[gold_images])
+@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_WRITER_POOL, deps=[gold_images])
 def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> Output[dict]:
     """Verdicts from people (CSV files in uploads/reviews/), stored in `review_labels` and written onto the
     coins' gold rows as label_source='review' with who and when. Files are kept; re-reading is idempotent."""

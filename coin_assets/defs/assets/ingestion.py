@@ -4,15 +4,13 @@
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.asset_metadata import markdown_table, reasons_table
 from coin_assets.core import ingest
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
-from coin_assets.partitions import daily_partitions
-from coin_assets.resources import CoinStorage
-
-# Every step that writes the DuckDB file runs in this pool; the instance limits it to one at a time.
-DUCKDB_POOL = "duckdb_writer"
+from coin_assets.defs.metadata import markdown_table, reasons_table
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import CoinStorage
 
 coin_uploads = AssetSpec(
     "coin_uploads",
@@ -46,7 +44,7 @@ def _layer_metadata(report: LayerReport) -> dict:
     deps=[coin_uploads],
     group_name="ingestion",
     kinds={"files", "duckdb"},
-    pool=DUCKDB_POOL,
+    pool=DUCKDB_WRITER_POOL,
 )
 def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
     """The day's uploads copied byte for byte into bronze/<day>/<sha256><ext>, sha256 computed while
@@ -63,7 +61,7 @@ def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     deps=[bronze_images],
     group_name="ingestion",
     kinds={"pillow", "duckdb"},
-    pool=DUCKDB_POOL,
+    pool=DUCKDB_WRITER_POOL,
 )
 def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
     """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named silver/<day>/<sha256>.jpg.
@@ -87,7 +85,7 @@ def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     deps=[silver_images],
     group_name="ingestion",
     kinds={"duckdb", "files"},
-    pool=DUCKDB_POOL,
+    pool=DUCKDB_WRITER_POOL,
 )
 def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
     """ML-ready images gold/<day>/<coin>__<side>.jpg and the DuckDB table `gold_images` (one row per

@@ -1,0 +1,123 @@
+"""One settings source: every knob the platform reads from the environment, with local defaults.
+
+``Settings.from_env()`` is the only place that reads ``COIN_ASSETS_*`` (and the standard
+``MLFLOW_TRACKING_URI`` / ``AWS_*``) variables. It has no side effects: nothing is created on disk
+until a resource actually opens its system. Every entry point (Dagster definitions, the CLI, the
+serving API, the worker) builds its resources from one ``Settings`` value.
+
+| variable                          | default                                | meaning                                   |
+|-----------------------------------|----------------------------------------|-------------------------------------------|
+| COIN_ASSETS_DATA_DIR              | data                                   | local root of uploads/bronze/silver/gold  |
+| COIN_ASSETS_DUCKDB                | <data dir>/coin_assets.duckdb          | DuckDB metadata database file             |
+| COIN_ASSETS_S3_BUCKET             | (unset: local files)                   | keep every layer in this bucket instead   |
+| COIN_ASSETS_S3_PREFIX             | coin_assets                            | key prefix inside the bucket              |
+| AWS_ENDPOINT_URL                  | (AWS)                                  | S3-compatible endpoint (MinIO, moto)      |
+| AWS_REGION / AWS_DEFAULT_REGION   | (boto3 default)                        | S3 region                                 |
+| MLFLOW_TRACKING_URI               | sqlite:///<data dir>/mlflow/mlflow.db  | MLflow tracking + registry                |
+| COIN_ASSETS_MLFLOW_ARTIFACTS      | <data dir>/mlflow/artifacts            | artifact root of a new experiment         |
+| COIN_ASSETS_MLFLOW_EXPERIMENT     | coin_year                              | MLflow experiment                         |
+| COIN_ASSETS_MODEL_NAME            | coin_year_regressor                    | registered model name                     |
+| COIN_ASSETS_START_DATE            | 2025-01-01                             | first daily partition                     |
+| COIN_ASSETS_SETTLE_SECONDS        | 10                                     | a file younger than this may be in writing|
+| COIN_ASSETS_SENSOR_INTERVAL       | 30                                     | upload sensor interval (s)                |
+| COIN_ASSETS_RETRAIN_INTERVAL      | 300                                    | retraining sensor interval (s)            |
+| COIN_ASSETS_RETRAIN_NEW_LABELS    | 50                                     | new labelled coins that trigger retraining|
+| COIN_ASSETS_REVIEW_MAX_INTERVAL   | 20                                     | 90 % interval width (years) sent to review|
+| COIN_ASSETS_EXECUTOR              | in_process                             | in_process, multiprocess, celery, k8s     |
+| COIN_ASSETS_API_HOST / _API_PORT  | 127.0.0.1 / 8000                       | serving API address                       |
+| COIN_ASSETS_SERVING_DB            | sqlite:///<data dir>/serving.db        | serving request store (SQLAlchemy URL)    |
+| COIN_ASSETS_API_URL               | http://<api host>:<api port>           | where the web app finds the API           |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = "data"
+    duckdb_path: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "coin_assets"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifacts: str | None = None
+    mlflow_experiment: str = "coin_year"
+    model_name: str = "coin_year_regressor"
+    start_date: str = "2025-01-01"
+    settle_seconds: float = 10.0
+    sensor_interval: int = 30
+    retrain_interval: int = 300
+    retrain_new_labels: int = 50
+    review_max_interval: float = 20.0
+    executor: str = "in_process"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    serving_db_url: str | None = None
+    api_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            data_dir=_get(env, "COIN_ASSETS_DATA_DIR", d.data_dir),
+            duckdb_path=_get(env, "COIN_ASSETS_DUCKDB"),
+            s3_bucket=_get(env, "COIN_ASSETS_S3_BUCKET"),
+            s3_prefix=_get(env, "COIN_ASSETS_S3_PREFIX", d.s3_prefix),
+            s3_endpoint_url=_get(env, "AWS_ENDPOINT_URL"),
+            s3_region=_get(env, "AWS_REGION", _get(env, "AWS_DEFAULT_REGION")),
+            mlflow_tracking_uri=_get(env, "MLFLOW_TRACKING_URI"),
+            mlflow_artifacts=_get(env, "COIN_ASSETS_MLFLOW_ARTIFACTS"),
+            mlflow_experiment=_get(env, "COIN_ASSETS_MLFLOW_EXPERIMENT", d.mlflow_experiment),
+            model_name=_get(env, "COIN_ASSETS_MODEL_NAME", d.model_name),
+            start_date=_get(env, "COIN_ASSETS_START_DATE", d.start_date),
+            settle_seconds=float(_get(env, "COIN_ASSETS_SETTLE_SECONDS", str(d.settle_seconds))),
+            sensor_interval=int(_get(env, "COIN_ASSETS_SENSOR_INTERVAL", str(d.sensor_interval))),
+            retrain_interval=int(_get(env, "COIN_ASSETS_RETRAIN_INTERVAL", str(d.retrain_interval))),
+            retrain_new_labels=int(_get(env, "COIN_ASSETS_RETRAIN_NEW_LABELS", str(d.retrain_new_labels))),
+            review_max_interval=float(_get(env, "COIN_ASSETS_REVIEW_MAX_INTERVAL", str(d.review_max_interval))),
+            executor=_get(env, "COIN_ASSETS_EXECUTOR", d.executor),
+            api_host=_get(env, "COIN_ASSETS_API_HOST", d.api_host),
+            api_port=int(_get(env, "COIN_ASSETS_API_PORT", str(d.api_port))),
+            serving_db_url=_get(env, "COIN_ASSETS_SERVING_DB"),
+            api_url=_get(env, "COIN_ASSETS_API_URL"),
+        )
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    # Derived locations: computed, never created here.
+    @property
+    def data_root(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def duckdb_file(self) -> str:
+        return self.duckdb_path or str(self.data_root / "coin_assets.duckdb")
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_root / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return self.mlflow_artifacts or str((self.data_root / "mlflow" / "artifacts").resolve())
+
+    @property
+    def serving_db(self) -> str:
+        return self.serving_db_url or f"sqlite:///{(self.data_root / 'serving.db').resolve()}"
+
+    @property
+    def api_base_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"

@@ -1,0 +1,5 @@
+import sys
+
+from coin_assets.synth.photos import main
+
+sys.exit(main())
