@@ -281,6 +281,16 @@ def replace_gold_partition(conn, partition: str, frame: pd.DataFrame) -> None:
         raise
 
 
+def row_counts(conn, tables: Iterable[str]) -> dict[str, int]:
+    """Rows of each table (a table that does not exist yet counts 0)."""
+    existing = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()").fetchall()}
+    return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] if t in existing else 0 for t in tables}
+
+
+def paired_coin_count(conn) -> int:
+    return conn.execute("SELECT count(*) FROM coins WHERE paired").fetchall()[0][0]
+
+
 def table_counts(conn, partition: str | None = None) -> dict[str, int]:
     where = " WHERE partition_date = ?" if partition else ""
     params: Sequence = [partition] if partition else []
