@@ -13,11 +13,13 @@ import resource
 import signal
 import sys
 import time
+from datetime import datetime, timezone
 
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
 from coin_assets.core import metadata as md
 from coin_assets.core.uploads import list_uploads
+from coin_assets.settings import Settings
 
 
 def _instance() -> DagsterInstance:
@@ -61,6 +63,19 @@ def recover_runs(instance: DagsterInstance) -> list[dict]:
     return [vars(r) for r in recovered]
 
 
+def wait_for_settled_uploads(store, days: list[str], settle_seconds: float) -> None:
+    """Wait (at most the settle window) until the days' newest upload is old enough to be taken:
+    bronze leaves files younger than that for a later run."""
+    newest = max((f.modified for f in list_uploads(store) if f.partition in days), default=None)
+    if newest is None or not settle_seconds:
+        return
+    wait = settle_seconds - (datetime.now(timezone.utc) - newest).total_seconds()
+    if wait > 0:
+        print(f"waiting {wait:.1f} s for the newest upload to settle (COIN_ASSETS_SETTLE_SECONDS={settle_seconds:g})",
+              file=sys.stderr)
+        time.sleep(wait + 0.05)
+
+
 def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None) -> dict:
     """Materialize every asset for the given (default: all uploaded) days, in-process, and summarise."""
     from coin_assets.definitions import defs
@@ -69,6 +84,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     resources = default_resources()
     store = resources["storage"].store()
     days = days or sorted({f.partition for f in list_uploads(store)})
+    wait_for_settled_uploads(store, days, Settings.from_env().settle_seconds)
     assets = [*defs.assets, *defs.asset_checks]
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},

@@ -393,7 +393,7 @@ def test_core_layers_report_work_then_skip_it_on_a_second_run(lake_core):
     lake.coin(DAY, "c1", shade=0)
     lake.coin(DAY, "c2", shade=10)
     bronze, silver, gold, frame = _run_all(lake.store, conn)
-    assert (bronze.processed, bronze.extra) == (6, {"files": 6, "sidecars": 2})
+    assert (bronze.processed, bronze.extra) == (6, {"files": 6, "sidecars": 2, "leftovers_removed": 0})
     assert (silver.processed, silver.skipped, silver.quarantined) == (4, 0, 0)
     assert (gold.processed, gold.extra["coins"], gold.extra["paired_coins"], gold.extra["labelled_images"]) == (4, 2, 2, 4)
     assert len(frame) == 4

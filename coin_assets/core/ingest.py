@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from coin_assets.core import metadata as md
 from coin_assets.core.images import MAX_SIDE, ImageRejected, clean_image
 from coin_assets.core.storage import ObjectStore, UnsafeKeyError, copy_with_sha256
-from coin_assets.core.uploads import IMAGE_EXTENSIONS, list_uploads, parse_sidecar, path_safe_id
+from coin_assets.core.uploads import (
+    IMAGE_EXTENSIONS,
+    NOT_A_REGULAR_FILE,
+    list_uploads,
+    parse_sidecar,
+    path_safe_id,
+)
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
+PAIRING = "pairing"  # quarantine stage of uploads that lost their coin side to another upload
 
 
 @dataclass
@@ -38,26 +46,31 @@ def _bronze_extension(name: str) -> str:
     return ext if ext in IMAGE_EXTENSIONS | {".json"} else ".bin"
 
 
-def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
-    """Copy the day's uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
+def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: float = 0.0,
+                  now: datetime | None = None) -> LayerReport:
+    """Copy the day's settled uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
 
-    Byte-identical uploads are stored once; later copies point at the first (``duplicate_of``).
-    Sidecars are kept in bronze too; their fields fill the image rows of the same coin.
+    Only files unmodified for ``settle_seconds`` are taken (a file still being written is left for
+    a later run; a later complete version of an upload replaces its record and its bronze bytes).
+    Byte-identical uploads of the same kind are stored once; later copies point at the first
+    (``duplicate_of``). Sidecars are kept in bronze too; their fields fill the image rows of the same
+    coin. Crash leftovers (``.tmp-*``) and bronze files no ledger row points to are removed first.
+    Links and special files are quarantined and never read.
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
     report = LayerReport(partition)
-    files = list_uploads(store, partition)
+    report.extra["leftovers_removed"] = remove_unreferenced_bronze(store, conn, partition)
+    files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
     md.clear_quarantine(conn, partition, BRONZE)
     md.clear_quarantine(conn, partition, "sidecar")
     sidecars = {}
-    known = {
-        key: (size, modified, path, sha) for key, size, modified, path, sha in conn.execute(
-            "SELECT upload_key, raw_size, source_modified, bronze_path, sha256 FROM uploads WHERE partition_date = ?",
-            [partition],
-        ).fetchall()
-    }
+    known = md.known_uploads(conn, partition)
     for f in files:
+        if f.problem == NOT_A_REGULAR_FILE:
+            md.record_quarantine(conn, f.key, BRONZE, partition, f.problem)
+            report.quarantine(f.problem)
+            continue
         size_mtime_path = known.get(f.key)
         if (f.kind != "sidecar" and size_mtime_path and size_mtime_path[0] == f.size
                 and size_mtime_path[1] is not None
@@ -78,13 +91,11 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
             continue
         with spool:
             if f.kind == "sidecar":
-                sidecars[f.coin_id] = parse_sidecar(spool.read())
+                sidecars[f.coin_id] = (f, parse_sidecar(spool.read()))
                 spool.seek(0)
-            duplicate_of = md.first_upload_with_sha(conn, sha, f.key)
+            duplicate_of = md.first_upload_with_sha(conn, sha, f.key, f.kind)
             if duplicate_of:
-                bronze_path = conn.execute(
-                    "SELECT bronze_path FROM uploads WHERE upload_key = ?", [duplicate_of]
-                ).fetchall()[0][0]
+                bronze_path = md.bronze_path_of(conn, duplicate_of)
                 report.duplicates += 1
             else:
                 bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
@@ -105,20 +116,29 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
             report.quarantine(f.problem)
     # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).
-    for f in files:
-        if f.kind == "sidecar" and (sidecar := sidecars.get(f.coin_id)) and sidecar.problems:
-            reason = "; ".join(sidecar.problems)
+    for coin_id, (f, sidecar) in sidecars.items():
+        problems = list(sidecar.problems)
+        if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
+            problems.append(f"sidecar coin_id {sidecar.coin_id!r} disagrees with its file name {f.name!r}; "
+                            "its fields are not used")
+        if problems:
+            reason = "; ".join(problems)
             md.record_quarantine(conn, f.key, "sidecar", partition, reason)
-            report.quarantine(reason)
-    for coin_id, sidecar in sidecars.items():
-        conn.execute(
-            "UPDATE uploads SET user_id = ?, uploaded_at = coalesce(?, uploaded_at), label_year = ?, "
-            "label_note = ? WHERE partition_date = ? AND kind = 'image' AND coin_id = ?",
-            [sidecar.user_id, sidecar.uploaded_at, sidecar.year, sidecar.label_note, partition, coin_id],
-        )
-    report.extra = {"files": len(files), "sidecars": len(sidecars)}
+            report.quarantine(reason.split(":")[0] if len(sidecar.problems) else reason.split(";")[0])
+        if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
+            continue
+        md.apply_sidecar(conn, partition, coin_id, sidecar)
+    report.extra.update(files=len(files), sidecars=len(sidecars))
+    report.extra["leftovers_removed"] += remove_unreferenced_bronze(store, conn, partition)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
+    """Delete ``bronze/<day>/`` files that no ledger row points to: ``.tmp-*`` left by a crash during
+    a copy, bytes of an upload since replaced by a newer version. Returns how many were removed."""
+    md.ensure_schema(conn)
+    return _remove_orphans(store, f"bronze/{partition}", md.bronze_paths_under(conn, f"bronze/{partition}/"))
 
 
 def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE) -> LayerReport:
@@ -157,6 +177,10 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
         ))
         report.processed += 1
         report.bytes_written += len(clean.data)
+    for key, bronze_path, sha, first_key, reason in md.duplicates_of_quarantined(conn, partition):
+        md.record_quarantine(conn, key, SILVER, partition,
+                             f"same bytes as {first_key}, which is quarantined: {reason}", bronze_path, sha)
+        report.quarantine("same bytes as a quarantined file")
     report.extra["superseded_removed"] = conn.execute(
         "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
         "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
@@ -176,6 +200,11 @@ def build_gold(store: ObjectStore, conn, partition: str):
     started = time.perf_counter()
     md.ensure_schema(conn)
     report = LayerReport(partition)
+    md.clear_quarantine(conn, partition, PAIRING)
+    for key, bronze_path, sha, coin_id, side, chosen in md.superseded_uploads(conn, partition):
+        reason = f"another upload of coin {coin_id!r} side {side} was taken: {chosen}"
+        md.record_quarantine(conn, key, PAIRING, partition, reason, bronze_path, sha)
+        report.quarantine("another upload of the same coin side was taken")
     frame = md.gold_candidates(conn, partition)
     frame["gold_path"] = [
         f"gold/{partition}/{path_safe_id(coin)}__{side}.jpg" for coin, side in zip(frame.coin_id, frame.side, strict=True)
@@ -193,6 +222,7 @@ def build_gold(store: ObjectStore, conn, partition: str):
             continue
         store.copy(row.clean_path, row.gold_path)
         report.processed += 1
+        report.bytes_written += int(row.clean_size)
     md.replace_gold_partition(conn, partition, frame[[c for c in _GOLD_COLUMNS if c in frame.columns]])
     for key in zip(frame.coin_id, frame.side, strict=True):  # a coin side that moved here from an earlier day
         old_path = published.get(key, (None, None))[1]

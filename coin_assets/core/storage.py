@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import BinaryIO, Protocol
 
 CHUNK_SIZE = 1 << 20
@@ -43,6 +44,7 @@ class StoredObject:
     key: str
     size: int
     modified: datetime  # UTC
+    regular: bool = True  # False for a symbolic link (never read as an upload)
 
 
 class ObjectStore(Protocol):
@@ -125,13 +127,14 @@ class LocalStore:
             for name in sorted(filenames):
                 full = Path(dirpath) / name
                 try:
-                    stat = full.stat()
+                    stat = full.lstat()  # a link is described, never followed
                 except FileNotFoundError:  # removed while listing
                     continue
                 yield StoredObject(
                     key=full.relative_to(self.root).as_posix(),
                     size=stat.st_size,
                     modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                    regular=S_ISREG(stat.st_mode),
                 )
 
 

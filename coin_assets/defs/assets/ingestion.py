@@ -11,12 +11,13 @@ from coin_assets.defs.metadata import markdown_table, reasons_table
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
+from coin_assets.settings import Settings
 
 coin_uploads = AssetSpec(
     "coin_uploads",
     description=(
-        "Photos and sidecars people upload: uploads/<YYYY-MM-DD>/<coin_id>__front|back.<ext> and "
-        "<coin_id>.json. Written by the upload service, watched by `upload_sensor`."
+        "Photos and sidecars people upload: `uploads/<YYYY-MM-DD>/<coin_id>__front|back.<ext>` and "
+        "`<coin_id>.json`. Written by the upload service, watched by `upload_sensor`."
     ),
     group_name="ingestion",
     partitions_def=daily_partitions,
@@ -47,10 +48,13 @@ def _layer_metadata(report: LayerReport) -> dict:
     pool=DUCKDB_WRITER_POOL,
 )
 def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """The day's uploads copied byte for byte into bronze/<day>/<sha256><ext>, sha256 computed while
-    copying. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice."""
+    """The day's settled uploads copied byte for byte into `bronze/<day>/<sha256><ext>`, sha256
+    computed while copying. A file modified in the last COIN_ASSETS_SETTLE_SECONDS is left for a later
+    run. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice. Crash
+    leftovers and bronze files no ledger row points to are removed; links are quarantined, never read."""
     with duckdb.get_connection() as conn:
-        report = ingest.ingest_bronze(storage.store(), conn, context.partition_key)
+        report = ingest.ingest_bronze(storage.store(), conn, context.partition_key,
+                                      settle_seconds=Settings.from_env().settle_seconds)
     if report.quarantined:
         context.log.warning(f"{report.quarantined} file(s) quarantined: {report.reasons}")
     return MaterializeResult(metadata=_layer_metadata(report))
@@ -64,7 +68,7 @@ def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     pool=DUCKDB_WRITER_POOL,
 )
 def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named silver/<day>/<sha256>.jpg.
+    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named `silver/<day>/<sha256>.jpg`.
     Checksums already processed are skipped; undecodable files go to the quarantine table."""
     with duckdb.get_connection() as conn:
         report = ingest.build_silver(storage.store(), conn, context.partition_key, max_side=MAX_SIDE)
@@ -88,7 +92,7 @@ def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     pool=DUCKDB_WRITER_POOL,
 )
 def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """ML-ready images gold/<day>/<coin>__<side>.jpg and the DuckDB table `gold_images` (one row per
+    """ML-ready images `gold/<day>/<coin>__<side>.jpg` and the DuckDB table `gold_images` (one row per
     coin side: who, when, raw and clean name/path/size/width/height, sha256, label, model version),
     with the `coins` view pairing front and back."""
     with duckdb.get_connection() as conn:
