@@ -16,7 +16,7 @@ from coin_assets.defs.schedules import (
     daily_prediction_schedule,
     weekly_retraining_schedule,
 )
-from coin_assets.defs.sensors import retraining_sensor, review_sensor, upload_sensor
+from coin_assets.defs.sensors import abandoned_run_sensor, retraining_sensor, review_sensor, upload_sensor
 
 defs = Definitions(
     assets=[
@@ -26,7 +26,7 @@ defs = Definitions(
     ],
     asset_checks=[*ingestion_checks, *model_checks],
     jobs=[ingestion_job, training_job, prediction_job, review_job, rollback_job],
-    sensors=[upload_sensor, review_sensor, retraining_sensor],
+    sensors=[upload_sensor, review_sensor, retraining_sensor, abandoned_run_sensor],
     schedules=[daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule],
     resources=default_resources(),
     executor=executor_from_env(),
