@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from datetime import datetime, timedelta, timezone
@@ -239,6 +240,9 @@ def test_parse_sidecar_records_unreadable_documents(raw, problem):
     ("MCMXC", "year 'MCMXC' is not an integer; label dropped"),
     (True, "year True is not an integer; label dropped"),
     (1990.5, "year 1990.5 is not an integer; label dropped"),
+    (1990.0, "year 1990.0 is not an integer; label dropped"),
+    ("1990.0", "year '1990.0' is not an integer; label dropped"),
+    ("", "year '' is not an integer; label dropped"),
 ])
 def test_parse_sidecar_drops_bad_years_with_a_note(year, note):
     import json
@@ -436,3 +440,10 @@ def test_core_empty_partition_gives_empty_gold(lake_core):
     _, _, gold, frame = _run_all(lake.store, conn)
     assert len(frame) == 0 and gold.extra["coins"] == 0
     assert conn.execute("SELECT count(*) FROM gold_images").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize("year", ["1987", " 1987 ", 1987])
+def test_parse_sidecar_accepts_a_year_written_as_a_string_of_digits(year):
+    # Decided (issue 6, item 8): web forms send numbers as strings; a string of digits is the integer.
+    car = parse_sidecar(json.dumps({"year": year}).encode())
+    assert (car.year, car.label_note) == (1987, None)
