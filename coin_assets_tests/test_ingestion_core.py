@@ -447,3 +447,22 @@ def test_parse_sidecar_accepts_a_year_written_as_a_string_of_digits(year):
     # Decided (issue 6, item 8): web forms send numbers as strings; a string of digits is the integer.
     car = parse_sidecar(json.dumps({"year": year}).encode())
     assert (car.year, car.label_note) == (1987, None)
+
+
+def test_clean_many_on_a_process_pool_gives_what_one_process_gives(tmp_path):
+    from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many
+    from coin_assets.core.images import ImageRejected
+
+    store = LocalStore(tmp_path)
+    keys = []
+    for i in range(POOL_MIN_IMAGES + 2):
+        key = f"bronze/{i:03d}.png"
+        data = encode(tiny_photo((90 + i, 60), (i * 7 % 255, 80, 120)), "png")
+        store.write_bytes(key, data if i != 5 else b"broken")
+        keys.append((i, key))
+    pooled = list(clean_many(store, keys, max_side=64, workers=2))
+    single = list(clean_many(store, keys, max_side=64, workers=1))
+    assert [i for i, _ in pooled] == list(range(len(keys)))  # in order
+    assert isinstance(pooled[5][1], ImageRejected) and isinstance(single[5][1], ImageRejected)
+    assert [c.data for _, c in pooled if not isinstance(c, ImageRejected)] == \
+        [c.data for _, c in single if not isinstance(c, ImageRejected)]

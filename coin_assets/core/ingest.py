@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from coin_assets.core import metadata as md
-from coin_assets.core.images import MAX_SIDE, ImageRejected, clean_image
+from coin_assets.core.decode_pool import clean_many
+from coin_assets.core.images import MAX_SIDE, ImageRejected
 from coin_assets.core.storage import ObjectStore, UnsafeKeyError, copy_with_sha256
 from coin_assets.core.uploads import (
     IMAGE_EXTENSIONS,
@@ -21,6 +22,7 @@ from coin_assets.core.uploads import (
 )
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
+SILVER_BATCH = 128  # silver rows per INSERT
 PAIRING = "pairing"  # quarantine stage of uploads that lost their coin side to another upload
 
 
@@ -62,25 +64,30 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     report = LayerReport(partition)
     report.extra["leftovers_removed"] = remove_unreferenced_bronze(store, conn, partition)
     files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
-    md.clear_quarantine(conn, partition, BRONZE)
-    md.clear_quarantine(conn, partition, "sidecar")
-    sidecars = {}
     known = md.known_uploads(conn, partition)
+    unchanged = {f.key for f in files if _unchanged(store, f, known.get(f.key))}
+    md.clear_quarantine(conn, partition, BRONZE)
+    # an unchanged sidecar keeps its recorded problems unless it is read again below
+    md.clear_quarantine(conn, partition, "sidecar", keep_keys=[f.key for f in files if f.key in unchanged])
+    sidecars = {}
+    unread_sidecars = {}
+    changed_coins = set()
     for f in files:
         if f.problem == NOT_A_REGULAR_FILE:
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem)
             report.quarantine(f.problem)
             continue
-        size_mtime_path = known.get(f.key)
-        if (f.kind != "sidecar" and size_mtime_path and size_mtime_path[0] == f.size
-                and size_mtime_path[1] is not None
-                and abs(size_mtime_path[1].timestamp() - f.modified.timestamp()) < 1e-6
-                and store.exists(size_mtime_path[2])):
+        if f.key in unchanged:
             report.skipped += 1  # same key, size and mtime: the recorded checksum stands
+            size_mtime_path = known[f.key]
             if f.kind == "other":
                 md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, size_mtime_path[2], size_mtime_path[3])
                 report.quarantine(f.problem)
+            elif f.kind == "sidecar":
+                unread_sidecars[f.coin_id] = (f, size_mtime_path[2])
             continue
+        if f.kind == "image":
+            changed_coins.add(f.coin_id)
         try:
             sha, size, spool = copy_with_sha256(store, f.key)
         except (UnsafeKeyError, OSError) as err:
@@ -115,6 +122,10 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
         if f.kind == "other":
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
             report.quarantine(f.problem)
+    # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
+    for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
+        f, bronze_path = unread_sidecars[coin_id]
+        sidecars[coin_id] = (f, parse_sidecar(store.read_bytes(bronze_path)))
     # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).
     for coin_id, (f, sidecar) in sidecars.items():
         problems = list(sidecar.problems)
@@ -128,10 +139,17 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
         if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
             continue
         md.apply_sidecar(conn, partition, coin_id, sidecar)
-    report.extra.update(files=len(files), sidecars=len(sidecars))
+    report.extra.update(files=len(files), sidecars=len(sidecars) + len(set(unread_sidecars) - set(sidecars)))
     report.extra["leftovers_removed"] += remove_unreferenced_bronze(store, conn, partition)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _unchanged(store: ObjectStore, f, recorded: tuple | None) -> bool:
+    """Same key, size and mtime as recorded, and the bronze bytes still there."""
+    return bool(recorded and recorded[0] == f.size and recorded[1] is not None
+                and abs(recorded[1].timestamp() - f.modified.timestamp()) < 1e-6
+                and f.problem != NOT_A_REGULAR_FILE and store.exists(recorded[2]))
 
 
 def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
@@ -141,11 +159,14 @@ def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
     return _remove_orphans(store, f"bronze/{partition}", md.bronze_paths_under(conn, f"bronze/{partition}/"))
 
 
-def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE) -> LayerReport:
+def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE,
+                 workers: int | None = None) -> LayerReport:
     """Decode every new checksum of the day into ``silver/<day>/<sha256>.jpg``; quarantine failures.
 
-    Checksums already in silver are skipped, so only changed bytes are recomputed. One image is
-    in memory at a time.
+    Checksums already in silver are skipped, so only changed bytes are recomputed. Decoding runs on
+    ``workers`` processes (default: every core) with a bounded number of images in flight; rows are
+    written in batches, each after its files (a crash leaves at most files without rows, which the
+    next run removes).
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
@@ -153,21 +174,23 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
     md.clear_quarantine(conn, partition, SILVER)
     images = md.uploads_for_partition(conn, partition, kind="image")
     images = images[images["duplicate_of"].isna()]
+    done = md.silver_paths_for_partition(conn, partition)
+    todo = []
     for row in images.itertuples(index=False):
-        existing = md.silver_row(conn, row.sha256)
-        if existing and store.exists(existing["clean_path"]):
+        if row.sha256 in done and store.exists(done[row.sha256]):
             report.skipped += 1
-            continue
-        try:
-            clean = clean_image(store.read_bytes(row.bronze_path), max_side=max_side)
-        except ImageRejected as err:
-            md.record_quarantine(conn, row.upload_key, SILVER, partition, str(err), row.bronze_path, row.sha256)
-            report.quarantine(str(err).split(":")[0])
+        else:
+            todo.append((row, row.bronze_path))
+    batch: list[dict] = []
+    for row, clean in clean_many(store, todo, max_side, workers):
+        if isinstance(clean, ImageRejected):
+            md.record_quarantine(conn, row.upload_key, SILVER, partition, str(clean), row.bronze_path, row.sha256)
+            report.quarantine(str(clean).split(":")[0])
             continue
         clean_name = f"{row.sha256}.jpg"
         clean_path = f"silver/{partition}/{clean_name}"
         store.write_bytes(clean_path, clean.data)
-        md.insert_silver(conn, dict(
+        batch.append(dict(
             sha256=row.sha256, partition_date=partition, bronze_path=row.bronze_path, clean_name=clean_name,
             clean_path=clean_path, clean_size=len(clean.data), clean_width=clean.width,
             clean_height=clean.height, raw_format=clean.raw_format, raw_mode=clean.raw_mode,
@@ -177,6 +200,10 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
         ))
         report.processed += 1
         report.bytes_written += len(clean.data)
+        if len(batch) >= SILVER_BATCH:
+            md.insert_silver_rows(conn, batch)
+            batch = []
+    md.insert_silver_rows(conn, batch)
     for key, bronze_path, sha, first_key, reason in md.duplicates_of_quarantined(conn, partition):
         md.record_quarantine(conn, key, SILVER, partition,
                              f"same bytes as {first_key}, which is quarantined: {reason}", bronze_path, sha)

@@ -245,6 +245,25 @@ def silver_row(conn, sha256: str) -> dict | None:
     return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
 
+def silver_paths_for_partition(conn, partition: str) -> dict[str, str]:
+    """{sha256: clean path} of the silver rows for the day's uploads (wherever they were first seen)."""
+    return dict(conn.execute(
+        "SELECT sha256, clean_path FROM silver_images WHERE sha256 IN "
+        "(SELECT sha256 FROM uploads WHERE partition_date = ?)", [partition]).fetchall())
+
+
+def insert_silver_rows(conn, rows: list[dict]) -> None:
+    """Insert or replace many silver rows in one statement."""
+    if not rows:
+        return
+    frame = pd.DataFrame(rows)
+    conn.register("silver_batch", frame)
+    try:
+        conn.execute("INSERT OR REPLACE INTO silver_images BY NAME SELECT * FROM silver_batch")
+    finally:
+        conn.unregister("silver_batch")
+
+
 def insert_silver(conn, row: dict) -> None:
     cols = list(row)
     conn.execute(
