@@ -12,7 +12,7 @@ from datetime import datetime
 from coin_assets.core import metadata as md
 from coin_assets.core.decode_pool import clean_many
 from coin_assets.core.images import MAX_SIDE, ImageRejected
-from coin_assets.core.storage import ObjectStore, UnsafeKeyError, copy_with_sha256
+from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
 from coin_assets.core.uploads import (
     IMAGE_EXTENSIONS,
     NOT_A_REGULAR_FILE,
@@ -89,17 +89,17 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
         if f.kind == "image":
             changed_coins.add(f.coin_id)
         try:
-            sha, size, spool = copy_with_sha256(store, f.key)
+            staged = stage_copy(store, f.key, f"bronze/{partition}")
         except (UnsafeKeyError, OSError) as err:
             # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
             reason = f"upload cannot be read safely: {err}"
             md.record_quarantine(conn, f.key, BRONZE, partition, reason)
             report.quarantine(reason.split(":")[0])
             continue
-        with spool:
+        with staged:
+            sha, size = staged.sha256, staged.size
             if f.kind == "sidecar":
-                sidecars[f.coin_id] = (f, parse_sidecar(spool.read()))
-                spool.seek(0)
+                sidecars[f.coin_id] = (f, parse_sidecar(staged.read()))
             duplicate_of = md.first_upload_with_sha(conn, sha, f.key, f.kind)
             if duplicate_of:
                 bronze_path = md.bronze_path_of(conn, duplicate_of)
@@ -109,7 +109,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
                 if store.exists(bronze_path):
                     report.skipped += 1
                 else:
-                    store.write_stream(bronze_path, spool)
+                    staged.place(bronze_path)
                     report.processed += 1
                     report.bytes_written += size
         row = dict(
