@@ -466,3 +466,12 @@ def test_clean_many_on_a_process_pool_gives_what_one_process_gives(tmp_path):
     assert isinstance(pooled[5][1], ImageRejected) and isinstance(single[5][1], ImageRejected)
     assert [c.data for _, c in pooled if not isinstance(c, ImageRejected)] == \
         [c.data for _, c in single if not isinstance(c, ImageRejected)]
+
+
+def test_the_one_gold_column_list_matches_the_table():
+    with duckdb.connect() as conn:
+        md.ensure_schema(conn)
+        rows = conn.execute("SELECT column_name, is_nullable FROM information_schema.columns "
+                            "WHERE table_name = 'gold_images' ORDER BY ordinal_position").fetchall()
+    assert tuple(name for name, _ in rows) == md.GOLD_COLUMNS
+    assert tuple(name for name, nullable in rows if nullable == "NO") == md.GOLD_REQUIRED_COLUMNS

@@ -250,7 +250,7 @@ def build_gold(store: ObjectStore, conn, partition: str):
         store.copy(row.clean_path, row.gold_path)
         report.processed += 1
         report.bytes_written += int(row.clean_size)
-    md.replace_gold_partition(conn, partition, frame[[c for c in _GOLD_COLUMNS if c in frame.columns]])
+    md.replace_gold_partition(conn, partition, frame[[c for c in md.GOLD_COLUMNS if c in frame.columns]])
     for key in zip(frame.coin_id, frame.side, strict=True):  # a coin side that moved here from an earlier day
         old_path = published.get(key, (None, None))[1]
         if old_path and not old_path.startswith(f"gold/{partition}/"):
@@ -264,12 +264,6 @@ def build_gold(store: ObjectStore, conn, partition: str):
     return report, frame
 
 
-_GOLD_COLUMNS = (
-    "coin_id", "side", "partition_date", "user_id", "uploaded_at", "ingested_at", "upload_key", "raw_name",
-    "raw_path", "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
-    "clean_width", "clean_height", "gold_path", "sha256", "label_year", "label_source", "labelled_by",
-    "labelled_at", "model_version",
-)
 
 
 def _remove_orphans(store: ObjectStore, prefix: str, referenced: set[str]) -> int:

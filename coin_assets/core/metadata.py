@@ -141,11 +141,16 @@ SCHEMA = [
     """,
 ]
 
-GOLD_REQUIRED_COLUMNS = (
-    "coin_id", "side", "partition_date", "ingested_at", "upload_key", "raw_name", "raw_path",
-    "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
-    "clean_width", "clean_height", "gold_path", "sha256",
+# The gold_images columns in table order (the DDL above), and those that may be null.
+GOLD_COLUMNS = (
+    "coin_id", "side", "partition_date", "user_id", "uploaded_at", "ingested_at", "upload_key", "raw_name",
+    "raw_path", "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
+    "clean_width", "clean_height", "gold_path", "sha256", "label_year", "label_source", "labelled_by",
+    "labelled_at", "model_version",
 )
+GOLD_NULLABLE_COLUMNS = frozenset(
+    {"user_id", "uploaded_at", "label_year", "label_source", "labelled_by", "labelled_at", "model_version"})
+GOLD_REQUIRED_COLUMNS = tuple(c for c in GOLD_COLUMNS if c not in GOLD_NULLABLE_COLUMNS)
 
 
 def utcnow() -> datetime:
