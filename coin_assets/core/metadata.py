@@ -203,6 +203,26 @@ def bronze_paths_under(conn, prefix: str) -> set[str]:
         "SELECT DISTINCT bronze_path FROM uploads WHERE starts_with(bronze_path, ?)", [prefix]).fetchall()}
 
 
+def repoint_bronze(conn, old_path: str, new_path: str) -> None:
+    """Every row that names ``old_path`` as its bronze bytes names ``new_path`` instead (one transaction)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("UPDATE uploads SET bronze_path = ? WHERE bronze_path = ?", [new_path, old_path])
+        conn.execute("UPDATE silver_images SET bronze_path = ? WHERE bronze_path = ?", [new_path, old_path])
+        conn.execute("UPDATE quarantine SET bronze_path = ? WHERE bronze_path = ?", [new_path, old_path])
+        conn.execute("UPDATE gold_images SET raw_path = ? WHERE raw_path = ?", [new_path, old_path])
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def bronze_partitions(conn) -> list[str]:
+    """Days that still have bronze files outside the archive."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT partition_date FROM uploads WHERE starts_with(bronze_path, 'bronze/') ORDER BY 1").fetchall()]
+
+
 def apply_sidecar(conn, partition: str, coin_id: str, sidecar) -> None:
     """A sidecar's uploader, time and label onto the coin's image rows of the day."""
     conn.execute(

@@ -1,10 +1,12 @@
 """uploads → bronze → silver → gold: thin Dagster assets over coin_assets.core.ingest."""
 
 
+from datetime import datetime, timezone
+
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.core import audit, ingest, readers
+from coin_assets.core import archive, audit, ingest, readers
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
 from coin_assets.defs.metadata import markdown_table, reasons_table
@@ -111,3 +113,25 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
         reader_snapshot=MetadataValue.path(str(snapshot)),
     )
     return MaterializeResult(metadata=meta)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[bronze_images],
+    group_name="ingestion",
+    kinds={"files", "duckdb"},
+    pool=DUCKDB_WRITER_POOL,
+    retry_policy=INGESTION_RETRY,
+)
+def archived_bronze(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+    """Bronze of a day older than COIN_ASSETS_ARCHIVE_AFTER_DAYS (30) moved to `archive/bronze/<day>/`,
+    the ledger repointed (the lineage check verifies the archived bytes; re-processing reads them
+    there). A younger day is left alone. Run daily by `bronze_archive_schedule`."""
+    after_days = Settings.from_env().archive_after_days
+    if not archive.is_due(context.partition_key, datetime.now(timezone.utc).date(), after_days):
+        return MaterializeResult(metadata={"archived": False, "reason": f"younger than {after_days} days"})
+    with writer_connection(duckdb) as conn:
+        report = archive.archive_partition(storage.store(), conn, context.partition_key)
+    return MaterializeResult(metadata={"archived": True, "moved": report.moved,
+                                       "already_archived": report.already_archived,
+                                       "bytes_moved": report.bytes_moved})
