@@ -28,8 +28,11 @@ dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
 	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 
+# The launcher stops every dagster dev process within seconds on Ctrl-C or SIGTERM. Partitions start
+# at the first upload day unless COIN_ASSETS_START_DATE is set.
 demo: demo-data dagster-home
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	COIN_ASSETS_START_DATE=$${COIN_ASSETS_START_DATE:-$$(ls $(COIN_ASSETS_DATA_DIR)/uploads 2>/dev/null | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}$$' | sort | head -n 1)} \
+	$(BIN)/python -m coin_assets.launcher --grace 5 -- $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 headless: demo-data dagster-home
 	$(BIN)/python -m coin_assets.cli headless

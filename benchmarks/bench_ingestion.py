@@ -1,63 +1,112 @@
-"""Silver decoding: Pillow draft-mode JPEG decoding against full decoding, same photos, same process.
+"""Ingestion speed against plain Pillow loops over the same files, in one command.
 
-    python benchmarks/bench_ingestion.py [--photos 40] [--size 4000x3000]
+    python benchmarks/bench_ingestion.py [--coins 150] [--workers N]
 
-Prints photos/s for both and the speed-up ratio, plus peak memory.
+Generates ``--coins`` coins (2 photos + sidecar each, mixed formats and sizes) for one day, then:
+
+1. plain loop, one process: read, sha256, draft decode, EXIF transpose, RGB, LANCZOS to 512, JPEG 90
+   (``clean_image``, which is exactly that);
+2. the same loop on every core (a process pool of ``--workers``, default all cores);
+3. a full-decode loop, one process (no draft);
+4. the headless ingestion (bronze + silver + gold and their checks, through Dagster, in-process)
+   on a fresh data root: images/s and its ratio to loop 2;
+5. the same command again with nothing new: seconds, and its ratio to run 4;
+6. peak RSS of the ingestion process.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import random
-import resource
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-
-from PIL import Image
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from coin_assets.core.images import clean_image
+from coin_assets.synth import generate_uploads
+
+DAY = dt.date(2026, 11, 20)
 
 
-def make_photos(n: int, size: tuple[int, int], seed: int = 0) -> list[bytes]:
+def _one(path: str, use_draft: bool = True) -> int:
+    data = Path(path).read_bytes()
+    hashlib.sha256(data).hexdigest()
     try:
-        from coin_assets.synth import render_coin_pair
-    except ImportError:  # the generator is optional for this benchmark
-        render_coin_pair = None
-    rng = random.Random(seed)
-    photos = []
-    for i in range(n):
-        if render_coin_pair is not None:
-            img, _ = render_coin_pair(1950 + i % 70, rng, photo_size=size)
-        else:
-            img = Image.effect_noise(size, 40).convert("RGB")
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=90)
-        photos.append(buf.getvalue())
-    return photos
+        return len(clean_image(data, use_draft=use_draft).data)
+    except ValueError:
+        return 0
 
 
-def run(photos: list[bytes], use_draft: bool) -> float:
+def _full(path: str) -> int:
+    return _one(path, use_draft=False)
+
+
+def loop(paths: list[str], use_draft: bool = True) -> float:
     started = time.perf_counter()
-    for data in photos:
-        clean_image(data, use_draft=use_draft)
-    return len(photos) / (time.perf_counter() - started)
+    for path in paths:
+        _one(path, use_draft)
+    return len(paths) / (time.perf_counter() - started)
+
+
+def pooled_loop(paths: list[str], workers: int) -> float:
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_one, paths[:workers]))  # start the workers outside the timing
+        started = time.perf_counter()
+        list(pool.map(_one, paths, chunksize=4))
+        return len(paths) / (time.perf_counter() - started)
+
+
+def headless(root: Path) -> tuple[float, dict, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "DAGSTER_", "MLFLOW_"))}
+    env.update(COIN_ASSETS_DATA_DIR=str(root), COIN_ASSETS_SETTLE_SECONDS="0")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    code = ("import json, resource, sys, time; from coin_assets import cli; t = time.perf_counter(); "
+            "s = cli.run_headless(None, train=False); s['wall'] = time.perf_counter() - t; "
+            "s['rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; print(json.dumps(s, default=str))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    return summary["seconds"]["ingestion"], summary, summary["rss"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--photos", type=int, default=40)
-    parser.add_argument("--size", default="4000x3000")
+    parser.add_argument("--coins", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--uploads", help="reuse this upload folder (generated there if missing)")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
-    photos = make_photos(args.photos, size)
-    mib = sum(map(len, photos)) / 2**20
-    full = run(photos, use_draft=False)
-    draft = run(photos, use_draft=True)
-    print(f"{args.photos} JPEG photos {size[0]}x{size[1]} ({mib:.1f} MiB) → silver (long side 512)")
-    print(f"full decode : {full:7.2f} photos/s")
-    print(f"draft decode: {draft:7.2f} photos/s")
-    print(f"ratio draft/full: {draft / full:.2f}x")
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "data"
+        source = Path(args.uploads) if args.uploads else Path(tmp) / "generated"
+        if not source.is_dir():
+            generate_uploads(source, args.coins, days=1, seed=1, end_date=DAY)
+        shutil.copytree(source, root / "uploads")
+        paths = sorted(str(p) for p in (root / "uploads").rglob("*") if p.is_file() and p.suffix != ".json")
+        mib = sum(Path(p).stat().st_size for p in paths) / 2**20
+        one = loop(paths)
+        every = pooled_loop(paths, args.workers)
+        full = loop(paths, use_draft=False)
+        first_s, summary, rss = headless(root)
+        second_s, second, _ = headless(root)
+    rate = len(paths) / first_s
+    print(f"{len(paths)} photos ({args.coins} coins, one day, {mib:.1f} MiB), {args.workers} worker(s), "
+          f"{os.cpu_count()} CPU(s)")
+    print(f"plain loop, 1 process        : {one:7.1f} images/s")
+    print(f"plain loop, {args.workers} processes      : {every:7.1f} images/s")
+    print(f"full-decode loop, 1 process  : {full:7.1f} images/s")
+    print(f"headless ingestion           : {rate:7.1f} images/s ({first_s:.2f} s) = "
+          f"{rate / every:.2f} x the all-cores loop")
+    print(f"second run, nothing new      : {second_s:.2f} s = {second_s / first_s:.1%} of the first")
+    print(f"ingestion peak RSS           : {rss:.0f} MiB")
+    print("layers: " + json.dumps({k: {m: round(v, 2) if isinstance(v, float) else v for m, v in t.items()}
+                                   for k, t in summary["layers"].items()}))
+    print("second: " + json.dumps({k: round(t["seconds"], 2) for k, t in second["layers"].items()}))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import signal
 import sys
 import time
+from datetime import datetime, timezone
 
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
+from coin_assets.core import metadata as md
 from coin_assets.core.uploads import list_uploads
+from coin_assets.settings import Settings
 
 
 def _instance() -> DagsterInstance:
@@ -30,10 +34,46 @@ def _peak_rss_mib() -> float:
     return max(own, children) / 1024
 
 
-def _checks_summary(result) -> tuple[int, list[str]]:
+def _checks_summary(result) -> tuple[int, list[str], list[str]]:
+    """(checks run, failed ERROR checks, failed WARN checks). Only ERROR checks fail the command."""
     evaluations = result.get_asset_check_evaluations()
-    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
-    return len(evaluations), failed
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations
+              if not e.passed and e.severity != AssetCheckSeverity.WARN]
+    warned = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations
+              if not e.passed and e.severity == AssetCheckSeverity.WARN]
+    return len(evaluations), failed, warned
+
+
+def _add_checks(summary: dict, result, day: str | None = None) -> None:
+    n, failed, warned = _checks_summary(result)
+    prefix = f"{day} " if day else ""
+    summary["checks"]["run"] += n
+    summary["checks"]["failed"] += [prefix + f for f in failed]
+    summary["checks"]["warnings"] += [prefix + w for w in warned]
+
+
+def recover_runs(instance: DagsterInstance) -> list[dict]:
+    """Runs left STARTED by a process that died: fail them and free their pool slots, saying so."""
+    from coin_assets.defs.run_recovery import recover_abandoned_runs
+
+    recovered = recover_abandoned_runs(instance)
+    for run in recovered:
+        print(f"recovered run {run.run_id} ({run.job_name}): its process {run.pid} is gone; marked failed, "
+              f"{run.slots_freed} pool slot(s) freed", file=sys.stderr)
+    return [vars(r) for r in recovered]
+
+
+def wait_for_settled_uploads(store, days: list[str], settle_seconds: float) -> None:
+    """Wait (at most the settle window) until the days' newest upload is old enough to be taken:
+    bronze leaves files younger than that for a later run."""
+    newest = max((f.modified for f in list_uploads(store) if f.partition in days), default=None)
+    if newest is None or not settle_seconds:
+        return
+    wait = settle_seconds - (datetime.now(timezone.utc) - newest).total_seconds()
+    if wait > 0:
+        print(f"waiting {wait:.1f} s for the newest upload to settle (COIN_ASSETS_SETTLE_SECONDS={settle_seconds:g})",
+              file=sys.stderr)
+        time.sleep(wait + 0.05)
 
 
 def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None) -> dict:
@@ -44,9 +84,11 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     resources = default_resources()
     store = resources["storage"].store()
     days = days or sorted({f.partition for f in list_uploads(store)})
+    wait_for_settled_uploads(store, days, Settings.from_env().settle_seconds)
     assets = [*defs.assets, *defs.asset_checks]
     instance = _instance()
-    summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": []}, "seconds": {}}
+    summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
+                     "seconds": {}, "recovered_runs": recover_runs(instance)}
     ingest_sel = AssetSelection.assets("bronze_images", "silver_images", "gold_images")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
                     for name in ("bronze_images", "silver_images", "gold_images")}
@@ -60,15 +102,12 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
             totals = layer_totals[name]
             for key in ("processed", "skipped_unchanged", "quarantined", "seconds"):
                 totals[key] += mat.metadata[key].value
-        n, failed = _checks_summary(result)
-        summary["checks"]["run"] += n
-        summary["checks"]["failed"] += [f"{day} {f}" for f in failed]
+        _add_checks(summary, result, day)
     summary["seconds"]["ingestion"] = round(time.perf_counter() - started, 2)
     summary["layers"] = layer_totals
     with resources["duckdb"].get_connection() as conn:
-        summary["tables"] = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
-                             for t in ("uploads", "silver_images", "gold_images", "quarantine")}
-        summary["tables"]["paired_coins"] = conn.execute("SELECT count(*) FROM coins WHERE paired").fetchall()[0][0]
+        summary["tables"] = md.row_counts(conn, ("uploads", "silver_images", "gold_images", "quarantine"))
+        summary["tables"]["paired_coins"] = md.paired_coin_count(conn)
     if train:
         started = time.perf_counter()
         model_sel = AssetSelection.assets("review_labels", "training_set", "coin_year_model", "model_evaluation",
@@ -76,9 +115,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         run_config = {"ops": {"coin_year_model": {"config": train_config}}} if train_config else None
         result = materialize(assets, selection=model_sel,
                              resources=resources, instance=instance, run_config=run_config, raise_on_error=True)
-        n, failed = _checks_summary(result)
-        summary["checks"]["run"] += n
-        summary["checks"]["failed"] += failed
+        _add_checks(summary, result)
         for event in result.get_asset_materialization_events():
             mat = event.step_materialization_data.materialization
             if mat.asset_key.to_user_string() in ("model_evaluation", "promotion_decision", "coin_year_model"):
@@ -92,13 +129,10 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         for day in days:
             result = materialize(assets, partition_key=day, selection=pred_sel,
                                  resources=resources, instance=instance, raise_on_error=True)
-            n, failed = _checks_summary(result)
-            summary["checks"]["run"] += n
-            summary["checks"]["failed"] += [f"{day} {f}" for f in failed]
+            _add_checks(summary, result, day)
         summary["seconds"]["predictions"] = round(time.perf_counter() - started, 2)
         with resources["duckdb"].get_connection() as conn:
-            summary["tables"]["predictions"] = conn.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
-            summary["tables"]["review_queue"] = conn.execute("SELECT count(*) FROM review_queue").fetchall()[0][0]
+            summary["tables"].update(md.row_counts(conn, ("predictions", "review_queue")))
     summary["peak_rss_mib"] = round(_peak_rss_mib(), 1)
     return summary
 
@@ -119,10 +153,16 @@ def _print_summary(summary: dict) -> None:
             "model_version", "val_mae", "candidate_test_mae", "mean_baseline_mae", "promoted", "reason",
             "train_seconds") if k in m))
     checks = summary["checks"]
-    print(f"checks: {checks['run'] - len(checks['failed'])} passed, {len(checks['failed'])} failed"
-          + (f" ({'; '.join(checks['failed'])})" if checks["failed"] else ""))
+    passed = checks["run"] - len(checks["failed"]) - len(checks["warnings"])
+    print(f"checks: {passed} passed, {len(checks['warnings'])} warning(s), {len(checks['failed'])} failed"
+          + (f"; warnings: {'; '.join(checks['warnings'])}" if checks["warnings"] else "")
+          + (f"; failed: {'; '.join(checks['failed'])}" if checks["failed"] else ""))
     print("wall seconds: " + ", ".join(f"{k}={v}" for k, v in summary["seconds"].items())
           + f"; peak RSS {summary['peak_rss_mib']} MiB")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "headless":
+        # SIGTERM (timeout, systemd, a process-group kill) stops the run like Ctrl-C does, so Dagster
+        # records it and frees its pool slot instead of leaving it claimed.
+        signal.signal(signal.SIGTERM, _interrupt)
         summary = run_headless(args.days, train=not args.skip_training,
                                train_config=json.loads(args.train_config) if args.train_config else None)
         print(json.dumps(summary, indent=2, default=str)) if args.json else _print_summary(summary)

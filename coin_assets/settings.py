@@ -19,6 +19,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_MODEL_NAME            | coin_year_regressor                    | registered model name                     |
 | COIN_ASSETS_START_DATE            | 2025-01-01                             | first daily partition                     |
 | COIN_ASSETS_SETTLE_SECONDS        | 10                                     | a file younger than this may be in writing|
+| COIN_ASSETS_ARCHIVE_AFTER_DAYS    | 30                                     | bronze older than this moves to archive/  |
 | COIN_ASSETS_SENSOR_INTERVAL       | 30                                     | upload sensor interval (s)                |
 | COIN_ASSETS_RETRAIN_INTERVAL      | 300                                    | retraining sensor interval (s)            |
 | COIN_ASSETS_RETRAIN_NEW_LABELS    | 50                                     | new labelled coins that trigger retraining|
@@ -56,6 +57,7 @@ class Settings:
     model_name: str = "coin_year_regressor"
     start_date: str = "2025-01-01"
     settle_seconds: float = 10.0
+    archive_after_days: int = 30
     sensor_interval: int = 30
     retrain_interval: int = 300
     retrain_new_labels: int = 50
@@ -83,6 +85,7 @@ class Settings:
             model_name=_get(env, "COIN_ASSETS_MODEL_NAME", d.model_name),
             start_date=_get(env, "COIN_ASSETS_START_DATE", d.start_date),
             settle_seconds=float(_get(env, "COIN_ASSETS_SETTLE_SECONDS", str(d.settle_seconds))),
+            archive_after_days=int(_get(env, "COIN_ASSETS_ARCHIVE_AFTER_DAYS", str(d.archive_after_days))),
             sensor_interval=int(_get(env, "COIN_ASSETS_SENSOR_INTERVAL", str(d.sensor_interval))),
             retrain_interval=int(_get(env, "COIN_ASSETS_RETRAIN_INTERVAL", str(d.retrain_interval))),
             retrain_new_labels=int(_get(env, "COIN_ASSETS_RETRAIN_NEW_LABELS", str(d.retrain_new_labels))),

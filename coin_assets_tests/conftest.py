@@ -67,6 +67,13 @@ def age(path: Path, seconds: float = 3600.0) -> None:
     os.utime(path, (stamp, stamp))
 
 
+def age_tree(root: Path, seconds: float = 3600.0) -> None:
+    """Age every file under ``root`` (uploads written by the generator are otherwise still settling)."""
+    for path in Path(root).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            age(path, seconds)
+
+
 def sha256_of_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -32,7 +32,7 @@ def test_unchanged_uploads_are_not_hashed_again(lake, monkeypatch):
     def no_hashing(*args, **kwargs):
         raise AssertionError("an unchanged upload was read and hashed again")
 
-    monkeypatch.setattr(ingest, "copy_with_sha256", no_hashing)
+    monkeypatch.setattr(ingest, "stage_copy", no_hashing)
     second = ingest.ingest_bronze(store, conn, DAY)
     assert (second.processed, second.skipped, second.quarantined) == (0, 3, 1)
     assert conn.execute("SELECT count(*) FROM quarantine WHERE stage = 'bronze'").fetchall() == [(1,)]

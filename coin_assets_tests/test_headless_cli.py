@@ -14,6 +14,7 @@ TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_wor
 def test_headless_runs_the_whole_chain_on_generated_coins(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COIN_ASSETS_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "0")  # the generator just wrote the uploads
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("COIN_ASSETS_DUCKDB", raising=False)
     coins = generate_uploads(tmp_path / "uploads", coins=24, days=2, seed=3, max_side=160)

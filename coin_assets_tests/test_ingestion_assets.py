@@ -19,6 +19,7 @@ from coin_assets_tests.conftest import (
     DAY,
     DAY2,
     IngestionLake,
+    age_tree,
     check_evaluations,
     decode,
     materialization_metadata,
@@ -65,6 +66,7 @@ def generated(tmp_path_factory):
     lake = IngestionLake(tmp_path_factory.mktemp("generated"))
     coins = generate_uploads(lake.root / "uploads", 6, days=2, seed=0, end_date=dt.date.fromisoformat(DAY2),
                              max_side=160)
+    age_tree(lake.root / "uploads")
     first = {day: lake.materialize(day) for day in (DAY, DAY2)}
     before = snapshot(lake)
     second = {day: lake.materialize(day) for day in (DAY, DAY2)}

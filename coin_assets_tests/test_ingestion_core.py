@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from datetime import datetime, timedelta, timezone
@@ -239,6 +240,9 @@ def test_parse_sidecar_records_unreadable_documents(raw, problem):
     ("MCMXC", "year 'MCMXC' is not an integer; label dropped"),
     (True, "year True is not an integer; label dropped"),
     (1990.5, "year 1990.5 is not an integer; label dropped"),
+    (1990.0, "year 1990.0 is not an integer; label dropped"),
+    ("1990.0", "year '1990.0' is not an integer; label dropped"),
+    ("", "year '' is not an integer; label dropped"),
 ])
 def test_parse_sidecar_drops_bad_years_with_a_note(year, note):
     import json
@@ -393,7 +397,7 @@ def test_core_layers_report_work_then_skip_it_on_a_second_run(lake_core):
     lake.coin(DAY, "c1", shade=0)
     lake.coin(DAY, "c2", shade=10)
     bronze, silver, gold, frame = _run_all(lake.store, conn)
-    assert (bronze.processed, bronze.extra) == (6, {"files": 6, "sidecars": 2})
+    assert (bronze.processed, bronze.extra) == (6, {"files": 6, "sidecars": 2, "leftovers_removed": 0})
     assert (silver.processed, silver.skipped, silver.quarantined) == (4, 0, 0)
     assert (gold.processed, gold.extra["coins"], gold.extra["paired_coins"], gold.extra["labelled_images"]) == (4, 2, 2, 4)
     assert len(frame) == 4
@@ -436,3 +440,38 @@ def test_core_empty_partition_gives_empty_gold(lake_core):
     _, _, gold, frame = _run_all(lake.store, conn)
     assert len(frame) == 0 and gold.extra["coins"] == 0
     assert conn.execute("SELECT count(*) FROM gold_images").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize("year", ["1987", " 1987 ", 1987])
+def test_parse_sidecar_accepts_a_year_written_as_a_string_of_digits(year):
+    # Decided (issue 6, item 8): web forms send numbers as strings; a string of digits is the integer.
+    car = parse_sidecar(json.dumps({"year": year}).encode())
+    assert (car.year, car.label_note) == (1987, None)
+
+
+def test_clean_many_on_a_process_pool_gives_what_one_process_gives(tmp_path):
+    from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many
+    from coin_assets.core.images import ImageRejected
+
+    store = LocalStore(tmp_path)
+    keys = []
+    for i in range(POOL_MIN_IMAGES + 2):
+        key = f"bronze/{i:03d}.png"
+        data = encode(tiny_photo((90 + i, 60), (i * 7 % 255, 80, 120)), "png")
+        store.write_bytes(key, data if i != 5 else b"broken")
+        keys.append((i, key))
+    pooled = list(clean_many(store, keys, max_side=64, workers=2))
+    single = list(clean_many(store, keys, max_side=64, workers=1))
+    assert [i for i, _ in pooled] == list(range(len(keys)))  # in order
+    assert isinstance(pooled[5][1], ImageRejected) and isinstance(single[5][1], ImageRejected)
+    assert [c.data for _, c in pooled if not isinstance(c, ImageRejected)] == \
+        [c.data for _, c in single if not isinstance(c, ImageRejected)]
+
+
+def test_the_one_gold_column_list_matches_the_table():
+    with duckdb.connect() as conn:
+        md.ensure_schema(conn)
+        rows = conn.execute("SELECT column_name, is_nullable FROM information_schema.columns "
+                            "WHERE table_name = 'gold_images' ORDER BY ordinal_position").fetchall()
+    assert tuple(name for name, _ in rows) == md.GOLD_COLUMNS
+    assert tuple(name for name, nullable in rows if nullable == "NO") == md.GOLD_REQUIRED_COLUMNS

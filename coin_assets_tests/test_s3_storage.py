@@ -62,7 +62,8 @@ def test_s3_store_round_trip_and_refuses_escaping_keys(storage):
         store.write_bytes("../outside", b"x")
 
 
-def test_ingestion_partition_on_s3(storage, tmp_path):
+def test_ingestion_partition_on_s3(storage, tmp_path, monkeypatch):
+    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "0")  # objects written just now are taken
     store = storage.store()
     store.write_bytes(f"uploads/{DAY}/c1__front.png", png((200, 150, 40)))
     store.write_bytes(f"uploads/{DAY}/c1__back.png", png((90, 90, 90)))

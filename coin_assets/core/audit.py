@@ -8,7 +8,7 @@ import pandas as pd
 from PIL import Image
 
 from coin_assets.core.images import MAX_SIDE, aspect_kept, oriented_size
-from coin_assets.core.metadata import GOLD_REQUIRED_COLUMNS
+from coin_assets.core.metadata import GOLD_REQUIRED_COLUMNS, bronze_paths_under
 from coin_assets.core.storage import ObjectStore, sha256_of
 
 
@@ -36,7 +36,8 @@ def silver_problems(store: ObjectStore, conn, partition: str, max_side: int = MA
 
 def lineage_problems(store: ObjectStore, conn, partition: str) -> tuple[list[str], list[str]]:
     """(problems, unpaired coin ids). Every gold row's gold, silver and bronze file exists, bronze
-    bytes still hash to the recorded sha256, and no file in silver/ or gold/ of the day is an orphan."""
+    bytes still hash to the recorded sha256, and no file in bronze/, silver/ or gold/ of the day is an
+    orphan or a crash leftover (``.tmp-*``)."""
     problems = []
     gold = conn.execute(
         "SELECT coin_id, side, gold_path, clean_path, raw_path, sha256 FROM gold_images WHERE partition_date = ?",
@@ -56,6 +57,15 @@ def lineage_problems(store: ObjectStore, conn, partition: str) -> tuple[list[str
         for obj in store.list(prefix):
             if obj.key not in known:
                 problems.append(f"orphan file {obj.key} (no metadata row)")
+    known_bronze = bronze_paths_under(conn, f"bronze/{partition}/")
+    for obj in store.list(f"bronze/{partition}"):
+        if obj.key.rsplit("/", 1)[-1].startswith(".tmp-"):
+            problems.append(f"leftover temporary file {obj.key} (a copy interrupted by a crash)")
+        elif obj.key not in known_bronze:
+            problems.append(f"orphan file {obj.key} (no ledger row points to it)")
+    for path in sorted(known_bronze):
+        if not store.exists(path):
+            problems.append(f"bronze file {path} missing (the ledger points to it)")
     unpaired = conn.execute(
         "SELECT coin_id FROM coins WHERE partition_date = ? AND NOT paired ORDER BY coin_id", [partition]
     ).fetchall()

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from coin_assets.core import metadata as md
-from coin_assets.core.images import MAX_SIDE, ImageRejected, clean_image
-from coin_assets.core.storage import ObjectStore, UnsafeKeyError, copy_with_sha256
-from coin_assets.core.uploads import IMAGE_EXTENSIONS, list_uploads, parse_sidecar, path_safe_id
+from coin_assets.core.decode_pool import clean_many
+from coin_assets.core.images import MAX_SIDE, ImageRejected
+from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
+from coin_assets.core.uploads import (
+    IMAGE_EXTENSIONS,
+    NOT_A_REGULAR_FILE,
+    list_uploads,
+    parse_sidecar,
+    path_safe_id,
+)
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
+SILVER_BATCH = 128  # silver rows per INSERT
+PAIRING = "pairing"  # quarantine stage of uploads that lost their coin side to another upload
 
 
 @dataclass
@@ -38,60 +48,68 @@ def _bronze_extension(name: str) -> str:
     return ext if ext in IMAGE_EXTENSIONS | {".json"} else ".bin"
 
 
-def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
-    """Copy the day's uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
+def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: float = 0.0,
+                  now: datetime | None = None) -> LayerReport:
+    """Copy the day's settled uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
 
-    Byte-identical uploads are stored once; later copies point at the first (``duplicate_of``).
-    Sidecars are kept in bronze too; their fields fill the image rows of the same coin.
+    Only files unmodified for ``settle_seconds`` are taken (a file still being written is left for
+    a later run; a later complete version of an upload replaces its record and its bronze bytes).
+    Byte-identical uploads of the same kind are stored once; later copies point at the first
+    (``duplicate_of``). Sidecars are kept in bronze too; their fields fill the image rows of the same
+    coin. Crash leftovers (``.tmp-*``) and bronze files no ledger row points to are removed first.
+    Links and special files are quarantined and never read.
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
     report = LayerReport(partition)
-    files = list_uploads(store, partition)
+    report.extra["leftovers_removed"] = remove_unreferenced_bronze(store, conn, partition)
+    files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
+    known = md.known_uploads(conn, partition)
+    unchanged = {f.key for f in files if _unchanged(store, f, known.get(f.key))}
     md.clear_quarantine(conn, partition, BRONZE)
-    md.clear_quarantine(conn, partition, "sidecar")
+    # an unchanged sidecar keeps its recorded problems unless it is read again below
+    md.clear_quarantine(conn, partition, "sidecar", keep_keys=[f.key for f in files if f.key in unchanged])
     sidecars = {}
-    known = {
-        key: (size, modified, path, sha) for key, size, modified, path, sha in conn.execute(
-            "SELECT upload_key, raw_size, source_modified, bronze_path, sha256 FROM uploads WHERE partition_date = ?",
-            [partition],
-        ).fetchall()
-    }
+    unread_sidecars = {}
+    changed_coins = set()
     for f in files:
-        size_mtime_path = known.get(f.key)
-        if (f.kind != "sidecar" and size_mtime_path and size_mtime_path[0] == f.size
-                and size_mtime_path[1] is not None
-                and abs(size_mtime_path[1].timestamp() - f.modified.timestamp()) < 1e-6
-                and store.exists(size_mtime_path[2])):
+        if f.problem == NOT_A_REGULAR_FILE:
+            md.record_quarantine(conn, f.key, BRONZE, partition, f.problem)
+            report.quarantine(f.problem)
+            continue
+        if f.key in unchanged:
             report.skipped += 1  # same key, size and mtime: the recorded checksum stands
+            size_mtime_path = known[f.key]
             if f.kind == "other":
                 md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, size_mtime_path[2], size_mtime_path[3])
                 report.quarantine(f.problem)
+            elif f.kind == "sidecar":
+                unread_sidecars[f.coin_id] = (f, size_mtime_path[2])
             continue
+        if f.kind == "image":
+            changed_coins.add(f.coin_id)
         try:
-            sha, size, spool = copy_with_sha256(store, f.key)
+            staged = stage_copy(store, f.key, f"bronze/{partition}")
         except (UnsafeKeyError, OSError) as err:
             # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
             reason = f"upload cannot be read safely: {err}"
             md.record_quarantine(conn, f.key, BRONZE, partition, reason)
             report.quarantine(reason.split(":")[0])
             continue
-        with spool:
+        with staged:
+            sha, size = staged.sha256, staged.size
             if f.kind == "sidecar":
-                sidecars[f.coin_id] = parse_sidecar(spool.read())
-                spool.seek(0)
-            duplicate_of = md.first_upload_with_sha(conn, sha, f.key)
+                sidecars[f.coin_id] = (f, parse_sidecar(staged.read()))
+            duplicate_of = md.first_upload_with_sha(conn, sha, f.key, f.kind)
             if duplicate_of:
-                bronze_path = conn.execute(
-                    "SELECT bronze_path FROM uploads WHERE upload_key = ?", [duplicate_of]
-                ).fetchall()[0][0]
+                bronze_path = md.bronze_path_of(conn, duplicate_of)
                 report.duplicates += 1
             else:
                 bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
                 if store.exists(bronze_path):
                     report.skipped += 1
                 else:
-                    store.write_stream(bronze_path, spool)
+                    staged.place(bronze_path)
                     report.processed += 1
                     report.bytes_written += size
         row = dict(
@@ -104,28 +122,51 @@ def ingest_bronze(store: ObjectStore, conn, partition: str) -> LayerReport:
         if f.kind == "other":
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
             report.quarantine(f.problem)
+    # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
+    for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
+        f, bronze_path = unread_sidecars[coin_id]
+        sidecars[coin_id] = (f, parse_sidecar(store.read_bytes(bronze_path)))
     # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).
-    for f in files:
-        if f.kind == "sidecar" and (sidecar := sidecars.get(f.coin_id)) and sidecar.problems:
-            reason = "; ".join(sidecar.problems)
+    for coin_id, (f, sidecar) in sidecars.items():
+        problems = list(sidecar.problems)
+        if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
+            problems.append(f"sidecar coin_id {sidecar.coin_id!r} disagrees with its file name {f.name!r}; "
+                            "its fields are not used")
+        if problems:
+            reason = "; ".join(problems)
             md.record_quarantine(conn, f.key, "sidecar", partition, reason)
-            report.quarantine(reason)
-    for coin_id, sidecar in sidecars.items():
-        conn.execute(
-            "UPDATE uploads SET user_id = ?, uploaded_at = coalesce(?, uploaded_at), label_year = ?, "
-            "label_note = ? WHERE partition_date = ? AND kind = 'image' AND coin_id = ?",
-            [sidecar.user_id, sidecar.uploaded_at, sidecar.year, sidecar.label_note, partition, coin_id],
-        )
-    report.extra = {"files": len(files), "sidecars": len(sidecars)}
+            report.quarantine(reason.split(":")[0] if len(sidecar.problems) else reason.split(";")[0])
+        if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
+            continue
+        md.apply_sidecar(conn, partition, coin_id, sidecar)
+    report.extra.update(files=len(files), sidecars=len(sidecars) + len(set(unread_sidecars) - set(sidecars)))
+    report.extra["leftovers_removed"] += remove_unreferenced_bronze(store, conn, partition)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE) -> LayerReport:
+def _unchanged(store: ObjectStore, f, recorded: tuple | None) -> bool:
+    """Same key, size and mtime as recorded, and the bronze bytes still there."""
+    return bool(recorded and recorded[0] == f.size and recorded[1] is not None
+                and abs(recorded[1].timestamp() - f.modified.timestamp()) < 1e-6
+                and f.problem != NOT_A_REGULAR_FILE and store.exists(recorded[2]))
+
+
+def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
+    """Delete ``bronze/<day>/`` files that no ledger row points to: ``.tmp-*`` left by a crash during
+    a copy, bytes of an upload since replaced by a newer version. Returns how many were removed."""
+    md.ensure_schema(conn)
+    return _remove_orphans(store, f"bronze/{partition}", md.bronze_paths_under(conn, f"bronze/{partition}/"))
+
+
+def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE,
+                 workers: int | None = None) -> LayerReport:
     """Decode every new checksum of the day into ``silver/<day>/<sha256>.jpg``; quarantine failures.
 
-    Checksums already in silver are skipped, so only changed bytes are recomputed. One image is
-    in memory at a time.
+    Checksums already in silver are skipped, so only changed bytes are recomputed. Decoding runs on
+    ``workers`` processes (default: every core) with a bounded number of images in flight; rows are
+    written in batches, each after its files (a crash leaves at most files without rows, which the
+    next run removes).
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
@@ -133,21 +174,23 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
     md.clear_quarantine(conn, partition, SILVER)
     images = md.uploads_for_partition(conn, partition, kind="image")
     images = images[images["duplicate_of"].isna()]
+    done = md.silver_paths_for_partition(conn, partition)
+    todo = []
     for row in images.itertuples(index=False):
-        existing = md.silver_row(conn, row.sha256)
-        if existing and store.exists(existing["clean_path"]):
+        if row.sha256 in done and store.exists(done[row.sha256]):
             report.skipped += 1
-            continue
-        try:
-            clean = clean_image(store.read_bytes(row.bronze_path), max_side=max_side)
-        except ImageRejected as err:
-            md.record_quarantine(conn, row.upload_key, SILVER, partition, str(err), row.bronze_path, row.sha256)
-            report.quarantine(str(err).split(":")[0])
+        else:
+            todo.append((row, row.bronze_path))
+    batch: list[dict] = []
+    for row, clean in clean_many(store, todo, max_side, workers):
+        if isinstance(clean, ImageRejected):
+            md.record_quarantine(conn, row.upload_key, SILVER, partition, str(clean), row.bronze_path, row.sha256)
+            report.quarantine(str(clean).split(":")[0])
             continue
         clean_name = f"{row.sha256}.jpg"
         clean_path = f"silver/{partition}/{clean_name}"
         store.write_bytes(clean_path, clean.data)
-        md.insert_silver(conn, dict(
+        batch.append(dict(
             sha256=row.sha256, partition_date=partition, bronze_path=row.bronze_path, clean_name=clean_name,
             clean_path=clean_path, clean_size=len(clean.data), clean_width=clean.width,
             clean_height=clean.height, raw_format=clean.raw_format, raw_mode=clean.raw_mode,
@@ -157,6 +200,14 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
         ))
         report.processed += 1
         report.bytes_written += len(clean.data)
+        if len(batch) >= SILVER_BATCH:
+            md.insert_silver_rows(conn, batch)
+            batch = []
+    md.insert_silver_rows(conn, batch)
+    for key, bronze_path, sha, first_key, reason in md.duplicates_of_quarantined(conn, partition):
+        md.record_quarantine(conn, key, SILVER, partition,
+                             f"same bytes as {first_key}, which is quarantined: {reason}", bronze_path, sha)
+        report.quarantine("same bytes as a quarantined file")
     report.extra["superseded_removed"] = conn.execute(
         "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
         "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
@@ -176,6 +227,11 @@ def build_gold(store: ObjectStore, conn, partition: str):
     started = time.perf_counter()
     md.ensure_schema(conn)
     report = LayerReport(partition)
+    md.clear_quarantine(conn, partition, PAIRING)
+    for key, bronze_path, sha, coin_id, side, chosen in md.superseded_uploads(conn, partition):
+        reason = f"another upload of coin {coin_id!r} side {side} was taken: {chosen}"
+        md.record_quarantine(conn, key, PAIRING, partition, reason, bronze_path, sha)
+        report.quarantine("another upload of the same coin side was taken")
     frame = md.gold_candidates(conn, partition)
     frame["gold_path"] = [
         f"gold/{partition}/{path_safe_id(coin)}__{side}.jpg" for coin, side in zip(frame.coin_id, frame.side, strict=True)
@@ -193,7 +249,8 @@ def build_gold(store: ObjectStore, conn, partition: str):
             continue
         store.copy(row.clean_path, row.gold_path)
         report.processed += 1
-    md.replace_gold_partition(conn, partition, frame[[c for c in _GOLD_COLUMNS if c in frame.columns]])
+        report.bytes_written += int(row.clean_size)
+    md.replace_gold_partition(conn, partition, frame[[c for c in md.GOLD_COLUMNS if c in frame.columns]])
     for key in zip(frame.coin_id, frame.side, strict=True):  # a coin side that moved here from an earlier day
         old_path = published.get(key, (None, None))[1]
         if old_path and not old_path.startswith(f"gold/{partition}/"):
@@ -207,12 +264,6 @@ def build_gold(store: ObjectStore, conn, partition: str):
     return report, frame
 
 
-_GOLD_COLUMNS = (
-    "coin_id", "side", "partition_date", "user_id", "uploaded_at", "ingested_at", "upload_key", "raw_name",
-    "raw_path", "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
-    "clean_width", "clean_height", "gold_path", "sha256", "label_year", "label_source", "labelled_by",
-    "labelled_at", "model_version",
-)
 
 
 def _remove_orphans(store: ObjectStore, prefix: str, referenced: set[str]) -> int:

@@ -141,11 +141,16 @@ SCHEMA = [
     """,
 ]
 
-GOLD_REQUIRED_COLUMNS = (
-    "coin_id", "side", "partition_date", "ingested_at", "upload_key", "raw_name", "raw_path",
-    "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
-    "clean_width", "clean_height", "gold_path", "sha256",
+# The gold_images columns in table order (the DDL above), and those that may be null.
+GOLD_COLUMNS = (
+    "coin_id", "side", "partition_date", "user_id", "uploaded_at", "ingested_at", "upload_key", "raw_name",
+    "raw_path", "raw_size", "raw_width", "raw_height", "clean_name", "clean_path", "clean_size",
+    "clean_width", "clean_height", "gold_path", "sha256", "label_year", "label_source", "labelled_by",
+    "labelled_at", "model_version",
 )
+GOLD_NULLABLE_COLUMNS = frozenset(
+    {"user_id", "uploaded_at", "label_year", "label_source", "labelled_by", "labelled_at", "model_version"})
+GOLD_REQUIRED_COLUMNS = tuple(c for c in GOLD_COLUMNS if c not in GOLD_NULLABLE_COLUMNS)
 
 
 def utcnow() -> datetime:
@@ -168,14 +173,63 @@ def upsert_upload(conn, row: dict) -> None:
     )
 
 
-def first_upload_with_sha(conn, sha256: str, excluding_key: str) -> str | None:
-    """The upload that first brought these bytes, if another upload did."""
+def first_upload_with_sha(conn, sha256: str, excluding_key: str, kind: str | None = None) -> str | None:
+    """The upload that first brought these bytes, if another upload (of the same kind) did."""
     found = conn.execute(
         "SELECT upload_key FROM uploads WHERE sha256 = ? AND upload_key <> ? AND duplicate_of IS NULL "
-        "ORDER BY ingested_at, upload_key LIMIT 1",
-        [sha256, excluding_key],
+        "AND (? IS NULL OR kind = ?) ORDER BY ingested_at, upload_key LIMIT 1",
+        [sha256, excluding_key, kind, kind],
     ).fetchall()
     return found[0][0] if found else None
+
+
+def known_uploads(conn, partition: str) -> dict[str, tuple]:
+    """{upload key: (raw size, source mtime, bronze path, sha256)} of the day's ledger."""
+    return {
+        key: (size, modified, path, sha) for key, size, modified, path, sha in conn.execute(
+            "SELECT upload_key, raw_size, source_modified, bronze_path, sha256 FROM uploads WHERE partition_date = ?",
+            [partition],
+        ).fetchall()
+    }
+
+
+def bronze_path_of(conn, upload_key: str) -> str:
+    return conn.execute("SELECT bronze_path FROM uploads WHERE upload_key = ?", [upload_key]).fetchall()[0][0]
+
+
+def bronze_paths_under(conn, prefix: str) -> set[str]:
+    """Bronze paths the ledger points to under ``prefix`` (any day's rows: duplicates share paths)."""
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT bronze_path FROM uploads WHERE starts_with(bronze_path, ?)", [prefix]).fetchall()}
+
+
+def repoint_bronze(conn, old_path: str, new_path: str) -> None:
+    """Every row that names ``old_path`` as its bronze bytes names ``new_path`` instead (one transaction)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("UPDATE uploads SET bronze_path = ? WHERE bronze_path = ?", [new_path, old_path])
+        conn.execute("UPDATE silver_images SET bronze_path = ? WHERE bronze_path = ?", [new_path, old_path])
+        conn.execute("UPDATE quarantine SET bronze_path = ? WHERE bronze_path = ?", [new_path, old_path])
+        conn.execute("UPDATE gold_images SET raw_path = ? WHERE raw_path = ?", [new_path, old_path])
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def bronze_partitions(conn) -> list[str]:
+    """Days that still have bronze files outside the archive."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT partition_date FROM uploads WHERE starts_with(bronze_path, 'bronze/') ORDER BY 1").fetchall()]
+
+
+def apply_sidecar(conn, partition: str, coin_id: str, sidecar) -> None:
+    """A sidecar's uploader, time and label onto the coin's image rows of the day."""
+    conn.execute(
+        "UPDATE uploads SET user_id = ?, uploaded_at = coalesce(?, uploaded_at), label_year = ?, "
+        "label_note = ? WHERE partition_date = ? AND kind = 'image' AND coin_id = ?",
+        [sidecar.user_id, sidecar.uploaded_at, sidecar.year, sidecar.label_note, partition, coin_id],
+    )
 
 
 def record_quarantine(conn, upload_key, stage, partition, reason, bronze_path=None, sha256=None) -> None:
@@ -216,6 +270,25 @@ def silver_row(conn, sha256: str) -> dict | None:
     return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
 
+def silver_paths_for_partition(conn, partition: str) -> dict[str, str]:
+    """{sha256: clean path} of the silver rows for the day's uploads (wherever they were first seen)."""
+    return dict(conn.execute(
+        "SELECT sha256, clean_path FROM silver_images WHERE sha256 IN "
+        "(SELECT sha256 FROM uploads WHERE partition_date = ?)", [partition]).fetchall())
+
+
+def insert_silver_rows(conn, rows: list[dict]) -> None:
+    """Insert or replace many silver rows in one statement."""
+    if not rows:
+        return
+    frame = pd.DataFrame(rows)
+    conn.register("silver_batch", frame)
+    try:
+        conn.execute("INSERT OR REPLACE INTO silver_images BY NAME SELECT * FROM silver_batch")
+    finally:
+        conn.unregister("silver_batch")
+
+
 def insert_silver(conn, row: dict) -> None:
     cols = list(row)
     conn.execute(
@@ -224,44 +297,69 @@ def insert_silver(conn, row: dict) -> None:
     )
 
 
+_GOLD_CANDIDATES = """
+    WITH latest_review AS (
+        SELECT * FROM review_labels QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY reviewed_at DESC) = 1
+    ), latest_prediction AS (
+        SELECT coin_id, model_version FROM predictions
+        QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY predicted_at DESC) = 1
+    )
+    SELECT u.coin_id, u.side, u.partition_date, u.user_id, u.uploaded_at, u.ingested_at,
+           u.upload_key, u.raw_name, u.bronze_path AS raw_path, u.raw_size,
+           s.raw_width, s.raw_height, s.clean_name, s.clean_path, s.clean_size,
+           s.clean_width, s.clean_height, u.sha256,
+           coalesce(r.year, u.label_year) AS label_year,
+           CASE WHEN r.year IS NOT NULL THEN 'review' WHEN u.label_year IS NOT NULL THEN 'sidecar' END
+               AS label_source,
+           CASE WHEN r.year IS NOT NULL THEN r.reviewer ELSE u.user_id END AS labelled_by,
+           CASE WHEN r.year IS NOT NULL THEN r.reviewed_at ELSE u.uploaded_at END AS labelled_at,
+           p.model_version,
+           -- a coin side uploaded twice with different bytes (or as front and obverse): the latest wins
+           row_number() OVER side_uploads AS pick,
+           first_value(u.upload_key) OVER side_uploads AS chosen_key
+    FROM uploads u
+    JOIN silver_images s USING (sha256)
+    LEFT JOIN latest_review r USING (coin_id)
+    LEFT JOIN latest_prediction p USING (coin_id)
+    WHERE u.partition_date = ? AND u.kind = 'image' AND u.duplicate_of IS NULL
+      AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.upload_key = u.upload_key)
+      -- a coin side uploaded again on a later day belongs to that later day
+      AND NOT EXISTS (SELECT 1 FROM uploads later WHERE later.coin_id = u.coin_id AND later.side = u.side
+                      AND later.kind = 'image' AND later.duplicate_of IS NULL
+                      AND later.partition_date > u.partition_date)
+    WINDOW side_uploads AS (PARTITION BY u.coin_id, u.side ORDER BY u.uploaded_at DESC NULLS LAST,
+                            u.upload_key DESC)
+"""
+
+
 def gold_candidates(conn, partition: str) -> pd.DataFrame:
-    """Every clean, non-duplicate coin image of the day, with its label resolved
+    """Every clean, non-duplicate coin image of the day, one per coin side, with its label resolved
     (latest review verdict first, then the sidecar) and its latest model version."""
     return conn.execute(
-        """
-        WITH latest_review AS (
-            SELECT * FROM review_labels QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY reviewed_at DESC) = 1
-        ), latest_prediction AS (
-            SELECT coin_id, model_version FROM predictions
-            QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY predicted_at DESC) = 1
-        )
-        SELECT u.coin_id, u.side, u.partition_date, u.user_id, u.uploaded_at, u.ingested_at,
-               u.upload_key, u.raw_name, u.bronze_path AS raw_path, u.raw_size,
-               s.raw_width, s.raw_height, s.clean_name, s.clean_path, s.clean_size,
-               s.clean_width, s.clean_height, u.sha256,
-               coalesce(r.year, u.label_year) AS label_year,
-               CASE WHEN r.year IS NOT NULL THEN 'review' WHEN u.label_year IS NOT NULL THEN 'sidecar' END
-                   AS label_source,
-               CASE WHEN r.year IS NOT NULL THEN r.reviewer ELSE u.user_id END AS labelled_by,
-               CASE WHEN r.year IS NOT NULL THEN r.reviewed_at ELSE u.uploaded_at END AS labelled_at,
-               p.model_version
-        FROM uploads u
-        JOIN silver_images s USING (sha256)
-        LEFT JOIN latest_review r USING (coin_id)
-        LEFT JOIN latest_prediction p USING (coin_id)
-        WHERE u.partition_date = ? AND u.kind = 'image' AND u.duplicate_of IS NULL
-          AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.upload_key = u.upload_key)
-          -- a coin side uploaded again on a later day belongs to that later day
-          AND NOT EXISTS (SELECT 1 FROM uploads later WHERE later.coin_id = u.coin_id AND later.side = u.side
-                          AND later.kind = 'image' AND later.duplicate_of IS NULL
-                          AND later.partition_date > u.partition_date)
-        -- a coin side uploaded twice with different bytes: the latest upload wins
-        QUALIFY row_number() OVER (PARTITION BY u.coin_id, u.side ORDER BY u.uploaded_at DESC NULLS LAST,
-                                   u.upload_key DESC) = 1
-        ORDER BY u.coin_id, u.side
-        """,
+        f"SELECT * EXCLUDE (pick, chosen_key) FROM ({_GOLD_CANDIDATES}) WHERE pick = 1 ORDER BY coin_id, side",
         [partition],
     ).df()
+
+
+def superseded_uploads(conn, partition: str) -> list[tuple]:
+    """(upload key, bronze path, sha256, coin id, side, the key chosen instead) of the day's clean images
+    that lost their coin side to another upload (e.g. both ``__front`` and ``__obverse``)."""
+    return conn.execute(
+        f"SELECT upload_key, raw_path, sha256, coin_id, side, chosen_key FROM ({_GOLD_CANDIDATES}) "
+        "WHERE pick > 1 ORDER BY upload_key",
+        [partition],
+    ).fetchall()
+
+
+def duplicates_of_quarantined(conn, partition: str) -> list[tuple]:
+    """(upload key, bronze path, sha256, first key, its reason) of the day's image uploads whose bytes
+    equal an image that was quarantined."""
+    return conn.execute(
+        "SELECT u.upload_key, u.bronze_path, u.sha256, u.duplicate_of, q.reason FROM uploads u "
+        "JOIN quarantine q ON q.upload_key = u.duplicate_of AND q.stage = 'silver' "
+        "WHERE u.partition_date = ? AND u.kind = 'image' ORDER BY u.upload_key",
+        [partition],
+    ).fetchall()
 
 
 def replace_gold_partition(conn, partition: str, frame: pd.DataFrame) -> None:
@@ -279,6 +377,16 @@ def replace_gold_partition(conn, partition: str, frame: pd.DataFrame) -> None:
     except Exception:
         conn.execute("ROLLBACK")
         raise
+
+
+def row_counts(conn, tables: Iterable[str]) -> dict[str, int]:
+    """Rows of each table (a table that does not exist yet counts 0)."""
+    existing = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()").fetchall()}
+    return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] if t in existing else 0 for t in tables}
+
+
+def paired_coin_count(conn) -> int:
+    return conn.execute("SELECT count(*) FROM coins WHERE paired").fetchall()[0][0]
 
 
 def table_counts(conn, partition: str | None = None) -> dict[str, int]:

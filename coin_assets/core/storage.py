@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import BinaryIO, Protocol
 
 CHUNK_SIZE = 1 << 20
@@ -43,6 +44,7 @@ class StoredObject:
     key: str
     size: int
     modified: datetime  # UTC
+    regular: bool = True  # False for a symbolic link (never read as an upload)
 
 
 class ObjectStore(Protocol):
@@ -125,13 +127,14 @@ class LocalStore:
             for name in sorted(filenames):
                 full = Path(dirpath) / name
                 try:
-                    stat = full.stat()
+                    stat = full.lstat()  # a link is described, never followed
                 except FileNotFoundError:  # removed while listing
                     continue
                 yield StoredObject(
                     key=full.relative_to(self.root).as_posix(),
                     size=stat.st_size,
                     modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                    regular=S_ISREG(stat.st_mode),
                 )
 
 
@@ -197,6 +200,71 @@ class S3Store:
                     size=obj["Size"],
                     modified=obj["LastModified"].astimezone(timezone.utc),
                 )
+
+
+class StagedCopy:
+    """An object's bytes copied once, hashed on the way, waiting for their final key.
+
+    On a local store the copy is a ``.tmp-*`` file in the destination folder, so placing it is a
+    rename (one read and one write per upload); elsewhere it is a spooled temporary file."""
+
+    def __init__(self, store: ObjectStore, sha256: str, size: int, tmp_key: str | None = None, spool=None):
+        self.store, self.sha256, self.size, self._tmp_key, self._spool = store, sha256, size, tmp_key, spool
+
+    def read(self) -> bytes:
+        if self._tmp_key is not None:
+            return self.store.read_bytes(self._tmp_key)
+        self._spool.seek(0)
+        data = self._spool.read()
+        self._spool.seek(0)
+        return data
+
+    def place(self, key: str) -> None:
+        if self._tmp_key is not None:
+            dest = self.store.path(key)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.store.path(self._tmp_key), dest)
+            self._tmp_key = None
+        else:
+            self._spool.seek(0)
+            self.store.write_stream(key, self._spool)
+
+    def discard(self) -> None:
+        if self._tmp_key is not None:
+            self.store.delete(self._tmp_key)
+            self._tmp_key = None
+        if self._spool is not None:
+            self._spool.close()
+
+    def __enter__(self) -> StagedCopy:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
+def stage_copy(store: ObjectStore, src_key: str, staging_prefix: str) -> StagedCopy:
+    """Copy ``src_key`` once while hashing it, into a staging place under ``staging_prefix``.
+    A link is never followed (O_NOFOLLOW) on a local store."""
+    if not isinstance(store, LocalStore):
+        sha, size, spool = copy_with_sha256(store, src_key)
+        return StagedCopy(store, sha, size, spool=spool)
+    src = store.path(src_key)
+    folder = store.path(staging_prefix)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    fd_in = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd_in, "rb") as source, os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK_SIZE):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return StagedCopy(store, digest.hexdigest(), size, tmp_key=Path(tmp).relative_to(store.root).as_posix())
 
 
 def copy_with_sha256(src: ObjectStore, src_key: str) -> tuple[str, int, tempfile.SpooledTemporaryFile]:

@@ -32,6 +32,8 @@ IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
 DEFAULT_SETTLE_SECONDS = 10.0
 YEAR_MIN = 1500
 
+NOT_A_REGULAR_FILE = "not a regular file (symbolic link or special file): never read"
+
 _NAME_RE = re.compile(r"^(?P<coin>.+)__(?P<side>[A-Za-z]+)(?P<ext>\.[^.]+)$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -65,6 +67,8 @@ def classify(obj: StoredObject) -> UploadFile | None:
     else:
         return None  # nested deeper or in a folder that is not a day: not part of the contract
     base = dict(key=obj.key, name=name, partition=partition, size=obj.size, modified=obj.modified)
+    if not obj.regular:
+        return UploadFile(kind="other", problem=NOT_A_REGULAR_FILE, **base)
     lower = name.lower()
     if lower.endswith(".json"):
         return UploadFile(kind="sidecar", coin_id=name[: -len(".json")], **base)

@@ -3,7 +3,7 @@
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
 from pydantic import Field
 
-from coin_assets.defs.assets.ingestion import bronze_images, gold_images, silver_images
+from coin_assets.defs.assets.ingestion import archived_bronze, bronze_images, gold_images, silver_images
 from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
 from coin_assets.defs.assets.review import review_labels
@@ -16,6 +16,13 @@ ingestion_job = define_asset_job(
     selection=AssetSelection.assets(bronze_images, silver_images, gold_images),
     partitions_def=daily_partitions,
     description="uploads → bronze → silver → gold for one UTC day, with the ingestion checks.",
+)
+
+archive_job = define_asset_job(
+    "archive_job",
+    selection=AssetSelection.assets(archived_bronze),
+    partitions_def=daily_partitions,
+    description="Move one day's bronze to archive/ (when older than COIN_ASSETS_ARCHIVE_AFTER_DAYS).",
 )
 
 training_job = define_asset_job(

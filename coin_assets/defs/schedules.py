@@ -3,9 +3,10 @@ ingestion sweep (the upload sensor does that work; turn it on where uploads may 
 
 from datetime import timedelta
 
-from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
-from coin_assets.defs.jobs import ingestion_job, prediction_job, training_job
+from coin_assets.defs.jobs import archive_job, ingestion_job, prediction_job, training_job
+from coin_assets.settings import Settings
 
 
 @schedule(job=ingestion_job, cron_schedule="50 23 * * *", execution_timezone="UTC",
@@ -29,3 +30,14 @@ def daily_prediction_schedule(context: ScheduleEvaluationContext):
           description="Weekly retraining (Monday 03:00 UTC); an unchanged training set registers no new version.")
 def weekly_retraining_schedule(context: ScheduleEvaluationContext):
     return RunRequest(run_key=f"weekly:{context.scheduled_execution_time.date().isoformat()}")
+
+
+@schedule(job=archive_job, cron_schedule="15 1 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING,
+          description="Daily at 01:15 UTC: archives the bronze of the day that just turned "
+          "COIN_ASSETS_ARCHIVE_AFTER_DAYS (30) days old. Older days: backfill `archive_job`.")
+def bronze_archive_schedule(context: ScheduleEvaluationContext):
+    day = (context.scheduled_execution_time - timedelta(days=Settings.from_env().archive_after_days)).date()
+    if day.isoformat() < Settings.from_env().start_date:
+        return SkipReason(f"{day} is before the first partition")
+    return RunRequest(partition_key=day.isoformat(), run_key=f"archive:{day.isoformat()}")

@@ -7,6 +7,7 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Se
 from dagster_duckdb import DuckDBResource
 
 from coin_assets.core.predictions import labelled_coin_count
+from coin_assets.core.readers import open_snapshot
 from coin_assets.core.uploads import (
     REVIEW_PREFIX,
     fingerprints_by_partition,
@@ -15,6 +16,7 @@ from coin_assets.core.uploads import (
 from coin_assets.defs.jobs import ingestion_job, review_job, training_job
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
+from coin_assets.defs.run_recovery import recover_abandoned_runs
 from coin_assets.ml import registry as reg
 from coin_assets.settings import Settings
 
@@ -84,11 +86,13 @@ def retraining_due(labelled_now: int, labelled_at_production: int | None, thresh
         "production model was trained.")
 def retraining_sensor(context: SensorEvaluationContext, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry):
     try:
-        # Short read: never hold the file while ingestion runs write it.
-        with duckdb_module.connect(duckdb.database, read_only=True) as conn:
+        # The reader snapshot: never a lock on the file ingestion writes.
+        with open_snapshot(duckdb.database) as conn:
             labelled = labelled_coin_count(conn)
-    except (duckdb_module.IOException, duckdb_module.CatalogException) as err:
-        return SkipReason(f"metadata not readable right now ({err.__class__.__name__}); next tick")
+    except FileNotFoundError as err:
+        return SkipReason(str(err))
+    except duckdb_module.CatalogException:
+        return SkipReason("the metadata snapshot has no gold tables yet")
     production = reg.get_alias_version(mlflow_registry.client(), mlflow_registry.model_name, reg.PRODUCTION)
     at_production = int(production.tags.get("labelled_coins", 0)) if production else None
     threshold = retrain_threshold()
@@ -97,3 +101,14 @@ def retraining_sensor(context: SensorEvaluationContext, duckdb: DuckDBResource, 
                           f"{production.version if production else '-'}; threshold {threshold}")
     return RunRequest(run_key=f"retrain:{labelled}", tags={"coin_assets/trigger": "retraining_sensor",
                                                             "coin_assets/labelled_coins": str(labelled)})
+
+
+@sensor(minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Every 30 s: a run whose process is gone (kill -9, OOM) is marked failed and its "
+        "`duckdb_writer` pool slot freed, so later runs never wait for it (coin_assets/defs/run_recovery.py).")
+def abandoned_run_sensor(context: SensorEvaluationContext):
+    recovered = recover_abandoned_runs(context.instance)
+    for run in recovered:
+        context.log.warning(f"run {run.run_id} ({run.job_name}): process {run.pid} is gone; marked failed, "
+                            f"{run.slots_freed} pool slot(s) freed")
+    return SkipReason(f"{len(recovered)} abandoned run(s) recovered" if recovered else "no abandoned runs")

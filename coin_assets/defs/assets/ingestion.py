@@ -1,22 +1,26 @@
 """uploads → bronze → silver → gold: thin Dagster assets over coin_assets.core.ingest."""
 
 
+from datetime import datetime, timezone
+
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.core import ingest
+from coin_assets.core import archive, audit, ingest, readers
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
 from coin_assets.defs.metadata import markdown_table, reasons_table
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
+from coin_assets.defs.writer import INGESTION_RETRY, writer_connection
+from coin_assets.settings import Settings
 
 coin_uploads = AssetSpec(
     "coin_uploads",
     description=(
-        "Photos and sidecars people upload: uploads/<YYYY-MM-DD>/<coin_id>__front|back.<ext> and "
-        "<coin_id>.json. Written by the upload service, watched by `upload_sensor`."
+        "Photos and sidecars people upload: `uploads/<YYYY-MM-DD>/<coin_id>__front|back.<ext>` and "
+        "`<coin_id>.json`. Written by the upload service, watched by `upload_sensor`."
     ),
     group_name="ingestion",
     partitions_def=daily_partitions,
@@ -45,12 +49,16 @@ def _layer_metadata(report: LayerReport) -> dict:
     group_name="ingestion",
     kinds={"files", "duckdb"},
     pool=DUCKDB_WRITER_POOL,
+    retry_policy=INGESTION_RETRY,
 )
 def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """The day's uploads copied byte for byte into bronze/<day>/<sha256><ext>, sha256 computed while
-    copying. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice."""
-    with duckdb.get_connection() as conn:
-        report = ingest.ingest_bronze(storage.store(), conn, context.partition_key)
+    """The day's settled uploads copied byte for byte into `bronze/<day>/<sha256><ext>`, sha256
+    computed while copying. A file modified in the last COIN_ASSETS_SETTLE_SECONDS is left for a later
+    run. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice. Crash
+    leftovers and bronze files no ledger row points to are removed; links are quarantined, never read."""
+    with writer_connection(duckdb) as conn:
+        report = ingest.ingest_bronze(storage.store(), conn, context.partition_key,
+                                      settle_seconds=Settings.from_env().settle_seconds)
     if report.quarantined:
         context.log.warning(f"{report.quarantined} file(s) quarantined: {report.reasons}")
     return MaterializeResult(metadata=_layer_metadata(report))
@@ -62,16 +70,14 @@ def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     group_name="ingestion",
     kinds={"pillow", "duckdb"},
     pool=DUCKDB_WRITER_POOL,
+    retry_policy=INGESTION_RETRY,
 )
 def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named silver/<day>/<sha256>.jpg.
+    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named `silver/<day>/<sha256>.jpg`.
     Checksums already processed are skipped; undecodable files go to the quarantine table."""
-    with duckdb.get_connection() as conn:
+    with writer_connection(duckdb) as conn:
         report = ingest.build_silver(storage.store(), conn, context.partition_key, max_side=MAX_SIDE)
-        quarantined = conn.execute(
-            "SELECT upload_key, stage, reason FROM quarantine WHERE partition_date = ? ORDER BY upload_key",
-            [context.partition_key],
-        ).df()
+        quarantined = audit.quarantine_for(conn, context.partition_key)[["upload_key", "stage", "reason"]]
     if report.quarantined:
         context.log.warning(f"{report.quarantined} image(s) quarantined: {report.reasons}")
     meta = _layer_metadata(report)
@@ -86,13 +92,15 @@ def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     group_name="ingestion",
     kinds={"duckdb", "files"},
     pool=DUCKDB_WRITER_POOL,
+    retry_policy=INGESTION_RETRY,
 )
 def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """ML-ready images gold/<day>/<coin>__<side>.jpg and the DuckDB table `gold_images` (one row per
+    """ML-ready images `gold/<day>/<coin>__<side>.jpg` and the DuckDB table `gold_images` (one row per
     coin side: who, when, raw and clean name/path/size/width/height, sha256, label, model version),
     with the `coins` view pairing front and back."""
-    with duckdb.get_connection() as conn:
+    with writer_connection(duckdb) as conn:
         report, frame = ingest.build_gold(storage.store(), conn, context.partition_key)
+        snapshot = readers.refresh_snapshot(conn, duckdb.database)
     if not len(frame):
         context.log.warning(f"partition {context.partition_key} has no usable coin image")
     meta = _layer_metadata(report)
@@ -102,5 +110,28 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
         preview=markdown_table(frame[["coin_id", "side", "user_id", "clean_width", "clean_height", "label_year", "sha256"]]
                                if len(frame) else frame),
         table=MetadataValue.text("gold_images (view: coins)"),
+        reader_snapshot=MetadataValue.path(str(snapshot)),
     )
     return MaterializeResult(metadata=meta)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[bronze_images],
+    group_name="ingestion",
+    kinds={"files", "duckdb"},
+    pool=DUCKDB_WRITER_POOL,
+    retry_policy=INGESTION_RETRY,
+)
+def archived_bronze(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+    """Bronze of a day older than COIN_ASSETS_ARCHIVE_AFTER_DAYS (30) moved to `archive/bronze/<day>/`,
+    the ledger repointed (the lineage check verifies the archived bytes; re-processing reads them
+    there). A younger day is left alone. Run daily by `bronze_archive_schedule`."""
+    after_days = Settings.from_env().archive_after_days
+    if not archive.is_due(context.partition_key, datetime.now(timezone.utc).date(), after_days):
+        return MaterializeResult(metadata={"archived": False, "reason": f"younger than {after_days} days"})
+    with writer_connection(duckdb) as conn:
+        report = archive.archive_partition(storage.store(), conn, context.partition_key)
+    return MaterializeResult(metadata={"archived": True, "moved": report.moved,
+                                       "already_archived": report.already_archived,
+                                       "bytes_moved": report.bytes_moved})

@@ -1,0 +1,101 @@
+"""kill -9 of the headless command while silver holds the `duckdb_writer` pool slot: the next run on
+the same Dagster instance (deploy/dagster.yaml) starts at once, and ends with the same rows and
+files as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+from dagster import DagsterInstance, DagsterRunStatus
+
+from coin_assets.synth import generate_uploads
+from coin_assets_tests.conftest import sha256_of_file
+
+WORKTREE = Path(__file__).resolve().parents[1]
+DAY = "2026-11-20"
+NEXT_RUN_BOUND_S = 90  # the issue's goal is 60 s to the first step; the whole run on a busy CI box
+
+
+def _env(root: Path, home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "MLFLOW_", "DAGSTER_"))}
+    env.update(COIN_ASSETS_DATA_DIR=str(root), DAGSTER_HOME=str(home), COIN_ASSETS_SETTLE_SECONDS="0",
+               PYTHONPATH=str(WORKTREE))
+    return env
+
+
+def _headless(root: Path, home: Path) -> list[str]:
+    return [sys.executable, "-m", "coin_assets.cli", "headless", "--skip-training", "--json", "--days", DAY]
+
+
+def _lake(tmp_path: Path, name: str, uploads: Path) -> tuple[Path, Path]:
+    root, home = tmp_path / name / "data", tmp_path / name / "dagster_home"
+    shutil.copytree(uploads, root / "uploads")  # copy2: same bytes and mtimes in every lake
+    home.mkdir(parents=True)
+    shutil.copy(WORKTREE / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    return root, home
+
+
+def _state(root: Path) -> tuple[dict, list]:
+    files = {p.relative_to(root).as_posix(): sha256_of_file(p)
+             for layer in ("bronze", "silver", "gold") for p in sorted((root / layer).rglob("*")) if p.is_file()}
+    with duckdb.connect(str(root / "coin_assets.duckdb"), read_only=True) as conn:
+        gold = conn.execute("SELECT coin_id, side, raw_path, clean_path, gold_path, sha256, clean_size, label_year "
+                            "FROM gold_images ORDER BY coin_id, side").fetchall()
+        gold += conn.execute("SELECT upload_key, sha256, bronze_path, duplicate_of, label_year FROM uploads "
+                             "ORDER BY upload_key").fetchall()
+        gold += conn.execute("SELECT sha256, clean_path, clean_size FROM silver_images ORDER BY sha256").fetchall()
+    return files, gold
+
+
+def test_kill_9_during_silver_does_not_block_the_next_run(tmp_path):
+    uploads = tmp_path / "uploads"
+    generate_uploads(uploads, coins=40, days=1, seed=5, end_date=__import__("datetime").date.fromisoformat(DAY),
+                     max_side=900, formats=["png"])
+    clean_root, clean_home = _lake(tmp_path, "clean", uploads)
+    crash_root, crash_home = _lake(tmp_path, "crash", uploads)
+
+    done = subprocess.run(_headless(clean_root, clean_home), env=_env(clean_root, clean_home), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    victim = subprocess.Popen(_headless(crash_root, crash_home), env=_env(crash_root, crash_home), cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    silver = crash_root / "silver" / DAY
+    deadline = time.monotonic() + 240
+    while not (silver.is_dir() and any(silver.iterdir())):
+        assert victim.poll() is None, "the run ended before silver wrote anything: " + victim.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "silver never started"
+        time.sleep(0.02)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    victim.stderr.close()
+
+    with DagsterInstance.from_config(str(crash_home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == DagsterRunStatus.STARTED  # what the kill leaves: a run that looks alive
+        held = instance.event_log_storage.get_concurrency_info("duckdb_writer").active_run_ids
+        assert held == {run.run_id}, "the killed run holds the writer slot"
+
+    started = time.monotonic()
+    again = subprocess.run(_headless(crash_root, crash_home), env=_env(crash_root, crash_home), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=NEXT_RUN_BOUND_S + 60)
+    waited = time.monotonic() - started
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert waited < NEXT_RUN_BOUND_S
+    summary = json.loads(again.stdout)
+    assert [r["run_id"] for r in summary["recovered_runs"]] == [run.run_id]
+    assert f"recovered run {run.run_id}" in again.stderr
+    with DagsterInstance.from_config(str(crash_home)) as instance:
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_info("duckdb_writer").active_run_ids
+
+    assert _state(crash_root) == _state(clean_root)
+    assert not list(crash_root.rglob(".tmp-*"))
