@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from coin_assets.core.coin_crop import CROP_RADIUS_FRACTION  # the scale of the crop the model sees
+
 YEAR_MIN, YEAR_MAX = 1950, 2025
 
 # (file, horizontal squeeze): squeeze < 1 gives the condensed variants
@@ -357,7 +359,6 @@ def _camera(img: np.ndarray, style: Style, nrng: np.random.Generator, blur_px: f
 
 # ------------------------------------------------------------------------------------ the two modes
 
-CROP_RADIUS_FRACTION = 0.45  # coin radius / crop side in a coin-centred crop (core/coin_crop.py uses it too)
 
 
 def render_lowres_side(year: int | None, side: str, size: int, style: Style, rng: random.Random) -> np.ndarray:

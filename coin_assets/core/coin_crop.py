@@ -1,0 +1,170 @@
+"""Find the coin in a photo (a circle Hough transform on the edge directions) and cut a coin-centred crop.
+
+The model's input is a square crop centred on the found coin at a fixed scale: the coin's radius is
+``CROP_RADIUS_FRACTION`` of the crop side, whatever the photo's size or where the coin lies in it. The
+training generator (:mod:`coin_assets.synth.varied`) draws its low-resolution coins at the same scale.
+
+Finding: the photo is reduced to ``work_side`` px, every strong edge pixel votes for the centres at each
+plausible radius along its gradient direction (both signs: a coin may be darker or lighter than the
+table), votes are normalised by the circle's length, and the winner is checked: a real coin has an edge on
+most of its circumference. A photo without such a circle gives a :class:`CoinFinding` with ``circle=None``
+and the reason, never a made-up crop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+CROP_RADIUS_FRACTION = 0.45
+WORK_SIDE = 256
+MIN_RADIUS_FRACTION = 0.12  # of the short side
+MAX_RADIUS_FRACTION = 0.52
+MIN_SUPPORT = 0.45  # share of the circumference that must lie on an edge
+EDGE_PERCENTILE = 85.0
+
+
+@dataclass(frozen=True)
+class CoinCircle:
+    cx: float  # px in the photo
+    cy: float
+    radius: float
+    support: float  # share of the circumference on an edge, 0..1
+
+
+@dataclass(frozen=True)
+class CoinFinding:
+    circle: CoinCircle | None
+    reason: str | None = None  # why no coin was found
+
+    @property
+    def found(self) -> bool:
+        return self.circle is not None
+
+
+def _edges(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sobel gradients (gx, gy, magnitude) of a float image."""
+    p = np.pad(grey, 1, mode="edge")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return gx, gy, np.hypot(gx, gy)
+
+
+def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float) -> float:
+    """Share of 90 points of the circle that sit on (or next to) a strong edge whose gradient is radial."""
+    h, w = mag_ok.shape
+    angles = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    hits = np.zeros(len(angles), dtype=bool)
+    for dr in (-1.0, 0.0, 1.0):
+        xs = np.rint(cx + (r + dr) * np.cos(angles)).astype(int)
+        ys = np.rint(cy + (r + dr) * np.sin(angles)).astype(int)
+        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
+        g = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-9
+        radial = np.abs(gx[ys, xs] * np.cos(angles) + gy[ys, xs] * np.sin(angles)) / g
+        hits |= inside & mag_ok[ys, xs] & (radial > 0.6)
+    return float(hits.mean())
+
+
+def _refine(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float):
+    """Least-squares circle (Kasa fit) through the radial edge pixels near the voted circle, in a
+    narrowing band: the vote is only as fine as the accumulator's pixels."""
+    ys, xs = np.nonzero(mag_ok)
+    g = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-9
+    for band in (0.08, 0.05, 0.03):
+        dx, dy = xs - cx, ys - cy
+        d = np.hypot(dx, dy) + 1e-9
+        radial = np.abs(gx[ys, xs] * dx + gy[ys, xs] * dy) / (g * d)
+        sel = (np.abs(d - r) < band * r) & (radial > 0.7)
+        if sel.sum() < 20:
+            break
+        x, y = xs[sel].astype(np.float64), ys[sel].astype(np.float64)
+        a = np.stack([x, y, np.ones_like(x)], axis=1)
+        sol, *_ = np.linalg.lstsq(a, x * x + y * y, rcond=None)
+        ncx, ncy = sol[0] / 2, sol[1] / 2
+        nr2 = sol[2] + ncx * ncx + ncy * ncy
+        if nr2 <= 0 or abs(math.sqrt(nr2) - r) > 0.15 * r:
+            break
+        cx, cy, r = float(ncx), float(ncy), float(math.sqrt(nr2))
+    return cx, cy, r
+
+
+def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float = MIN_SUPPORT) -> CoinFinding:
+    """The most circle-like round edge in the photo, in photo pixels, or the reason there is none."""
+    w, h = img.size
+    if min(w, h) < 16:
+        return CoinFinding(None, f"image too small ({w}x{h})")
+    scale = work_side / max(w, h)
+    small = img.convert("L")
+    if scale < 1:
+        small.draft("L", (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
+        small = small.resize((max(8, round(w * scale)), max(8, round(h * scale))), Image.Resampling.BILINEAR)
+    else:
+        scale = 1.0
+    sw, sh = small.size
+    scale = sw / w
+    grey = np.asarray(small.filter(ImageFilter.GaussianBlur(1.2)), dtype=np.float32) / 255.0
+    gx, gy, mag = _edges(grey)
+    if float(mag.max()) < 0.15:
+        return CoinFinding(None, "no edges: the image is blank or uniform")
+    threshold = max(float(np.percentile(mag, EDGE_PERCENTILE)), 0.08 * float(mag.max()), 0.1)
+    mag_ok = mag > threshold
+    ys, xs = np.nonzero(mag_ok)
+    if len(xs) > 6000:  # enough votes; keep the strongest edges
+        keep = np.argsort(mag[ys, xs])[-6000:]
+        ys, xs = ys[keep], xs[keep]
+    ux, uy = gx[ys, xs] / mag[ys, xs], gy[ys, xs] / mag[ys, xs]
+    short = min(sw, sh)
+    radii = np.arange(max(4, int(MIN_RADIUS_FRACTION * short)), int(MAX_RADIUS_FRACTION * short) + 1)
+    if len(radii) == 0:
+        return CoinFinding(None, f"image too small ({w}x{h})")
+    acc = np.zeros((len(radii), sh, sw), dtype=np.float32)
+    plane = sh * sw
+    for sign in (-1.0, 1.0):
+        cx = np.rint(xs[None, :] + sign * radii[:, None] * ux[None, :]).astype(np.int64)
+        cy = np.rint(ys[None, :] + sign * radii[:, None] * uy[None, :]).astype(np.int64)
+        ok = (cx >= 0) & (cx < sw) & (cy >= 0) & (cy < sh)
+        ridx = np.broadcast_to(np.arange(len(radii))[:, None], cx.shape)
+        flat = ridx[ok] * plane + cy[ok] * sw + cx[ok]
+        acc += np.bincount(flat, minlength=acc.size).reshape(acc.shape).astype(np.float32)
+    # a 3x3 box sum per radius: votes of a slightly squashed or noisy circle spread over neighbours
+    acc_p = np.pad(acc, ((0, 0), (1, 1), (1, 1)))
+    acc = sum(acc_p[:, dy:dy + sh, dx:dx + sw] for dy in range(3) for dx in range(3))
+    acc /= (2 * np.pi * radii)[:, None, None]
+    per_radius = acc.reshape(len(radii), -1)
+    best_flat = per_radius.argmax(axis=1)
+    best_val = per_radius[np.arange(len(radii)), best_flat]
+    top = int(best_val.argmax())
+    tcy, tcx = divmod(int(best_flat[top]), sw)
+    # an engraved inner rim gives a concentric circle: prefer the outermost strong one about the same centre
+    chosen = top
+    for k in range(len(radii) - 1, top, -1):
+        ky, kx = divmod(int(best_flat[k]), sw)
+        if best_val[k] >= 0.6 * best_val[top] and math.hypot(kx - tcx, ky - tcy) <= 0.1 * radii[k]:
+            chosen = k
+            break
+    cy_s, cx_s = divmod(int(best_flat[chosen]), sw)
+    cx_s, cy_s, r_s = _refine(mag_ok, gx, gy, float(cx_s), float(cy_s), float(radii[chosen]))
+    support = _support(mag_ok, gx, gy, cx_s, cy_s, r_s)
+    if support < min_support:
+        return CoinFinding(None, f"no round coin edge: best circle has {support:.0%} of its edge (< {min_support:.0%})")
+    return CoinFinding(CoinCircle(cx=(cx_s + 0.5) / scale, cy=(cy_s + 0.5) / scale, radius=r_s / scale,
+                                  support=support))
+
+
+def crop_coin(img: Image.Image, circle: CoinCircle, size: int,
+              radius_fraction: float = CROP_RADIUS_FRACTION) -> Image.Image:
+    """An RGB ``size``×``size`` crop centred on the coin with its radius at ``radius_fraction`` of the side;
+    parts outside the photo are filled with the photo's mean colour."""
+    half = circle.radius / radius_fraction / 2
+    box = (circle.cx - half, circle.cy - half, circle.cx + half, circle.cy + half)
+    rgb = img.convert("RGB")
+    factor = int(2 * half / size / 2)
+    if factor >= 2:  # shrink first: a 4000 px photo is not resampled at full size for a 128 px crop
+        rgb = rgb.reduce(factor)
+        box = tuple(b / factor for b in box)
+    fill = tuple(int(v) for v in np.asarray(rgb.resize((8, 8)), dtype=np.float32).reshape(-1, 3).mean(0))
+    return rgb.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR, fillcolor=fill)
