@@ -23,8 +23,11 @@ CROP_RADIUS_FRACTION = 0.45
 WORK_SIDE = 256
 MIN_RADIUS_FRACTION = 0.12  # of the short side
 MAX_RADIUS_FRACTION = 0.52
-MIN_SUPPORT = 0.45  # share of the circumference that must lie on an edge
+MIN_SUPPORT = 0.3
+MIN_SUPPORT_CONTRAST = 0.05  # support x ring contrast: measured <= 0.04 for circles in bare wood grain, >= 0.06 for coins
 EDGE_PERCENTILE = 85.0
+CANDIDATES = 12
+BLUR = 2.0  # px at the working size: smooths cloth weave and wood grain, keeps the coin outline
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,19 @@ def _refine(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: f
     return cx, cy, r
 
 
+def _ring_contrast(rgb: np.ndarray, cx: float, cy: float, r: float) -> float:
+    """How much the band just inside the circle differs from the band just outside (colour means over the
+    pooled spread): a coin is a disc of metal on a table, a circle drawn on wood grain is wood on both sides."""
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    d = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) / max(r, 1.0)
+    inner, outer = rgb[(d > 0.7) & (d < 0.92)], rgb[(d > 1.08) & (d < 1.3)]
+    if len(inner) < 8 or len(outer) < 8:
+        return 0.0
+    spread = float(np.sqrt((inner.var(0) + outer.var(0)).mean() / 2)) + 0.02
+    return float(np.abs(inner.mean(0) - outer.mean(0)).max() / spread)
+
+
 def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float = MIN_SUPPORT) -> CoinFinding:
     """The most circle-like round edge in the photo, in photo pixels, or the reason there is none."""
     w, h = img.size
@@ -106,7 +122,7 @@ def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float =
         scale = 1.0
     sw, sh = small.size
     scale = sw / w
-    grey = np.asarray(small.filter(ImageFilter.GaussianBlur(1.2)), dtype=np.float32) / 255.0
+    grey = np.asarray(small.filter(ImageFilter.GaussianBlur(BLUR)), dtype=np.float32) / 255.0
     gx, gy, mag = _edges(grey)
     if float(mag.max()) < 0.15:
         return CoinFinding(None, "no edges: the image is blank or uniform")
@@ -137,20 +153,31 @@ def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float =
     per_radius = acc.reshape(len(radii), -1)
     best_flat = per_radius.argmax(axis=1)
     best_val = per_radius[np.arange(len(radii)), best_flat]
-    top = int(best_val.argmax())
-    tcy, tcx = divmod(int(best_flat[top]), sw)
-    # an engraved inner rim gives a concentric circle: prefer the outermost strong one about the same centre
-    chosen = top
-    for k in range(len(radii) - 1, top, -1):
-        ky, kx = divmod(int(best_flat[k]), sw)
-        if best_val[k] >= 0.6 * best_val[top] and math.hypot(kx - tcx, ky - tcy) <= 0.1 * radii[k]:
-            chosen = k
+    # the strongest few radii are checked: a coin is a circle with an edge all round AND metal inside that
+    # differs from the table outside (an engraved inner rim or a ring in wood grain has one, not both)
+    rgb = np.asarray(small.convert("RGB"), dtype=np.float32) / 255.0
+    checked = []
+    picked: list[int] = []
+    for k in np.argsort(best_val)[::-1]:  # the best radii, at least 3 px apart
+        if all(abs(int(k) - j) >= 3 for j in picked):
+            picked.append(int(k))
+        if len(picked) == CANDIDATES:
             break
-    cy_s, cx_s = divmod(int(best_flat[chosen]), sw)
-    cx_s, cy_s, r_s = _refine(mag_ok, gx, gy, float(cx_s), float(cy_s), float(radii[chosen]))
-    support = _support(mag_ok, gx, gy, cx_s, cy_s, r_s)
-    if support < min_support:
-        return CoinFinding(None, f"no round coin edge: best circle has {support:.0%} of its edge (< {min_support:.0%})")
+    for k in picked:
+        ky, kx = divmod(int(best_flat[k]), sw)
+        cx_k, cy_k, r_k = _refine(mag_ok, gx, gy, float(kx), float(ky), float(radii[k]))
+        sup = _support(mag_ok, gx, gy, cx_k, cy_k, r_k)
+        checked.append((sup * sup * _ring_contrast(rgb, cx_k, cy_k, r_k), sup, cx_k, cy_k, r_k))
+    top = max(checked)
+    # a coin holds smaller circles (a disc in its design, the inner rim, a highlight): the coin is the
+    # largest good circle that contains the best one
+    around = [c for c in checked if c[0] >= 0.4 * top[0] and c[4] >= top[4]
+              and math.hypot(c[2] - top[2], c[3] - top[3]) + top[4] <= 1.05 * c[4]]
+    score, support, cx_s, cy_s, r_s = max(around, key=lambda c: c[4])
+    contrast = score / max(support * support, 1e-9)
+    if support < min_support or support * contrast < MIN_SUPPORT_CONTRAST:
+        return CoinFinding(None, f"no round coin: best circle has {support:.0%} of its edge and inside/outside "
+                                 f"contrast {contrast:.2f} (needs >= {min_support:.0%} and a product >= {MIN_SUPPORT_CONTRAST})")
     return CoinFinding(CoinCircle(cx=(cx_s + 0.5) / scale, cy=(cy_s + 0.5) / scale, radius=r_s / scale,
                                   support=support))
 
