@@ -1,0 +1,314 @@
+"""The registered model as a self-contained MLflow ``pyfunc`` that takes raw photos.
+
+Input: a DataFrame with one row per coin, columns ``front`` and ``back``, each the photo's bytes or a
+base64 string of them (what a JSON request to ``mlflow models serve`` carries). Output: one row per
+coin with ``year``, ``sigma``, ``lower_90``, ``upper_90``, ``needs_review``, ``unreadable`` and
+``error`` (the reason a row could not be scored, empty otherwise).
+
+Decoding, EXIF orientation, RGB conversion and the size cap run through
+:func:`coin_assets.core.images.clean_image` (the silver code), then
+:func:`coin_assets.ml.data.decode_letterboxed` and :func:`coin_assets.ml.data.to_normalised_array`
+(the training code): nothing is copied. The ``coin_assets`` package travels inside the model as
+MLflow ``code_paths``, so ``mlflow models serve -m models:/<name>@production`` answers a raw-photo
+request with none of our code installed around it.
+
+The torch module itself is saved with ``mlflow.pytorch.save_model`` as an artifact of the pyfunc and
+loaded with :func:`coin_assets.ml.registry.load_torch_model`: :class:`PhotoPredictor` is the fast
+in-process path (batch predictions, the serving API) and the pyfunc is a thin shell around it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+Z_90 = 1.6448536269514722  # a two-sided 90 % interval is mu ± Z_90 · sigma
+INPUT_COLUMNS = ("front", "back")
+OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "error")
+TORCH_ARTIFACT = "torch_model"
+CONFIG_ARTIFACT = "photo_model_config"
+CONFIG_FILE = "photo_model_config.json"
+INPUT_KIND_TAG = "input_kind"  # model version tag: "raw_photos" for versions logged by this module
+RAW_PHOTOS = "raw_photos"
+
+
+class PhotoRejected(ValueError):
+    """A photo that cannot be scored (not an image, truncated, over the pixel limit...)."""
+
+
+@dataclass(frozen=True)
+class PhotoModelConfig:
+    """What the pyfunc needs besides the weights: input size and the review rule."""
+
+    image_size: int
+    review_max_interval: float = 20.0
+    max_pixels: int | None = None  # None: core.images.MAX_PIXELS
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"image_size": self.image_size, "review_max_interval": self.review_max_interval,
+                           "max_pixels": self.max_pixels, "extra": self.extra}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PhotoModelConfig:
+        raw = json.loads(text)
+        return cls(image_size=int(raw["image_size"]), review_max_interval=float(raw.get("review_max_interval", 20.0)),
+                   max_pixels=raw.get("max_pixels"), extra=dict(raw.get("extra") or {}))
+
+
+def photo_bytes(value) -> bytes:
+    """A cell of the ``front``/``back`` column → bytes: raw bytes as they are, a str as base64."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("data:") and "," in text:  # a data URL from a browser
+            text = text.split(",", 1)[1]
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise PhotoRejected("photo is not valid base64") from None
+    raise PhotoRejected(f"photo must be bytes or a base64 string, not {type(value).__name__}")
+
+
+def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None) -> np.ndarray:
+    """Photo bytes → float32 [3, S, S] model input, through the silver and training code."""
+    from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
+    from coin_assets.ml.data import decode_letterboxed, to_normalised_array
+
+    try:
+        silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
+    except ImageRejected as err:
+        raise PhotoRejected(str(err)) from None
+    return to_normalised_array(decode_letterboxed(silver.data, image_size))
+
+
+def interval_90(year: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return year - Z_90 * sigma, year + Z_90 * sigma
+
+
+def needs_review(lower: np.ndarray, upper: np.ndarray, unreadable: np.ndarray, max_interval: float) -> np.ndarray:
+    """The review queue's rule: an interval wider than ``max_interval`` years, or an unreadable coin."""
+    return ((upper - lower) > max_interval) | unreadable.astype(bool)
+
+
+class PhotoPredictor:
+    """A loaded torch module plus its preprocessing: raw photo pairs in, years out (the fast path)."""
+
+    def __init__(self, module, config: PhotoModelConfig):
+        self.module = module.eval() if hasattr(module, "eval") else module
+        self.config = config
+
+    def predict_arrays(self, pairs: np.ndarray) -> dict[str, np.ndarray]:
+        """[B, 2, 3, S, S] normalised arrays → year, sigma, unreadable per coin (one forward pass)."""
+        import torch
+
+        with torch.no_grad():
+            tensor = torch.from_numpy(np.ascontiguousarray(pairs, dtype=np.float32))
+            if hasattr(self.module, "predict_year"):
+                out = self.module.predict_year(tensor)
+                year = np.asarray(out["year"], dtype=float)
+                sigma = np.asarray(out["sigma"], dtype=float)
+                unreadable = np.asarray(out.get("unreadable", np.zeros(len(year), bool)), dtype=bool)
+            else:
+                raw = self.module(tensor).float().cpu().numpy().astype(float)
+                year, sigma = raw[:, 0], raw[:, 1]
+                unreadable = np.zeros(len(year), dtype=bool)
+        bad = ~np.isfinite(year) | ~np.isfinite(sigma) | (sigma <= 0)
+        return {"year": year, "sigma": sigma, "unreadable": unreadable | bad}
+
+    def predict_photos(self, fronts: Sequence, backs: Sequence) -> pd.DataFrame:
+        """One row per coin; a coin whose photos cannot be decoded gets ``error`` and NaN figures,
+        without failing the other rows. All decodable coins go through one forward pass."""
+        if len(fronts) != len(backs):
+            raise ValueError(f"{len(fronts)} fronts but {len(backs)} backs")
+        n = len(fronts)
+        errors = [""] * n
+        arrays: list[np.ndarray] = []
+        scored: list[int] = []
+        size, limit = self.config.image_size, self.config.max_pixels
+        for i, (front, back) in enumerate(zip(fronts, backs, strict=True)):
+            try:
+                pair = []
+                for side, value in (("front", front), ("back", back)):
+                    try:
+                        pair.append(preprocess_photo(photo_bytes(value), size, limit))
+                    except PhotoRejected as err:
+                        raise PhotoRejected(f"{side}: {err}") from None
+                arrays.append(np.stack(pair))
+                scored.append(i)
+            except PhotoRejected as err:
+                errors[i] = str(err)
+        year = np.full(n, math.nan)
+        sigma = np.full(n, math.nan)
+        unreadable = np.ones(n, dtype=bool)
+        if arrays:
+            out = self.predict_arrays(np.stack(arrays))
+            year[scored], sigma[scored], unreadable[scored] = out["year"], out["sigma"], out["unreadable"]
+        lower, upper = interval_90(year, sigma)
+        frame = pd.DataFrame({
+            "year": year, "sigma": sigma, "lower_90": lower, "upper_90": upper,
+            "needs_review": needs_review(lower, upper, unreadable, self.config.review_max_interval),
+            "unreadable": unreadable, "error": errors,
+        })
+        return frame[list(OUTPUT_COLUMNS)]
+
+
+def _model_class():
+    import mlflow.pyfunc
+
+    class CoinYearPhotoModel(mlflow.pyfunc.PythonModel):
+        """MLflow pyfunc: DataFrame[front, back] of raw photos → DataFrame[year, sigma, lower_90, ...]."""
+
+        def load_context(self, context):
+            from coin_assets.ml.registry import load_torch_model
+
+            config = PhotoModelConfig.from_json(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
+            self.predictor = PhotoPredictor(load_torch_model(context.artifacts[TORCH_ARTIFACT]), config)
+
+        def predict(self, context, model_input, params=None):
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+            if missing:
+                raise ValueError(f"input needs columns {list(INPUT_COLUMNS)}; missing {missing}")
+            return self.predictor.predict_photos(list(frame["front"]), list(frame["back"]))
+
+    return CoinYearPhotoModel
+
+
+def package_root() -> Path:
+    """The ``coin_assets`` package folder, shipped with the model as MLflow code_paths."""
+    import coin_assets
+
+    return Path(coin_assets.__file__).resolve().parent
+
+
+def example_input(front: bytes, back: bytes) -> pd.DataFrame:
+    return pd.DataFrame({"front": [base64.b64encode(front).decode()], "back": [base64.b64encode(back).decode()]})
+
+
+def log_photo_model(
+    module,
+    config: PhotoModelConfig,
+    example_front: bytes,
+    example_back: bytes,
+    registered_model_name: str | None = None,
+    name: str = "model",
+):
+    """Inside an active MLflow run: log ``module`` as a raw-photo pyfunc (signature, input example,
+    the coin_assets code) and register it as a new version when ``registered_model_name`` is given.
+    Returns MLflow's ModelInfo."""
+    import copy
+
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    if mlflow.active_run() is None:
+        raise RuntimeError("log_photo_model must be called inside an active MLflow run")
+    cpu_module = copy.deepcopy(module).to("cpu").eval()
+    example = example_input(example_front, example_back)
+    output = PhotoPredictor(cpu_module, config).predict_photos(list(example["front"]), list(example["back"]))
+    if output["error"].iloc[0]:
+        raise ValueError(f"the input example cannot be scored: {output['error'].iloc[0]}")
+    signature = infer_signature(example, output)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch_dir = Path(tmp) / TORCH_ARTIFACT
+        mlflow.pytorch.save_model(cpu_module, str(torch_dir), serialization_format="pickle",
+                                  pip_requirements=mlflow.pytorch.get_default_pip_requirements())
+        config_path = Path(tmp) / CONFIG_FILE
+        config_path.write_text(config.to_json())
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=_model_class()(),
+            artifacts={TORCH_ARTIFACT: str(torch_dir), CONFIG_ARTIFACT: str(config_path)},
+            code_paths=[str(package_root())],
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_pip_requirements(),
+        )
+    if registered_model_name and info.registered_model_version is not None:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_model_version_tag(registered_model_name, str(info.registered_model_version),
+                                             INPUT_KIND_TAG, RAW_PHOTOS)
+    return info
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    pins = []
+    for dist in ("mlflow", "torch", "torchvision", "pillow", "numpy", "pandas", "cloudpickle"):
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except Exception:
+            pins.append(dist)
+    return pins
+
+
+def load_photo_model(model_uri: str):
+    """``mlflow.pyfunc.load_model`` of a raw-photo version (``models:/name@alias`` or a run URI)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri)
+
+
+def load_photo_predictor(model_uri: str) -> PhotoPredictor:
+    """The fast path: the PhotoPredictor inside a logged raw-photo pyfunc (no DataFrame round trip)."""
+    pyfunc_model = load_photo_model(model_uri)
+    return pyfunc_model.unwrap_python_model().predictor
+
+
+def is_photo_model(model_uri: str) -> bool:
+    """True when the model at ``model_uri`` takes raw photos (its signature has front/back inputs)."""
+    from mlflow.models import get_model_info
+
+    info = get_model_info(model_uri)
+    inputs = info.signature.inputs.input_names() if info.signature is not None else []
+    return set(INPUT_COLUMNS) <= set(inputs)
+
+
+def migrate_tensor_version(client, name: str, version: str, example_front: bytes, example_back: bytes,
+                           review_max_interval: float = 20.0) -> str:
+    """Re-register an older tensor-input version (input [B, 2, 3, S, S]) as a raw-photo pyfunc.
+
+    The weights are the old version's, unchanged; the new version carries the old one's tags plus
+    ``migrated_from``; aliases are left for the caller (promotion or rollback) to move. Returns the
+    new version number. The image size comes from the old version's ``image_size`` tag or its
+    signature's input shape.
+    """
+    import mlflow
+    from mlflow.models import get_model_info
+
+    from coin_assets.ml.registry import load_torch_model, model_version_uri
+
+    uri = model_version_uri(name, version)
+    old = client.get_model_version(name, str(version))
+    if old.tags.get(INPUT_KIND_TAG) == RAW_PHOTOS or is_photo_model(uri):
+        raise ValueError(f"{name} v{version} already takes raw photos")
+    size = old.tags.get("image_size")
+    if size is None:
+        shape = get_model_info(uri).signature.inputs.to_dict()[0]["tensor-spec"]["shape"]
+        size = shape[-1]
+    module = load_torch_model(uri)
+    with mlflow.start_run(run_name=f"migrate {name} v{version} to raw photos"):
+        mlflow.set_tags({"migrated_from": f"{name}/{version}"})
+        info = log_photo_model(module, PhotoModelConfig(image_size=int(size), review_max_interval=review_max_interval),
+                               example_front, example_back, registered_model_name=name)
+    new_version = str(info.registered_model_version)
+    for key, value in old.tags.items():
+        if key != INPUT_KIND_TAG:
+            client.set_model_version_tag(name, new_version, key, value)
+    client.set_model_version_tag(name, new_version, "migrated_from", str(version))
+    return new_version
