@@ -211,3 +211,27 @@ def test_calibrate_model_stores_the_scale_in_the_model():
     assert float(model.interval_scale) == pytest.approx(new)
     with pytest.raises(ValueError, match="too few"):
         calibrate_model(model, y[:3], y[:3], np.ones(3))
+
+
+# ------------------------------------------------------------------------- the raw-photo predictor
+
+
+def test_photo_predictor_crops_the_coin_and_sends_a_photo_without_one_to_review():
+    import io
+
+    from coin_assets.ml.pyfunc import PhotoModelConfig, PhotoPredictor
+
+    def jpeg(img: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        return buf.getvalue()
+
+    style = replace(varied.sample_style(random.Random(2)), squash=1.0, background="paper")
+    front, back = varied.render_photo_pair(1999, style, random.Random(2), (640, 480))
+    blank = jpeg(Image.new("RGB", (640, 480), (200, 180, 150)))
+    model = CoinYearRegressor("mobilenet_v3_small", projection_dim=8).eval()
+    predictor = PhotoPredictor(model, PhotoModelConfig(image_size=32, extra={"coin_crop": True}))
+    out = predictor.predict_photos([jpeg(front.image), blank], [jpeg(back.image), jpeg(back.image)])
+    assert out.loc[0, "error"] == "" and np.isfinite(out.loc[0, "year"])
+    assert out.loc[1, "error"].startswith("front: no coin found")
+    assert bool(out.loc[1, "unreadable"]) and bool(out.loc[1, "needs_review"])

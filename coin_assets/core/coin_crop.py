@@ -195,3 +195,12 @@ def crop_coin(img: Image.Image, circle: CoinCircle, size: int,
         box = tuple(b / factor for b in box)
     fill = tuple(int(v) for v in np.asarray(rgb.resize((8, 8)), dtype=np.float32).reshape(-1, 3).mean(0))
     return rgb.transform((size, size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR, fillcolor=fill)
+
+
+def coin_centred(img: Image.Image, size: int) -> tuple[Image.Image | None, CoinFinding]:
+    """(the coin-centred ``size`` px crop or None, the finding): the one entry point that the gold crops,
+    the pyfunc and the serving path share."""
+    finding = find_coin(img)
+    if not finding.found:
+        return None, finding
+    return crop_coin(img, finding.circle, size), finding

@@ -235,6 +235,11 @@ class CoinYearRegressor(nn.Module):
         sigma = torch.where(unreadable, torch.clamp(sigma, min=UNREADABLE_SIGMA), sigma)
         return {"year": year, "sigma": sigma, "confidence": peak, "unreadable": unreadable}
 
+    def predict_year(self, pairs: Tensor) -> dict[str, Tensor]:
+        """What the raw-photo pyfunc asks for: year, sigma (calibrated) and the unreadable flag."""
+        out = self.read(pairs)
+        return {"year": out["year"], "sigma": out["sigma"], "unreadable": out["unreadable"]}
+
     def forward(self, pairs: Tensor) -> Tensor:
         """pairs: float tensor [B, 2, 3, H, W] (side 0 = front, 1 = back), normalised with IMAGENET mean/std.
         Returns [B, 2]: column 0 = predicted year (in years), column 1 = calibrated standard deviation in years (> 0)."""
