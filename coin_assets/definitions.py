@@ -2,6 +2,7 @@
 
 from dagster import Definitions
 
+from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
 from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
@@ -20,7 +21,7 @@ from coin_assets.defs.sensors import retraining_sensor, review_sensor, upload_se
 
 defs = Definitions(
     assets=[
-        coin_uploads, bronze_images, silver_images, gold_images,
+        coin_uploads, bronze_images, silver_images, gold_images, coin_crops,
         review_labels, training_set, coin_year_model, model_evaluation, promotion_decision,
         coin_predictions, review_queue,
     ],

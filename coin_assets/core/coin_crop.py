@@ -21,12 +21,13 @@ from PIL import Image, ImageFilter
 
 CROP_RADIUS_FRACTION = 0.45
 WORK_SIDE = 256
-MIN_RADIUS_FRACTION = 0.12  # of the short side
+MIN_RADIUS_FRACTION = 0.15  # of the short side
 MAX_RADIUS_FRACTION = 0.52
 MIN_SUPPORT = 0.3
 MIN_SUPPORT_CONTRAST = 0.05  # support x ring contrast: measured <= 0.04 for circles in bare wood grain, >= 0.06 for coins
 EDGE_PERCENTILE = 85.0
 CANDIDATES = 12
+MAX_GAP = 0.3  # longest arc of the circle without an edge
 BLUR = 2.0  # px at the working size: smooths cloth weave and wood grain, keeps the coin outline
 
 
@@ -56,8 +57,9 @@ def _edges(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return gx, gy, np.hypot(gx, gy)
 
 
-def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float) -> float:
-    """Share of 90 points of the circle that sit on (or next to) a strong edge whose gradient is radial."""
+def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float) -> tuple[float, float]:
+    """(share of 90 points of the circle that sit on, or next to, a strong edge whose gradient is radial;
+    the longest arc without such an edge, as a share of the circle)."""
     h, w = mag_ok.shape
     angles = np.linspace(0, 2 * np.pi, 90, endpoint=False)
     hits = np.zeros(len(angles), dtype=bool)
@@ -69,7 +71,21 @@ def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: 
         g = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-9
         radial = np.abs(gx[ys, xs] * np.cos(angles) + gy[ys, xs] * np.sin(angles)) / g
         hits |= inside & mag_ok[ys, xs] & (radial > 0.6)
-    return float(hits.mean())
+    return float(hits.mean()), _longest_gap(hits)
+
+
+def _longest_gap(hits: np.ndarray) -> float:
+    """The longest run of misses around the circle, as a share of it (the run may wrap around)."""
+    if hits.all():
+        return 0.0
+    if not hits.any():
+        return 1.0
+    rolled = np.roll(hits, -int(np.argmax(hits)))  # start on a hit, so no run wraps
+    longest = run = 0
+    for h in rolled:
+        run = 0 if h else run + 1
+        longest = max(longest, run)
+    return longest / len(hits)
 
 
 def _refine(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float):
@@ -166,8 +182,14 @@ def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float =
     for k in picked:
         ky, kx = divmod(int(best_flat[k]), sw)
         cx_k, cy_k, r_k = _refine(mag_ok, gx, gy, float(kx), float(ky), float(radii[k]))
-        sup = _support(mag_ok, gx, gy, cx_k, cy_k, r_k)
+        if min(cx_k, cy_k, sw - cx_k, sh - cy_k) < 0.7 * r_k or r_k < 0.9 * radii[0]:  # a coin lies (nearly) all in the frame
+            continue
+        sup, gap = _support(mag_ok, gx, gy, cx_k, cy_k, r_k)
+        if gap > MAX_GAP:  # the edge must go round: corners and arcs of other shapes leave long gaps
+            continue
         checked.append((sup * sup * _ring_contrast(rgb, cx_k, cy_k, r_k), sup, cx_k, cy_k, r_k))
+    if not checked:
+        return CoinFinding(None, "no round coin: no circle with an edge all round lies within the photo")
     top = max(checked)
     # a coin holds smaller circles (a disc in its design, the inner rim, a highlight): the coin is the
     # largest good circle that contains the best one

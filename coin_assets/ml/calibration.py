@@ -49,7 +49,6 @@ def coverage(y_true, lower, upper) -> float:
 def calibrate_model(model, y_true, year, sigma, coverage_: float = COVERAGE) -> float:
     """Multiply the model's ``interval_scale`` so that its 90 % interval covers ``coverage_`` of these
     coins; ``year``/``sigma`` are the model's current outputs on them. Returns the new scale."""
-    import torch
 
     factor = interval_scale(y_true, year, sigma, coverage_)
     if not math.isfinite(factor):
