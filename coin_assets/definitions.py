@@ -2,6 +2,7 @@
 
 from dagster import Definitions
 
+from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.defs.assets.ingestion import (
     archived_bronze,
     bronze_images,
@@ -9,7 +10,13 @@ from coin_assets.defs.assets.ingestion import (
     gold_images,
     silver_images,
 )
-from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
+from coin_assets.defs.assets.model import (
+    coin_year_model,
+    model_evaluation,
+    promotion_decision,
+    synthetic_pretraining,
+    training_set,
+)
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.checks import ingestion_checks
@@ -34,8 +41,8 @@ from coin_assets.defs.sensors import abandoned_run_sensor, retraining_sensor, re
 
 defs = Definitions(
     assets=[
-        coin_uploads, bronze_images, silver_images, gold_images, archived_bronze,
-        review_labels, training_set, coin_year_model, model_evaluation, promotion_decision,
+        coin_uploads, bronze_images, silver_images, gold_images, coin_crops, archived_bronze,
+        review_labels, training_set, synthetic_pretraining, coin_year_model, model_evaluation, promotion_decision,
         coin_predictions, review_queue,
     ],
     asset_checks=[*ingestion_checks, *model_checks],

@@ -141,7 +141,8 @@ def test_weights_path_initialises_the_backbone_from_a_torchvision_state_dict(tmp
         assert torch.equal(encoder.conv1.weight, reference.conv1.weight)
         assert torch.equal(encoder.layer4[1].bn2.running_var, reference.layer4[1].bn2.running_var)
     # fc.weight / fc.bias have no place in a feature extractor: unexpected, not missing
-    assert model.init_report == {"loaded": 2 * (len(reference.state_dict()) - 2), "missing": 0, "unexpected": 4}
+    assert model.init_report == {"loaded": 2 * (len(reference.state_dict()) - 2), "missing": 0, "unexpected": 4,
+                                 "heads_loaded": 0}
 
 
 def test_weights_path_accepts_a_saved_regressor_and_refuses_a_foreign_file(tmp_path):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from coin_assets.synth import photos as synth
 from coin_assets.core.images import clean_image
 from coin_assets.core.storage import LocalStore
 from coin_assets.core.uploads import list_uploads, parse_sidecar
+from coin_assets.synth import photos as synth
 
 END = dt.date(2026, 11, 24)
 MAX_SIDE = 160

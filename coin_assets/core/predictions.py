@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from coin_assets.core.metadata import ensure_schema, utcnow
+from coin_assets.core.metadata import utcnow
 
 REVIEW_QUEUE_SQL = """
 CREATE TABLE IF NOT EXISTS review_queue (
@@ -23,9 +23,20 @@ CREATE TABLE IF NOT EXISTS review_queue (
 
 
 def coins_to_score(conn, partition: str) -> pd.DataFrame:
-    ensure_schema(conn)
+    """The day's paired coins with their coin-centred crops where the coin_crops asset found both sides
+    (the model scores the same input it was trained on)."""
+    from coin_assets.core.crops import ensure_crops_schema
+
+    ensure_crops_schema(conn)
     return conn.execute(
-        "SELECT coin_id, front_path, back_path, label_year FROM coins WHERE paired AND partition_date = ? ORDER BY coin_id",
+        """
+        SELECT coin_id, front_path, back_path, label_year, fc.crop_path AS front_crop_path,
+               bc.crop_path AS back_crop_path
+        FROM coins
+        LEFT JOIN (SELECT coin_id, crop_path FROM coin_crops WHERE side = 'front' AND found) fc USING (coin_id)
+        LEFT JOIN (SELECT coin_id, crop_path FROM coin_crops WHERE side = 'back' AND found) bc USING (coin_id)
+        WHERE paired AND partition_date = ? ORDER BY coin_id
+        """,
         [partition],
     ).df()
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainConfig:
-    backbone: str = "resnet18"
+    # the demo default: what 2 CPU cores can train in minutes, and what synthetic_pretraining pre-trains
+    backbone: str = "mobilenet_v3_small"
     mode: str = "shared"
     projection_dim: int | None = 128
-    image_size: int = 128
+    image_size: int = 64
     epochs: int = 12
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -22,3 +23,29 @@ class TrainConfig:
     weights_path: str | None = None
     max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
     num_threads: int | None = None  # torch intra-op threads while training; None: the loop decides
+    digit_heads: bool = True  # four digit classifiers beside the Gaussian head
+    rotation_deg: float = 180.0  # augmentation: rotation drawn from ±rotation_deg (180: the full circle)
+    use_crops: bool = True  # train on the gold coin crops where both sides have one
+
+
+@dataclass
+class PretrainConfig:
+    """Synthetic pre-training: a corpus from coin_assets.synth.varied held in memory as uint8 tensors."""
+
+    corpus_size: int = 20000
+    val_size: int = 1000
+    corpus_seed: int = 0
+    image_size: int = 64
+    backbone: str = "mobilenet_v3_small"
+    mode: str = "shared"
+    projection_dim: int | None = 128
+    epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    max_seconds: float | None = 540.0  # training time budget (the demo's ≤ 10 minutes); None: all epochs
+    max_steps: int | None = None
+    corpus_workers: int | None = None

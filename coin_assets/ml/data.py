@@ -27,7 +27,7 @@ PAD_RGB = tuple(round(m * 255) for m in IMAGENET_MEAN)
 SIDES = ("front", "back")
 
 # augmentation ranges (training only); never a horizontal flip: digits and legends must stay readable
-ROTATION_DEG = 10.0
+ROTATION_DEG = 180.0  # the full circle: coins lie on the table at any angle
 SCALE_RANGE = (0.9, 1.1)
 TRANSLATE_FRACTION = 0.06
 BRIGHTNESS = 0.2  # multiplicative factor in [1 - b, 1 + b]
@@ -73,11 +73,11 @@ def decode_letterboxed(data: bytes, size: int) -> Image.Image:
     return canvas
 
 
-def random_affine(img: Image.Image, rand: Sequence[float]) -> Image.Image:
+def random_affine(img: Image.Image, rand: Sequence[float], rotation_deg: float = ROTATION_DEG) -> Image.Image:
     """Rotation ±ROTATION_DEG, zoom SCALE_RANGE, translation ±TRANSLATE_FRACTION about the centre;
     ``rand`` holds 4 uniform [0, 1) numbers. One bilinear resampling pass, padding with the mean colour."""
     size = img.size[0]
-    angle = math.radians((2 * float(rand[0]) - 1) * ROTATION_DEG)
+    angle = math.radians((2 * float(rand[0]) - 1) * rotation_deg)
     zoom = SCALE_RANGE[0] + float(rand[1]) * (SCALE_RANGE[1] - SCALE_RANGE[0])
     tx = (2 * float(rand[2]) - 1) * TRANSLATE_FRACTION * size
     ty = (2 * float(rand[3]) - 1) * TRANSLATE_FRACTION * size
@@ -119,8 +119,10 @@ class CoinPairDataset(Dataset):
         image_size: int = 128,
         augment: bool = False,
         read_bytes: Callable[[str], bytes] | None = None,
+        rotation_deg: float = ROTATION_DEG,
     ):
         self.records = list(records)
+        self.rotation_deg = float(rotation_deg)
         self.image_size = int(image_size)
         self.augment = augment
         self.read_bytes = read_bytes if read_bytes is not None else read_local_file
@@ -134,7 +136,7 @@ class CoinPairDataset(Dataset):
         if not self.augment:
             return to_normalised_array(img)
         rand = torch.rand(6).tolist()
-        img = random_affine(img, rand[:4])
+        img = random_affine(img, rand[:4], self.rotation_deg)
         return to_normalised_array(img, brightness=1 + (2 * rand[4] - 1) * BRIGHTNESS,
                                     contrast=1 + (2 * rand[5] - 1) * CONTRAST)
 

@@ -19,15 +19,21 @@ from coin_assets.ml.config import TrainConfig
 Z_90 = 1.6448536269514722  # a two-sided 90 % interval is mu ± Z_90 · sigma
 
 
-def coin_records(frame: pd.DataFrame, split: str | None = None) -> list:
-    """CoinRecords (gold keys as paths) for a split of a training-set frame, or for all rows."""
+def coin_records(frame: pd.DataFrame, split: str | None = None, use_crops: bool = True) -> list:
+    """CoinRecords for a split of a training-set frame, or for all rows: the coin-centred crops where both
+    sides have one (and ``use_crops``), the whole gold photos otherwise."""
     from coin_assets.ml.data import CoinRecord
 
     rows = frame if split is None else frame[frame["split"] == split]
     years = rows["label_year"] if "label_year" in rows else [None] * len(rows)
+    fronts, backs = list(rows["front_path"]), list(rows["back_path"])
+    if use_crops and "front_crop_path" in rows and "back_crop_path" in rows:
+        for i, (fc, bc) in enumerate(zip(rows["front_crop_path"], rows["back_crop_path"], strict=True)):
+            if isinstance(fc, str) and isinstance(bc, str):
+                fronts[i], backs[i] = fc, bc
     return [
         CoinRecord(coin_id=c, front_path=f, back_path=b, year=None if y is None or pd.isna(y) else float(y))
-        for c, f, b, y in zip(rows["coin_id"], rows["front_path"], rows["back_path"], years, strict=True)
+        for c, f, b, y in zip(rows["coin_id"], fronts, backs, years, strict=True)
     ]
 
 

@@ -3,7 +3,8 @@
 Input: a DataFrame with one row per coin, columns ``front`` and ``back``, each the photo's bytes or a
 base64 string of them (what a JSON request to ``mlflow models serve`` carries). Output: one row per
 coin with ``year``, ``sigma``, ``lower_90``, ``upper_90``, ``needs_review``, ``unreadable`` and
-``error`` (the reason a row could not be scored, empty otherwise).
+``error`` (the reason a row could not be scored, empty otherwise; a row that cannot be scored, a photo
+without a coin included, is also ``unreadable`` and ``needs_review``).
 
 Decoding, EXIF orientation, RGB conversion and the size cap run through
 :func:`coin_assets.core.images.clean_image` (the silver code), then
@@ -80,8 +81,14 @@ def photo_bytes(value) -> bytes:
     raise PhotoRejected(f"photo must be bytes or a base64 string, not {type(value).__name__}")
 
 
-def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None) -> np.ndarray:
-    """Photo bytes → float32 [3, S, S] model input, through the silver and training code."""
+def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None, coin_crop: bool = False) -> np.ndarray:
+    """Photo bytes → float32 [3, S, S] model input, through the silver and training code. With ``coin_crop``
+    (models trained on the gold coin crops) the input is the coin-centred crop of the silver image, made by
+    the same function as the gold crops; a photo without a coin is rejected with the finder's reason."""
+    import io
+
+    from PIL import Image
+
     from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
     from coin_assets.ml.data import decode_letterboxed, to_normalised_array
 
@@ -89,6 +96,13 @@ def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None
         silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
     except ImageRejected as err:
         raise PhotoRejected(str(err)) from None
+    if coin_crop:
+        from coin_assets.core.coin_crop import coin_centred
+
+        crop, finding = coin_centred(Image.open(io.BytesIO(silver.data)).convert("RGB"), image_size)
+        if crop is None:
+            raise PhotoRejected(f"no coin found: {finding.reason}")
+        return to_normalised_array(crop)
     return to_normalised_array(decode_letterboxed(silver.data, image_size))
 
 
@@ -136,12 +150,13 @@ class PhotoPredictor:
         arrays: list[np.ndarray] = []
         scored: list[int] = []
         size, limit = self.config.image_size, self.config.max_pixels
+        crop = bool(self.config.extra.get("coin_crop", False))
         for i, (front, back) in enumerate(zip(fronts, backs, strict=True)):
             try:
                 pair = []
                 for side, value in (("front", front), ("back", back)):
                     try:
-                        pair.append(preprocess_photo(photo_bytes(value), size, limit))
+                        pair.append(preprocess_photo(photo_bytes(value), size, limit, coin_crop=crop))
                     except PhotoRejected as err:
                         raise PhotoRejected(f"{side}: {err}") from None
                 arrays.append(np.stack(pair))

@@ -16,7 +16,7 @@ from torch import nn
 
 from coin_assets.ml.config import TrainConfig
 from coin_assets.ml.data import CoinPairDataset, CoinRecord, make_loader
-from coin_assets.ml.model import CoinYearRegressor, gaussian_nll
+from coin_assets.ml.model import CoinYearRegressor, reader_loss
 
 Z_90 = NormalDist().inv_cdf(0.95)  # 1.6448536...: mu ± Z_90 · sigma is a two-sided 90 % interval
 WARMUP_FRACTION = 0.1
@@ -112,20 +112,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
 
 
 def train_step(model: CoinYearRegressor, optimizer, scheduler, pairs: torch.Tensor, years: torch.Tensor):
-    """One optimiser step on a batch already on the model's device; returns (loss, predictions), detached."""
-    pred = model(pairs)
-    loss = gaussian_nll(pred, years, model.year_center, model.year_scale)
+    """One optimiser step on a batch already on the model's device; returns (loss, predictions [B, 2]), detached."""
+    heads = model.forward_heads(pairs)
+    loss = reader_loss(model, heads, years)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
     optimizer.step()
     scheduler.step()
-    return loss.detach(), pred.detach()
+    with torch.no_grad():
+        out = model.read_heads({k: v.detach() for k, v in heads.items()})
+    return loss.detach(), torch.stack([out["year"], out["sigma"]], 1)
 
 
 def build_model(config: TrainConfig, year_center: float, year_scale: float) -> CoinYearRegressor:
     return CoinYearRegressor(backbone=config.backbone, mode=config.mode, projection_dim=config.projection_dim,
-                             year_center=year_center, year_scale=year_scale, weights_path=config.weights_path)
+                             year_center=year_center, year_scale=year_scale, weights_path=config.weights_path,
+                             digit_heads=config.digit_heads)
 
 
 @torch.inference_mode()
@@ -136,8 +139,9 @@ def _evaluate(model: CoinYearRegressor, loader, device: torch.device) -> tuple[f
     for pairs, years in loader:
         pairs = pairs.to(device, non_blocking=True)
         years = years.to(device, non_blocking=True)
-        pred = model(pairs)
-        loss_sum += float(gaussian_nll(pred, years, model.year_center, model.year_scale)) * len(years)
+        heads = model.forward_heads(pairs)
+        pred = model.read_heads(heads)["year"][:, None]
+        loss_sum += float(reader_loss(model, heads, years)) * len(years)
         abs_sum += float((pred[:, 0] - years).abs().sum())
         n += len(years)
     if n == 0:
@@ -180,7 +184,8 @@ def _train(train_records, val_records, config: TrainConfig, train_years: np.ndar
     model = build_model(config, year_center, year_scale).to(device)
 
     pin = device.type == "cuda"
-    train_ds = CoinPairDataset(train_records, config.image_size, augment=config.augment, read_bytes=read_bytes)
+    train_ds = CoinPairDataset(train_records, config.image_size, augment=config.augment, read_bytes=read_bytes,
+                               rotation_deg=config.rotation_deg)
     # drop the ragged last batch (a 1-pair batch breaks BatchNorm on 1x1 feature maps) unless it is the only one
     train_loader = make_loader(train_ds, config.batch_size, shuffle=True, num_workers=config.num_workers,
                                seed=config.seed, drop_last=len(train_ds) > config.batch_size, pin_memory=pin)

@@ -23,12 +23,24 @@ def split_for(coin_id: str, val_percent: int = 15, test_percent: int = 15) -> st
 
 
 def labelled_coins(conn) -> pd.DataFrame:
-    """Every coin with both sides in gold and a label, across all partitions."""
+    """Every coin with both sides in gold and a label, across all partitions, with its coin-centred crops
+    (``front_crop_path``/``back_crop_path``, null where the coin_crops asset found no coin or has not run)."""
+    has_crops = bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'coin_crops'").fetchall()[0][0])
+    crops = (
+        "LEFT JOIN (SELECT coin_id, crop_path AS front_crop_path FROM coin_crops WHERE side = 'front' AND found) fc "
+        "USING (coin_id) "
+        "LEFT JOIN (SELECT coin_id, crop_path AS back_crop_path FROM coin_crops WHERE side = 'back' AND found) bc "
+        "USING (coin_id)"
+        if has_crops else ""
+    )
+    crop_cols = "front_crop_path, back_crop_path" if has_crops else \
+        "CAST(NULL AS VARCHAR) AS front_crop_path, CAST(NULL AS VARCHAR) AS back_crop_path"
     frame = conn.execute(
-        """
+        f"""
         SELECT coin_id, partition_date, front_path, back_path, front_sha256, back_sha256,
-               label_year, label_source
-        FROM coins WHERE paired AND label_year IS NOT NULL ORDER BY coin_id
+               label_year, label_source, {crop_cols}
+        FROM coins {crops} WHERE paired AND label_year IS NOT NULL ORDER BY coin_id
         """
     ).df()
     frame["split"] = [split_for(c) for c in frame["coin_id"]]
@@ -38,6 +50,7 @@ def labelled_coins(conn) -> pd.DataFrame:
 def content_hash(frame: pd.DataFrame) -> str:
     """Hash of what a model would learn from: coins, image checksums, labels and splits."""
     cols = ["coin_id", "front_sha256", "back_sha256", "label_year", "split"]
+    cols += [c for c in ("front_crop_path", "back_crop_path") if c in frame]
     text = frame[cols].sort_values("coin_id").to_csv(index=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

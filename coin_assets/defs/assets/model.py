@@ -15,7 +15,7 @@ from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
-from coin_assets.ml.config import TrainConfig
+from coin_assets.ml.config import PretrainConfig, TrainConfig
 from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
 
 DEFAULT_TRAIN = TrainConfig()
@@ -39,12 +39,43 @@ class TrainingRunConfig(Config):
     weights_path: str | None = Field(None, description="optional local state_dict to initialise the backbone")
     max_steps: int | None = Field(None, description="stop after this many optimiser steps (smoke runs)")
     num_threads: int | None = Field(None, description="torch threads while training (default: the loop decides)")
+    digit_heads: bool = Field(DEFAULT_TRAIN.digit_heads, description="four digit classifiers beside the Gaussian head")
+    rotation_deg: float = Field(DEFAULT_TRAIN.rotation_deg, description="augmentation rotation range, ± degrees")
+    use_crops: bool = Field(DEFAULT_TRAIN.use_crops, description="train on the gold coin crops where found")
     retrain_same_data: bool = Field(False, description="train even if a version exists for this data and config")
+    use_pretrained: bool = Field(True, description="start from the latest synthetic_pretraining weights when "
+                                 "its backbone, mode and image size match (and weights_path is not set)")
 
     def train_config(self) -> TrainConfig:
         fields = self.model_dump()
         fields.pop("retrain_same_data")
+        fields.pop("use_pretrained")
         return TrainConfig(**fields)
+
+
+DEFAULT_PRETRAIN = PretrainConfig()
+
+
+class PretrainRunConfig(Config):
+    """Synthetic pre-training choices (the demo default: 20 000 pairs, at most 9 minutes of training)."""
+
+    corpus_size: int = DEFAULT_PRETRAIN.corpus_size
+    val_size: int = DEFAULT_PRETRAIN.val_size
+    corpus_seed: int = DEFAULT_PRETRAIN.corpus_seed
+    image_size: int = DEFAULT_PRETRAIN.image_size
+    backbone: str = DEFAULT_PRETRAIN.backbone
+    mode: str = DEFAULT_PRETRAIN.mode
+    projection_dim: int | None = DEFAULT_PRETRAIN.projection_dim
+    epochs: int = DEFAULT_PRETRAIN.epochs
+    batch_size: int = DEFAULT_PRETRAIN.batch_size
+    learning_rate: float = DEFAULT_PRETRAIN.learning_rate
+    seed: int = DEFAULT_PRETRAIN.seed
+    device: str = DEFAULT_PRETRAIN.device
+    max_seconds: float | None = Field(DEFAULT_PRETRAIN.max_seconds, description="training time budget (s)")
+    max_steps: int | None = None
+
+    def pretrain_config(self) -> PretrainConfig:
+        return PretrainConfig(**self.model_dump())
 
 
 class PromotionConfig(Config):
@@ -107,9 +138,67 @@ def _load_frame(storage: CoinStorage, training: dict) -> pd.DataFrame:
     return ts.from_parquet_bytes(storage.store().read_bytes(training["snapshot_path"]))
 
 
+@asset(group_name="model", kinds={"pytorch", "mlflow"})
+def synthetic_pretraining(
+    context: AssetExecutionContext, config: PretrainRunConfig, storage: CoinStorage, mlflow_registry: MlflowRegistry
+) -> Output[dict]:
+    """A reader pre-trained on a synthetic corpus from coin_assets.synth.varied (digits are the only cue
+    to the year), its 90 % interval calibrated on a validation corpus; the weights in
+    ml/pretrained/<run id>.pt, tracked in MLflow. coin_year_model fine-tunes from the latest one."""
+    import json
+
+    from coin_assets.ml.pretrain import pretrain
+    from coin_assets.ml.tracking import PRETRAINED_POINTER, log_pretraining, state_bytes
+
+    pc = config.pretrain_config()
+    result = pretrain(pc, on_epoch_end=lambda row: context.log.info(f"pre-training epoch {row}"))
+    store = storage.store()
+    experiment = mlflow_registry.ensure_experiment()
+    mlflow = mlflow_registry.activate()
+    mlflow.set_experiment(experiment_id=experiment)
+    key = f"ml/pretrained/{context.run.run_id}.pt"
+    store.write_bytes(key, state_bytes(result.model))
+    run_id = log_pretraining(result, pc, key, store.uri(key), dagster_run_id=context.run.run_id)
+    value = {"weights_key": key, "mlflow_run_id": run_id, "backbone": pc.backbone, "mode": pc.mode,
+             "image_size": pc.image_size, "projection_dim": pc.projection_dim,
+             "val_metrics": result.val_metrics, "interval_scale": result.interval_scale}
+    store.write_bytes(PRETRAINED_POINTER, json.dumps(value, default=float).encode())  # after the weights
+    return Output(value, metadata={
+        "mlflow_run_id": run_id,
+        "weights": store.uri(key),
+        "corpus_pairs": pc.corpus_size,
+        "corpus_seconds": round(result.corpus_seconds, 1),
+        "train_seconds": round(result.seconds, 1),
+        "steps": result.steps,
+        "train_pairs_per_second": round(result.pairs_per_second, 1),
+        "val_mae": float(result.val_metrics.get("mae", np.nan)),
+        "val_exact": float(result.val_metrics.get("exact", np.nan)),
+        "val_coverage_90": float(result.val_metrics.get("coverage_90", np.nan)),
+        "history": markdown_table(pd.DataFrame(result.history), limit=50),
+    })
+
+
+def _pretrained_for(storage: CoinStorage, train_config: TrainConfig) -> tuple[dict | None, str]:
+    """The latest pre-training when it fits this config, or None and why not."""
+    import json
+
+    from coin_assets.ml.tracking import PRETRAINED_POINTER
+
+    store = storage.store()
+    if not store.exists(PRETRAINED_POINTER):
+        return None, "synthetic_pretraining has not been materialized"
+    latest = json.loads(store.read_bytes(PRETRAINED_POINTER))
+    wanted = (train_config.backbone, train_config.mode, train_config.image_size, train_config.projection_dim)
+    have = (latest["backbone"], latest["mode"], latest["image_size"], latest.get("projection_dim"))
+    if wanted != have:
+        return None, f"pre-trained {have} does not match this config {wanted}"
+    return latest, "ok"
+
+
 @asset(
     group_name="model",
     kinds={"pytorch", "mlflow"},
+    deps=[synthetic_pretraining],
     # dagster-mlflow's resource is a legacy resource: all of this asset's resources come by key
     required_resource_keys={"mlflow", "storage", "mlflow_registry"},
     output_required=False,
@@ -136,7 +225,20 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
         mlflow.end_run(status="KILLED")
         return
     frame = _load_frame(storage, training_set)
-    train_records, val_records = coin_records(frame, "train"), coin_records(frame, "val")
+    train_records = coin_records(frame, "train", train_config.use_crops)
+    val_records = coin_records(frame, "val", train_config.use_crops)
+    pretrained = None
+    if config.use_pretrained and not train_config.weights_path:
+        pretrained, why = _pretrained_for(storage, train_config)
+        context.log.info(f"fine-tuning from pre-training run {pretrained['mlflow_run_id']}" if pretrained
+                         else f"training from scratch: {why}")
+    if pretrained:
+        import tempfile
+
+        weights_file = tempfile.NamedTemporaryFile(suffix=".pt", delete=False)
+        weights_file.write(storage.store().read_bytes(pretrained["weights_key"]))
+        weights_file.close()
+        train_config.weights_path = weights_file.name
     if len(train_records) < 2 or not val_records:
         raise ValueError(
             f"training set {training_set['content_hash'][:12]} has {len(train_records)} train and "
@@ -152,6 +254,7 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
         "config_hash": cfg_hash,
         "dagster_run_id": context.run.run_id,
         "partition_range": f"{partitions[0]}..{partitions[-1]}" if partitions else "",
+        "pretrained_run_id": pretrained["mlflow_run_id"] if pretrained else "",
     })
     import mlflow as mlflow_module
 
@@ -169,7 +272,23 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
 
     from coin_assets.ml.train import train_model
 
-    result = train_model(train_records, val_records, train_config, on_epoch_end=on_epoch_end, read_bytes=read_bytes)
+    try:
+        result = train_model(train_records, val_records, train_config, on_epoch_end=on_epoch_end, read_bytes=read_bytes)
+    finally:
+        if pretrained:
+            import os
+
+            os.unlink(train_config.weights_path)
+    from coin_assets.ml.calibration import calibrate_model
+    from coin_assets.ml.train import predict
+
+    # conformal calibration of the 90 % interval on the validation coins
+    val_years, val_sigmas = predict(result.model, val_records, train_config.image_size, read_bytes=read_bytes)
+    try:
+        scale = calibrate_model(result.model, [r.year for r in val_records], val_years, val_sigmas)
+        mlflow_module.log_metric("interval_scale", scale)
+    except ValueError as err:  # too few validation coins for a 90 % conformal quantile
+        context.log.warning(f"interval not calibrated: {err}")
     final_val = result.history[-1] if result.history else {}
     mlflow_module.log_metrics({"final_val_mae": float(final_val.get("val_mae", np.nan)),
                                "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
@@ -185,12 +304,14 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
         "training_set_hash": training_set["content_hash"], "config_hash": cfg_hash,
         "image_size": train_config.image_size, "labelled_coins": len(frame), "dagster_run_id": context.run.run_id,
         "backbone": train_config.backbone, "mode": train_config.mode,
+        "pretrained_run_id": pretrained["mlflow_run_id"] if pretrained else "",
     }.items():
         client.set_model_version_tag(mlflow_registry.model_name, version, key, str(value))
     mlflow_module.end_run()
     yield Output(
         {"model_name": mlflow_registry.model_name, "version": version, "run_id": run_id,
          "image_size": train_config.image_size, "training_set_hash": training_set["content_hash"],
+         "use_crops": train_config.use_crops,
          "snapshot_path": training_set["snapshot_path"]},
         metadata={
             "model_version": version,
@@ -233,7 +354,7 @@ def model_evaluation(
     client = mlflow_registry.client()
     name = mlflow_registry.model_name
     frame = _load_frame(storage, coin_year_model)
-    test_records = coin_records(frame, "test")
+    test_records = coin_records(frame, "test", coin_year_model.get("use_crops", True))
     if not test_records:
         raise ValueError("the training set has no test coins: nothing to evaluate on")
     read_bytes = storage.store().read_bytes

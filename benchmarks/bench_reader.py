@@ -1,0 +1,125 @@
+"""The reading goals in one command: corpus speed, training within a time budget, data-path ratio, and
+the model's figures on our generator's test coins, the held-out renderer and coins without a year.
+
+    python benchmarks/bench_reader.py [--corpus 20000] [--val 1000] [--size 64] [--minutes 9]
+                                      [--backbone mobilenet_v3_small] [--epochs 3] [--test 500]
+                                      [--holdout 300] [--no-year 100] [--save reader.pt] [--load reader.pt]
+
+Prints (a) corpus generation pairs/s; (b) training seconds, steps, pairs/s; (c) the data path
+(uint8 corpus → normalised, rotated batch → step) against stepping the same model on a batch already in
+memory, interleaved in the same process, and their ratio; (d) MAE / exact / 90 % coverage / unreadable
+share on the generator's test split (another seed) with the mean baseline and the ratio to it; (e) the same
+on the held-out renderer (coin_assets.synth.holdout, never trained on); (f) the share of no-year coins
+flagged unreadable or given an interval wider than the review threshold (COIN_ASSETS_REVIEW_MAX_INTERVAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from coin_assets.ml.config import PretrainConfig
+from coin_assets.ml.pretrain import build_corpus, pretrain, read_arrays, rotate_quarters, to_input
+from coin_assets.ml.train import Z_90, make_optimizer, regression_metrics, train_step
+from coin_assets.settings import Settings
+from coin_assets.synth.holdout import holdout_set, no_year_set
+from coin_assets.synth.varied import make_corpus
+
+
+def data_path_ratio(model, corpus_x, corpus_y, batch_size: int, rounds: int = 6) -> tuple[float, float, float]:
+    """(pairs/s through the data path, pairs/s on an in-memory batch, ratio); interleaved, on a copy."""
+    import copy
+
+    m = copy.deepcopy(model).train()
+    from coin_assets.ml.pretrain import _as_train_config
+
+    opt, sched = make_optimizer(m, _as_train_config(PretrainConfig(batch_size=batch_size)), 1000)
+    gen = torch.Generator().manual_seed(0)
+    ready = to_input(corpus_x[:batch_size])
+    ready_y = torch.as_tensor(corpus_y[:batch_size], dtype=torch.float32)
+    t_path = t_mem = 0.0
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        idx = np.sort(rng.choice(len(corpus_x), batch_size, replace=False))
+        x = rotate_quarters(to_input(corpus_x[idx]), gen)
+        train_step(m, opt, sched, x, torch.as_tensor(corpus_y[idx], dtype=torch.float32))
+        t1 = time.perf_counter()
+        train_step(m, opt, sched, ready, ready_y)
+        t2 = time.perf_counter()
+        t_path += t1 - t0
+        t_mem += t2 - t1
+    n = rounds * batch_size
+    return n / t_path, n / t_mem, t_mem / t_path
+
+
+def report(name: str, model, pairs, years, review_width: float, train_mean: float) -> dict:
+    t0 = time.perf_counter()
+    out = read_arrays(model, pairs)
+    seconds = time.perf_counter() - t0
+    m = regression_metrics(years.astype(float), out["year"], out["sigma"])
+    baseline = float(np.mean(np.abs(years.astype(float) - train_mean)))
+    flagged = out["unreadable"] | (2 * Z_90 * out["sigma"] > review_width)
+    print(f"{name:>22}: n={m['n']} MAE={m['mae']:.2f} y  exact={m['exact']:.1%}  within±2={m['within_2']:.1%}  "
+          f"90%-coverage={m['coverage_90']:.1%}  unreadable={np.mean(out['unreadable']):.1%}  "
+          f"to-review={np.mean(flagged):.1%}  mean-baseline MAE={baseline:.2f} (ratio {baseline / max(m['mae'], 1e-9):.2f}x)"
+          f"  [{len(pairs) / seconds:.0f} pairs/s inference]")
+    return m
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", type=int, default=20000)
+    p.add_argument("--val", type=int, default=1000)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--minutes", type=float, default=9.0, help="training time budget")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--backbone", default="mobilenet_v3_small")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--test", type=int, default=500)
+    p.add_argument("--holdout", type=int, default=300)
+    p.add_argument("--no-year", type=int, default=100)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--save", default=None, help="write the trained model's state_dict here")
+    args = p.parse_args()
+    config = PretrainConfig(corpus_size=args.corpus, val_size=args.val, image_size=args.size, backbone=args.backbone,
+                            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                            max_seconds=args.minutes * 60, corpus_workers=args.workers, device=args.device)
+    print(f"torch threads {torch.get_num_threads()}, config {config}")
+    t0 = time.perf_counter()
+    corpus = build_corpus(config)
+    gen_s = time.perf_counter() - t0
+    n_pairs = len(corpus[0]) + len(corpus[2])
+    print(f"corpus: {n_pairs} pairs at {args.size} px in {gen_s:.1f} s ({n_pairs / gen_s:.0f} pairs/s), "
+          f"{corpus[0].nbytes / 2**20:.0f} MiB")
+    result = pretrain(config, corpus=corpus, on_epoch_end=lambda row: print("  epoch", {
+        k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True))
+    print(f"training: {result.seconds:.0f} s, {result.steps} steps, {result.pairs_per_second:.1f} pairs/s, "
+          f"interval scale {result.interval_scale:.3f}; validation after calibration: "
+          f"{ {k: round(v, 3) for k, v in result.val_metrics.items()} }")
+    if args.save:
+        torch.save(result.model.state_dict(), args.save)
+        print(f"saved {args.save}")
+    path, mem, ratio = data_path_ratio(result.model, corpus[0], corpus[1], args.batch_size)
+    print(f"data path: {path:.1f} pairs/s through the corpus path vs {mem:.1f} pairs/s on an in-memory batch: "
+          f"ratio {ratio:.2f}")
+    review_width = Settings.from_env().review_max_interval
+    train_mean = float(corpus[1].astype(float).mean())
+    test_x, test_y = make_corpus(args.test, args.size, seed=config.corpus_seed + 2_000_029, workers=args.workers)
+    report("generator test", result.model, test_x, test_y, review_width, train_mean)
+    hx, hy = holdout_set(args.holdout, args.size)
+    report("held-out renderer", result.model, hx, hy, review_width, train_mean)
+    nx = no_year_set(args.no_year, args.size)
+    out = read_arrays(result.model, nx)
+    flagged = out["unreadable"] | (2 * Z_90 * out["sigma"] > review_width)
+    print(f"{'no-year coins':>22}: n={len(nx)} flagged unreadable {np.mean(out['unreadable']):.1%}, "
+          f"unreadable or sent to review {np.mean(flagged):.1%} (goal 100 %)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Gold coin crops: every gold image's coin found once, its centred crop stored, centre/radius in DuckDB.
+
+Table ``coin_crops`` (one row per coin side): where the coin was found in the gold image (``centre_x``,
+``centre_y``, ``radius`` in gold pixels, ``support``), the crop's key ``crops/<day>/<coin>__<side>.png``,
+or ``found = false`` and the ``reason``. A side whose gold checksum and crop size are unchanged is not
+redone; the crop file is written before its row, so a crash leaves at worst a file that the next run
+overwrites.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+from PIL import Image
+
+from coin_assets.core.coin_crop import coin_centred
+from coin_assets.core.metadata import ensure_schema, utcnow
+
+CROP_SIZE = 128  # stored crop side (px); the model resizes to its input size
+CROP_PREFIX = "crops"
+
+COIN_CROPS_SQL = """
+CREATE TABLE IF NOT EXISTS coin_crops (
+    coin_id VARCHAR NOT NULL,
+    side VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    gold_path VARCHAR NOT NULL,
+    gold_sha256 VARCHAR NOT NULL,
+    found BOOLEAN NOT NULL,
+    centre_x DOUBLE,
+    centre_y DOUBLE,
+    radius DOUBLE,
+    support DOUBLE,
+    reason VARCHAR,
+    crop_path VARCHAR,
+    crop_size INTEGER NOT NULL,
+    cropped_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (coin_id, side)
+)
+"""
+
+
+@dataclass
+class CropReport:
+    processed: int = 0
+    skipped_unchanged: int = 0
+    found: int = 0
+    not_found: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def ensure_crops_schema(conn) -> None:
+    ensure_schema(conn)
+    conn.execute(COIN_CROPS_SQL)
+
+
+def crop_key(partition: str, coin_id: str, side: str) -> str:
+    return f"{CROP_PREFIX}/{partition}/{coin_id}__{side}.png"
+
+
+def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[CropReport, pd.DataFrame]:
+    """Find the coin in every gold image of the partition and store its crop; returns the report and the
+    partition's rows of ``coin_crops``."""
+    started = time.perf_counter()
+    ensure_crops_schema(conn)
+    report = CropReport()
+    gold = conn.execute(
+        "SELECT coin_id, side, gold_path, sha256 FROM gold_images WHERE partition_date = ? ORDER BY coin_id, side",
+        [partition],
+    ).df()
+    done = conn.execute(
+        "SELECT coin_id, side, gold_sha256, crop_size FROM coin_crops WHERE partition_date = ?", [partition]
+    ).df()
+    unchanged = {(r.coin_id, r.side) for r in done.itertuples() if (r.coin_id, r.side, r.gold_sha256, r.crop_size)
+                 in {(g.coin_id, g.side, g.sha256, size) for g in gold.itertuples()}}
+    rows = []
+    for g in gold.itertuples():
+        if (g.coin_id, g.side) in unchanged:
+            report.skipped_unchanged += 1
+            continue
+        report.processed += 1
+        img = Image.open(io.BytesIO(store.read_bytes(g.gold_path))).convert("RGB")
+        crop, finding = coin_centred(img, size)
+        row = {"coin_id": g.coin_id, "side": g.side, "partition_date": partition, "gold_path": g.gold_path,
+               "gold_sha256": g.sha256, "found": finding.found, "centre_x": None, "centre_y": None, "radius": None,
+               "support": None, "reason": finding.reason, "crop_path": None, "crop_size": size, "cropped_at": utcnow()}
+        if crop is not None:
+            key = crop_key(partition, g.coin_id, g.side)
+            buf = io.BytesIO()
+            crop.save(buf, "PNG", compress_level=1)
+            store.write_bytes(key, buf.getvalue())
+            c = finding.circle
+            row.update(centre_x=c.cx, centre_y=c.cy, radius=c.radius, support=c.support, crop_path=key)
+            report.found += 1
+        else:
+            report.not_found += 1
+            reason = (finding.reason or "").split(":")[0]
+            report.reasons[reason] = report.reasons.get(reason, 0) + 1
+        rows.append(row)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        # sides that left gold (re-ingested, removed) lose their crop row
+        gone = conn.execute(
+            "SELECT count(*) FROM coin_crops c WHERE partition_date = ? AND NOT EXISTS "
+            "(SELECT 1 FROM gold_images g WHERE g.coin_id = c.coin_id AND g.side = c.side AND g.partition_date = ?)",
+            [partition, partition]).fetchall()[0][0]
+        conn.execute(
+            "DELETE FROM coin_crops c WHERE partition_date = ? AND NOT EXISTS "
+            "(SELECT 1 FROM gold_images g WHERE g.coin_id = c.coin_id AND g.side = c.side AND g.partition_date = ?)",
+            [partition, partition])
+        report.removed = int(gone)
+        if rows:
+            frame = pd.DataFrame(rows)
+            conn.register("new_crops", frame)
+            conn.execute("DELETE FROM coin_crops WHERE (coin_id, side) IN (SELECT coin_id, side FROM new_crops)")
+            conn.execute("INSERT INTO coin_crops SELECT coin_id, side, CAST(partition_date AS DATE), gold_path, "
+                         "gold_sha256, found, centre_x, centre_y, radius, support, reason, crop_path, crop_size, "
+                         "cropped_at FROM new_crops")
+            conn.unregister("new_crops")
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    report.seconds = time.perf_counter() - started
+    table = conn.execute("SELECT * FROM coin_crops WHERE partition_date = ? ORDER BY coin_id, side", [partition]).df()
+    return report, table

@@ -1,0 +1,43 @@
+"""gold_images → coin_crops: the coin found once per gold image, its centred crop, centre and radius."""
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster_duckdb import DuckDBResource
+
+from coin_assets.core import crops
+from coin_assets.defs.assets.ingestion import gold_images
+from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import CoinStorage
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[gold_images],
+    group_name="ingestion",
+    kinds={"duckdb", "files"},
+    pool=DUCKDB_WRITER_POOL,
+)
+def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+    """The model's input: for every gold image, the coin found by a circle Hough transform and a
+    crops/<day>/<coin>__<side>.png centred on it at a fixed scale, in the DuckDB table `coin_crops`
+    (centre, radius, edge support) or `found = false` with the reason. Unchanged images are skipped."""
+    with duckdb.get_connection() as conn:
+        report, table = crops.build_crops(storage.store(), conn, context.partition_key)
+    if report.not_found:
+        context.log.warning(f"{report.not_found} image(s) without a coin found: {report.reasons}")
+    reasons = pd.DataFrame(
+        [{"reason": r, "images": n} for r, n in sorted(report.reasons.items(), key=lambda kv: -kv[1])])
+    return MaterializeResult(metadata={
+        "processed": report.processed,
+        "skipped_unchanged": report.skipped_unchanged,
+        "found": report.found,
+        "not_found": report.not_found,
+        "removed": report.removed,
+        "seconds": round(report.seconds, 3),
+        "no_coin_reasons": markdown_table(reasons),
+        "preview": markdown_table(table[["coin_id", "side", "found", "centre_x", "centre_y", "radius", "support",
+                                         "reason"]] if len(table) else table),
+        "table": MetadataValue.text("coin_crops"),
+    })

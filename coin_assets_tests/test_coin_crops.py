@@ -1,0 +1,41 @@
+"""The gold coin crops asset: real ingestion, real DuckDB, real Dagster; found and not-found images."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from dagster import materialize
+
+from coin_assets.defs.assets.crops import coin_crops
+from coin_assets.synth import varied
+
+from .conftest import DAY, INGESTION_ASSETS, materialization_metadata
+
+
+def test_coin_crops_records_centre_radius_or_the_reason_and_skips_unchanged(lake):
+    style = replace(varied.sample_style(random.Random(1)), squash=1.0, background="paper")
+    front, back = varied.render_photo_pair(1984, style, random.Random(1), (480, 360))
+    lake.upload(DAY, "coin", "front", "jpg", image=front.image)
+    lake.upload(DAY, "coin", "back", "jpg", image=back.image)
+    lake.sidecar(DAY, "coin", year=1984)
+    lake.coin(DAY, "blank", year=1990)  # flat colour photos: no coin in them
+
+    def run():
+        return materialize([*INGESTION_ASSETS, coin_crops], partition_key=DAY, resources=lake.resources,
+                           instance=lake.instance)
+
+    meta = materialization_metadata(run(), "coin_crops")
+    assert meta["found"] == 2 and meta["not_found"] == 2
+    rows = {(r["coin_id"], r["side"]): r for r in lake.df("SELECT * FROM coin_crops").to_dict("records")}
+    f = rows[("coin", "front")]
+    scale = 480 / 480  # gold keeps photos up to 512 px as they are
+    assert abs(f["centre_x"] - front.centre[0] * scale) <= max(4, 0.05 * front.radius)
+    assert abs(f["radius"] - front.radius * scale) <= 0.12 * front.radius  # the shadow can join the outline
+    assert lake.store.exists(f["crop_path"])
+    blank = rows[("blank", "front")]
+    assert not blank["found"] and blank["reason"] and blank["crop_path"] is None
+
+    again = materialization_metadata(run(), "coin_crops")
+    assert again["processed"] == 0 and again["skipped_unchanged"] == 4
+    assert lake.scalar("SELECT count(*) FROM coin_crops") == 4
