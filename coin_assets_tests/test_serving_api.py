@@ -15,21 +15,31 @@ from sqlalchemy import select
 
 from coin_assets.serving.app import create_app
 from coin_assets.serving.store import feedback, requests, results
-from coin_assets_tests.serving_fixtures import NAME, RELOAD_TOKEN, REVIEWER_TOKEN, USER_TOKEN, Registry, coin_photos
+from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
+    RELOAD_TOKEN,
+    REVIEWER_TOKEN,
+    USER_TOKEN,
+    coin_photos,
+    serving_registry,
+)
+
+NAME = "coin_serving_api"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = Registry(tmp_path_factory.mktemp("serving_mlflow"))
-    reg.v1 = reg.register(seed=0, tags={"training_set_hash": "abc123", "dagster_run_id": "run-1"})
-    reg.promote(reg.v1)
+def registry(serving_registry):
+    reg = serving_registry
+    (reg.v1,) = reg.model_copy(NAME, reg.base[:1])
+    for key, value in {"training_set_hash": "abc123", "dagster_run_id": "run-1"}.items():
+        reg.client.set_model_version_tag(NAME, reg.v1, key, value)
+    reg.promote(reg.v1, NAME)
     return reg
 
 
 @pytest.fixture(scope="module")
 def served(registry, tmp_path_factory):
     data = tmp_path_factory.mktemp("serving_data")
-    settings = registry.settings(data, max_photo_bytes=300_000)
+    settings = registry.settings(data, NAME, max_photo_bytes=300_000)
     app = create_app(settings)
     with TestClient(app) as client:
         client.data_dir = Path(data)
