@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -217,3 +218,34 @@ def test_png_upload_keeps_its_sniffed_extension(served):
     assert r.status_code == 200, r.text
     row = served.app_ref.state.store.get_request(r.json()["request_id"])
     assert row["front_key"].endswith("__front.png") and row["back_key"].endswith("__back.jpg")
+
+
+def test_concurrent_requests_share_one_forward_pass_and_the_queue_is_bounded(served):
+    import asyncio
+
+    from coin_assets.serving.batching import MicroBatcher, QueueFull
+    from coin_assets.serving.inputs import prepare_photo
+    from coin_assets.serving.metrics import ServingMetrics
+
+    model = served.app_ref.state.holder.current
+    coins = [coin_photos(1900 + 20 * k, seed=k) for k in range(5)]
+    pairs = [np.stack([prepare_photo(side, data, model.image_size, 10**7).array
+                       for side, data in zip(("front", "back"), coin, strict=True)]) for coin in coins]
+
+    async def run():
+        metrics = ServingMetrics()
+        batcher = MicroBatcher(max_batch=16, queue_size=5, metrics=metrics)
+        tasks = [asyncio.create_task(batcher.predict(model, pair)) for pair in pairs]
+        await asyncio.sleep(0)  # all five wait in the queue before the consumer starts
+        with pytest.raises(QueueFull):
+            await batcher.predict(model, pairs[0])
+        batcher.start()
+        answers = await asyncio.gather(*tasks)
+        await batcher.stop()
+        return answers, metrics
+
+    answers, metrics = asyncio.run(run())
+    assert metrics.registry.get_sample_value("coin_serving_batch_size_count") == 1
+    assert metrics.registry.get_sample_value("coin_serving_batch_size_sum") == 5
+    alone = model.predictor.predict_photos([c[0] for c in coins], [c[1] for c in coins])
+    assert [a["year"] for a in answers] == pytest.approx(list(alone["year"]), abs=1e-3)
