@@ -26,7 +26,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -234,6 +233,9 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--soak-clients", type=int, default=4)
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="intra-op threads for both servers and the floor (OMP_NUM_THREADS); 0: torch default. "
+                             "Two OpenMP threads on an oversubscribed 2-core machine make a forward pass ~8x slower")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
 
@@ -242,17 +244,20 @@ def main() -> None:
     print(f"work dir {work}; photos {len(pairs[0][0]) // 1024} KiB + {len(pairs[0][1]) // 1024} KiB (800x600 JPEG); "
           f"model {args.backbone} @ {args.image_size}px; cpu cores {os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.1f}")
+    threads_env = {}
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        threads_env = {"OMP_NUM_THREADS": str(args.torch_threads), "MKL_NUM_THREADS": str(args.torch_threads)}
     uri, versions = register(work, args.backbone, args.image_size, pairs[0])
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    fl = floor(client.get_model_version_download_uri(NAME, versions[0]), pairs, 60)
-    print(f"\nin-process floor (decode + preprocess + forward of one pair): p50 {fl['p50']:.1f} ms, "
-          f"mean {fl['mean']:.1f} ms, p95 {fl['p95']:.1f} ms")
 
     # mlflow models serve execs `uvicorn` from PATH: the one next to this interpreter
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri, "COIN_ASSETS_DATA_DIR": str(work / "data"),
+           "PYTHONPATH": str(ROOT), **threads_env, "MLFLOW_TRACKING_URI": uri, "COIN_ASSETS_DATA_DIR": str(work / "data"),
            "COIN_ASSETS_MODEL_NAME": NAME, "COIN_ASSETS_RELOAD_TOKEN": TOKEN, "COIN_ASSETS_SERVING_POLL_SECONDS": "5"}
     our_port, ml_port = free_port(), free_port()
     procs = []
@@ -268,12 +273,17 @@ def main() -> None:
             procs.append(mlf)
             targets.append(mlflow_serve(f"http://127.0.0.1:{ml_port}"))
 
+        # the floor, measured while both servers sit idle
+        fl = floor(client.get_model_version_download_uri(NAME, versions[0]), pairs, 60)
+        print(f"\nin-process floor (decode + preprocess + forward of one pair, {args.torch_threads or 'default'} "
+              f"torch threads): p50 {fl['p50']:.1f} ms, mean {fl['mean']:.1f} ms, p95 {fl['p95']:.1f} ms")
         print(f"\n{'server':22s} {'clients':>7s} {'requests':>8s} {'failed':>6s} {'p50 ms':>8s} {'p95 ms':>8s} "
               f"{'p99 ms':>8s} {'req/s':>8s}")
         results: dict[tuple[str, int], dict] = {}
         for target in targets:
             load(target, pairs, 2, 2.0)  # warm-up
-            for c in levels:
+        for c in levels:  # interleaved, so that a change in the machine's load hits both servers alike
+            for target in targets:
                 results[(target.name, c)] = r = load(target, pairs, c, args.seconds)
                 print(row(target.name, r), flush=True)
 

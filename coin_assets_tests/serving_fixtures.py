@@ -81,8 +81,8 @@ class Registry:
         return base.with_overrides(**overrides)
 
 
-@pytest.fixture(scope="session")
-def serving_registry(tmp_path_factory) -> Registry:
+@pytest.fixture(scope="session", name="serving_registry")
+def serving_registry_fixture(tmp_path_factory) -> Registry:
     """One store for every serving test module, with two logged versions (seeds 0 and 1)."""
     reg = Registry(tmp_path_factory.mktemp("serving_mlflow"))
     reg.base = [reg.register(seed=0, tags={"training_set_hash": "abc123", "dagster_run_id": "run-1"}),

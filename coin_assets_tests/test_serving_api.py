@@ -21,7 +21,7 @@ from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry
     REVIEWER_TOKEN,
     USER_TOKEN,
     coin_photos,
-    serving_registry,
+    serving_registry_fixture,
 )
 
 NAME = "coin_serving_api"

@@ -21,7 +21,7 @@ from coin_assets.serving import client as serving_client
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     RELOAD_TOKEN,
     coin_photos,
-    serving_registry,
+    serving_registry_fixture,
 )
 
 NAME = "coin_serving_live"
@@ -165,7 +165,8 @@ def test_a_body_over_the_limit_is_refused_while_streaming(server):
     answer, sent = b"", 0
     sock.settimeout(0.05)
     try:
-        for sent in range(1, 200):  # 20 MB if nobody stopped us
+        while sent < 200:  # 20 MB if nobody stopped us
+            sent += 1
             try:
                 sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
             except OSError:
@@ -204,3 +205,24 @@ def test_more_held_requests_than_allowed_get_503_with_retry_after(server):
             break
         time.sleep(0.2)
     assert r.status_code == 200
+
+
+def test_serving_deployment_records_the_served_version(server, registry, monkeypatch):
+    from dagster import DagsterInstance, RunConfig, materialize
+
+    from coin_assets.defs.assets.serving import ServingDeploymentConfig, serving_deployment
+    from coin_assets.defs.resources import MlflowRegistry
+
+    monkeypatch.setenv("COIN_ASSETS_RELOAD_TOKEN", RELOAD_TOKEN)
+    resources = {"mlflow_registry": MlflowRegistry(tracking_uri=registry.uri, model_name=NAME)}
+    instance = DagsterInstance.ephemeral()
+    values = {}
+    for label, url in (("up", server), ("down", f"http://127.0.0.1:{free_port()}")):
+        result = materialize([serving_deployment], resources=resources, instance=instance,
+                             run_config=RunConfig({"serving_deployment": ServingDeploymentConfig(api_url=url)}))
+        assert result.success  # an unreachable API is recorded, never a failed run
+        values[label] = result.output_for_node("serving_deployment")
+    up, down = values["up"], values["down"]
+    assert up["reachable"] and up["in_sync"] and up["serving_version"] == up["production_version"] == registry.v1
+    assert up["serving_since"] and up["reload"]["ok"]
+    assert not down["reachable"] and not down["in_sync"] and down["production_version"] == registry.v1
