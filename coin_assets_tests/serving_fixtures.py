@@ -1,0 +1,90 @@
+"""Shared pieces of the serving tests: a temporary MLflow registry with tiny real raw-photo versions,
+generated coin photos, and Settings pointing every system at a temporary folder."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from coin_assets.ml import pyfunc as pf
+from coin_assets.ml.model import CoinYearRegressor
+from coin_assets.ml.registry import PRODUCTION
+from coin_assets.settings import Settings
+from coin_assets.synth import render_coin_pair
+
+NAME = "coin_serving_test"
+RELOAD_TOKEN = "reload-secret-123"
+USER_TOKEN = "user-token-alice"
+REVIEWER_TOKEN = "reviewer-token-rita"
+
+
+def jpeg(img, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def coin_photos(year: int = 1987, seed: int = 5, size=(320, 240)) -> tuple[bytes, bytes]:
+    front, back = render_coin_pair(year, random.Random(seed), size)
+    return jpeg(front), jpeg(back)
+
+
+class Registry:
+    """A sqlite MLflow store under ``root``; ``register()`` logs a tiny real raw-photo version,
+    ``model_copy()`` gives a test module its own registered model with copies of logged versions
+    (logging costs seconds, copying milliseconds)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        exp = self.client.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
+        mlflow.set_experiment(experiment_id=exp)
+        self.photos = coin_photos()
+
+    def register(self, seed: int = 0, tags: dict | None = None) -> str:
+        torch.manual_seed(seed)
+        model = CoinYearRegressor(backbone="mobilenet_v3_small")
+        with mlflow.start_run():
+            info = pf.log_photo_model(model, pf.PhotoModelConfig(image_size=64), *self.photos,
+                                      registered_model_name=NAME)
+        version = str(info.registered_model_version)
+        for key, value in (tags or {}).items():
+            self.client.set_model_version_tag(NAME, version, key, value)
+        return version
+
+    def model_copy(self, name: str, versions: list[str]) -> list[str]:
+        return [str(self.client.copy_model_version(f"models:/{NAME}/{v}", name).version) for v in versions]
+
+    def broken_version(self, name: str) -> str:
+        """A version whose artifacts are not a model at all: loading it fails."""
+        folder = self.root / f"broken-{name}"
+        folder.mkdir(exist_ok=True)
+        (folder / "MLmodel").write_text("this is: [not an MLmodel file\n")
+        return str(self.client.create_model_version(name, folder.as_uri()).version)
+
+    def promote(self, version: str, name: str = NAME) -> None:
+        self.client.set_registered_model_alias(name, PRODUCTION, version)
+
+    def settings(self, data_dir: Path, name: str = NAME, **overrides) -> Settings:
+        base = Settings(data_dir=str(data_dir), mlflow_tracking_uri=self.uri, model_name=name,
+                        reload_token=RELOAD_TOKEN, serving_poll_seconds=0,
+                        api_tokens=f"alice:user:{USER_TOKEN},rita:reviewer:{REVIEWER_TOKEN}")
+        return base.with_overrides(**overrides)
+
+
+@pytest.fixture(scope="session", name="serving_registry")
+def serving_registry_fixture(tmp_path_factory) -> Registry:
+    """One store for every serving test module, with two logged versions (seeds 0 and 1)."""
+    reg = Registry(tmp_path_factory.mktemp("serving_mlflow"))
+    reg.base = [reg.register(seed=0, tags={"training_set_hash": "abc123", "dagster_run_id": "run-1"}),
+                reg.register(seed=1)]
+    return reg
