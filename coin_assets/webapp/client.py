@@ -33,7 +33,7 @@ def _detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text.strip()[:300]
     if isinstance(body, dict):
-        detail = body.get("detail", body.get("error", body.get("message", body)))
+        detail = body.get("detail") or body.get("reason") or body.get("message") or body.get("error") or body
     else:
         detail = body
     if isinstance(detail, list):  # FastAPI validation errors
@@ -49,9 +49,13 @@ def _detail(response: httpx.Response) -> str:
 def error_for(response: httpx.Response) -> ApiError:
     """The person-facing error for a non-2xx answer."""
     status, detail = response.status_code, _detail(response)
+    try:
+        code = response.json().get("error") if response.content else None
+    except (ValueError, AttributeError):
+        code = None
     if status == 503:
         retry = response.headers.get("Retry-After")
-        if retry is not None:
+        if code not in ("not_ready", "reload_disabled") and retry is not None:
             try:
                 seconds = float(retry)
             except ValueError:
@@ -132,7 +136,7 @@ class ApiClient:
         return self._request("GET", f"/predictions/{request_id}/inputs/{side}")
 
     def feedback(self, request_id: str, year: int, comment: str | None = None) -> dict:
-        body: dict = {"true_year": int(year)}
+        body: dict = {"year": int(year)}
         if comment:
             body["comment"] = comment
         return self._request("POST", f"/predictions/{request_id}/feedback", json=body)

@@ -9,8 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from coin_assets.webapp.client import ApiError
-from coin_assets.webapp.views import (client, feedback_form, results_frame, show_crops, show_error,
-                                      show_result)
+from coin_assets.webapp.views import client, feedback_form, results_frame, show_crops, show_error, show_result
 
 TERMINAL = ("completed", "failed")
 
@@ -131,19 +130,20 @@ def models_page() -> None:
         return
     rows = []
     for v in versions:
-        metrics = v.get("metrics") or {}
+        metrics = v.get("test_metrics") or v.get("metrics") or {}
         rows.append({
             "version": str(v.get("version")),
             "aliases": ", ".join(v.get("aliases") or []),
-            "test_mae": metrics.get("test_mae", v.get("test_mae")),
-            "test_coverage_90": metrics.get("test_coverage_90", v.get("test_coverage_90")),
-            "reason": v.get("reason") or v.get("decision_reason") or (v.get("tags") or {}).get("decision_reason"),
-            "created": v.get("created_at") or v.get("creation_timestamp"),
+            "decision": v.get("decision"),
+            "reason": v.get("decision_reason") or v.get("reason"),
+            **{name: value for name, value in sorted(metrics.items())},
         })
     frame = pd.DataFrame(rows)
     st.dataframe(frame, hide_index=True, use_container_width=True)
-    chart_data = frame.dropna(subset=["test_mae"])
-    if not chart_data.empty:
+    chart_data = frame.dropna(subset=["test_mae"]) if "test_mae" in frame else frame.iloc[0:0]
+    if chart_data.empty:
+        st.caption("No test MAE recorded yet (versions get one when the promotion step evaluates them).")
+    else:
         st.subheader("Test MAE per version (years)")
         st.altair_chart(alt.Chart(chart_data).mark_bar().encode(
             x=alt.X("version:N", sort=None), y=alt.Y("test_mae:Q", title="test MAE (years)"),

@@ -54,7 +54,11 @@ def show_result(result: dict) -> None:
     """Year, interval on a year axis, model version and the review flag of one answer."""
     year = result.get("year")
     if year is None or result.get("error"):
-        st.error(f"This coin could not be dated: {result.get('error') or 'no year in the answer'}")
+        reason = result.get("error") or ("the model could not read this coin" if result.get("unreadable")
+                                         else "no year in the answer")
+        st.error(f"This coin could not be dated: {reason}")
+        if result.get("needs_review"):
+            st.warning("Needs review: a reviewer will look at this coin.")
         return
     st.metric("Minted in", f"{round(year)}",
               help=f"90 % interval {result['lower_90']:.0f} – {result['upper_90']:.0f}, sigma {result['sigma']:.1f}")
@@ -89,8 +93,8 @@ def feedback_form(request_id: str, key: str) -> None:
         except ApiError as err:
             show_error(err)
         else:
-            status = answer.get("status") or answer.get("verdict_status") or "recorded"
-            if answer.get("label") or status in ("labelled", "label"):
+            status = answer.get("status", "recorded")
+            if status == "label_submitted":
                 st.success(f"Thank you: year {int(true_year)} recorded. This coin will be used in the next training.")
             else:
                 st.success(f"Thank you: year {int(true_year)} recorded ({status}). "

@@ -1,0 +1,144 @@
+"""One command for the whole platform: dagster dev, the API, the worker(s) and the web app.
+
+``python -m coin_assets.launcher`` (``make demo``) starts every service as a child in the launcher's
+own process group, prints the URLs, and on Ctrl-C / SIGTERM (or when any service dies) stops them
+all: SIGTERM to every process of the tree and of the group, then SIGKILL to whatever is still alive
+after a short grace, so nothing outlives the command (dagster dev's webserver, daemon and code
+server included).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from coin_assets.settings import Settings
+
+GRACE_SECONDS = 5.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    url: str | None = None
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def services(settings: Settings, python: str = sys.executable, with_dagster: bool = True) -> list[Service]:
+    host = settings.api_host
+    out = []
+    if with_dagster:
+        out.append(Service("dagster", [python, "-m", "dagster", "dev", "-h", host, "-p", str(settings.dagster_port)],
+                           f"http://{host}:{settings.dagster_port}", settings.dagster_port))
+    out.append(Service("api", [python, "-m", "uvicorn", "--factory", "coin_assets.serving.app:app_from_env",
+                               "--host", host, "--port", str(settings.api_port)],
+                       f"http://{host}:{settings.api_port}/docs", settings.api_port))
+    for i in range(max(0, settings.workers)):
+        out.append(Service(f"worker-{i + 1}", [python, "-m", "coin_assets.serving.worker", "--name", f"worker-{i + 1}"]))
+    out.append(Service("webapp", [python, "-m", "coin_assets.webapp"], f"http://{host}:{settings.webapp_port}",
+                       settings.webapp_port, {"COIN_ASSETS_WEBAPP_PORT": str(settings.webapp_port),
+                                              "COIN_ASSETS_WEBAPP_HOST": host}))
+    return out
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _group_members() -> list[psutil.Process]:
+    """Every process of our tree, plus every process of our process group (orphaned grandchildren),
+    never ourselves nor our ancestors (make, the shell)."""
+    me = psutil.Process()
+    keep_out = {me.pid, *(p.pid for p in me.parents())}
+    found = {p.pid: p for p in me.children(recursive=True)}
+    pgid = os.getpgid(0)
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid not in keep_out and proc.pid not in found and os.getpgid(proc.pid) == pgid:
+                found[proc.pid] = proc
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return [p for pid, p in found.items() if pid not in keep_out]
+
+
+def stop_all(grace: float = GRACE_SECONDS) -> None:
+    procs = _group_members()
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive + [p for p in _group_members() if p not in procs]:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(_group_members(), timeout=2)
+
+
+def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECONDS) -> int:
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    # Children import this checkout's package, whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    stopping = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stopping["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    procs: dict[str, subprocess.Popen] = {}
+    wanted = services(settings, with_dagster=with_dagster)
+    try:
+        for svc in wanted:
+            procs[svc.name] = subprocess.Popen(svc.argv, cwd=root, env={**env, **svc.env})
+        print("coin_assets platform starting:", flush=True)
+        for svc in wanted:
+            if svc.url:
+                print(f"  {svc.name:8s} {svc.url}", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        announced: set[str] = set()
+        while stopping["signal"] is None:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}: stopping the platform", flush=True)
+                    return 1
+            for svc in wanted:
+                if svc.port and svc.name not in announced and _port_open(svc.port):
+                    announced.add(svc.name)
+                    print(f"  ready: {svc.name} {svc.url}", flush=True)
+            time.sleep(0.2)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(grace)
+        print("coin_assets platform stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-dagster", action="store_true", help="only the API, the worker(s) and the web app")
+    parser.add_argument("--grace", type=float, default=GRACE_SECONDS, help="seconds between SIGTERM and SIGKILL")
+    args = parser.parse_args(argv)
+    return run(Settings.from_env(), with_dagster=not args.no_dagster, grace=args.grace)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
