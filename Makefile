@@ -10,7 +10,7 @@ DEMO_DAYS ?= 3
 export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
-.PHONY: env demo demo-data dagster-home headless test bench lint clean-data
+.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ demo: demo-data dagster-home
 
 headless: demo-data dagster-home
 	$(BIN)/python -m coin_assets.cli headless
+
+serve: env
+	$(BIN)/python -m coin_assets.serving
+
+bench-serving: env
+	$(BIN)/python benchmarks/bench_serving.py
 
 test: env
 	$(BIN)/python -m pytest

@@ -6,6 +6,7 @@ from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_
 from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
 from coin_assets.defs.assets.review import review_labels
+from coin_assets.defs.assets.serving import serving_deployment, serving_requests
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.executors import executor_from_env
 from coin_assets.defs.jobs import ingestion_job, prediction_job, review_job, rollback_job, training_job
@@ -22,7 +23,7 @@ defs = Definitions(
     assets=[
         coin_uploads, bronze_images, silver_images, gold_images,
         review_labels, training_set, coin_year_model, model_evaluation, promotion_decision,
-        coin_predictions, review_queue,
+        coin_predictions, review_queue, serving_deployment, serving_requests,
     ],
     asset_checks=[*ingestion_checks, *model_checks],
     jobs=[ingestion_job, training_job, prediction_job, review_job, rollback_job],

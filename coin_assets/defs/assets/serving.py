@@ -1,0 +1,84 @@
+"""promotion_decision → serving_deployment (which version the API serves, since when);
+gold + predictions → serving_requests (one day of the API's request log in DuckDB, for audit)."""
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, Output, asset
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from coin_assets.core.serving_audit import load_serving_day
+from coin_assets.defs.assets.ingestion import gold_images
+from coin_assets.defs.assets.model import promotion_decision
+from coin_assets.defs.assets.predictions import coin_predictions
+from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+from coin_assets.defs.resources import MlflowRegistry
+from coin_assets.ml import registry as reg
+from coin_assets.serving import client as serving_client
+from coin_assets.settings import Settings
+
+
+class ServingDeploymentConfig(Config):
+    api_url: str = Field(Settings.from_env().api_base_url, description="base URL of the serving API")
+    ask_reload: bool = Field(True, description="ask the API to check the alias now (needs COIN_ASSETS_RELOAD_TOKEN)")
+
+
+@asset(deps=[promotion_decision], group_name="serving", kinds={"fastapi", "mlflow"})
+def serving_deployment(context: AssetExecutionContext, config: ServingDeploymentConfig,
+                       mlflow_registry: MlflowRegistry) -> Output[dict]:
+    """Which model version the serving API answers with, and since when, next to the registry's production
+    version. Best-effort: an API that is down is recorded (reachable: false), never a failed run; the API
+    follows the alias by polling in any case."""
+    production = reg.get_alias_version(mlflow_registry.client(), mlflow_registry.model_name, reg.PRODUCTION)
+    production_version = str(production.version) if production else None
+    reload = serving_client.request_reload(base_url=config.api_url) if config.ask_reload else {"ok": None}
+    health = serving_client.serving_health(base_url=config.api_url)
+    value = {
+        "api_url": config.api_url, "reachable": health.get("reachable", False),
+        "serving_version": health.get("model_version"), "serving_since": health.get("since"),
+        "production_version": production_version,
+        "in_sync": bool(production_version) and health.get("model_version") == production_version,
+        "serving_error": health.get("last_error") or health.get("error"),
+        "reload": {k: v for k, v in reload.items() if k in ("ok", "changed", "version", "error", "status_code")},
+    }
+    (context.log.info if value["in_sync"] else context.log.warning)(
+        f"API serves {value['serving_version']} (production {production_version}); {value['serving_error'] or ''}")
+    return Output(value, metadata={
+        "serving_version": value["serving_version"] or "none", "serving_since": value["serving_since"] or "unknown",
+        "production_version": production_version or "none", "in_sync": value["in_sync"],
+        "reachable": value["reachable"], "serving_error": value["serving_error"] or "",
+        "api_url": MetadataValue.url(config.api_url),
+    })
+
+
+class ServingRequestsConfig(Config):
+    serving_db: str = Field(Settings.from_env().serving_db, description="SQLAlchemy URL of the API's request store")
+
+
+@asset(partitions_def=daily_partitions, deps=[gold_images, coin_predictions], group_name="serving",
+       kinds={"duckdb", "sqlalchemy"}, pool=DUCKDB_WRITER_POOL)
+def serving_requests(context: AssetExecutionContext, config: ServingRequestsConfig,
+                     duckdb: DuckDBResource) -> MaterializeResult:
+    """One UTC day of the API's requests and feedback, copied from its store into DuckDB
+    (serving_requests, serving_feedback) and linked to gold and the predictions (view serving_lineage).
+    Re-running a day replaces it."""
+    from coin_assets.serving.store import RequestStore
+
+    day = context.partition_key
+    store = RequestStore(config.serving_db)
+    try:
+        store.create_tables()
+        requests, feedback = store.day_log(day)
+    finally:
+        store.dispose()
+    with duckdb.get_connection() as conn:
+        summary = load_serving_day(conn, day, requests, feedback)
+    context.log.info(f"{day}: {summary['requests']} requests, {summary['in_gold']} in gold")
+    return MaterializeResult(metadata={
+        "requests": summary["requests"], "in_gold": summary["in_gold"],
+        "with_batch_prediction": summary["with_batch_prediction"],
+        "latency_ms_p50": float(summary["latency_ms_p50"] or 0.0),
+        "latency_ms_p95": float(summary["latency_ms_p95"] or 0.0),
+        "outcomes": markdown_table(summary["outcomes"]),
+        "feedback": markdown_table(summary["feedback"]),
+    })

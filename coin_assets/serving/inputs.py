@@ -1,0 +1,94 @@
+"""Input rules of POST /predict: every bad photo becomes a clear 4xx, never a 500, and nothing is stored.
+
+The bytes are sniffed and decoded by the silver code (:func:`coin_assets.core.images.clean_image`:
+image signature, the explicit pixel limit checked on the header before decoding, truncation) and
+turned into model input by the training code (:mod:`coin_assets.ml.data`). Names and content types
+sent by the caller are never trusted, and no value from a request ever becomes a path: stored photos
+are named after the server-made request id and the sniffed format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
+from coin_assets.ml.data import decode_letterboxed, to_normalised_array
+
+SIDES = ("front", "back")
+FORM_FIELDS = {"front", "back", "user_id", "coin_id"}
+MAX_TEXT_FIELD = 200
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp",
+                     "GIF": "gif"}
+# Room for the multipart boundaries and the small text fields on top of two photos.
+REQUEST_OVERHEAD = 64 * 1024
+
+
+class BadInput(ValueError):
+    """A request the service refuses; ``status`` and ``code`` go into the JSON error."""
+
+    def __init__(self, message: str, status: int = 422, code: str = "bad_input"):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    side: str
+    data: bytes  # the bytes as sent: they go to the upload zone
+    sha256: str
+    extension: str  # from the sniffed format, never from the caller
+    array: np.ndarray  # float32 [3, S, S]
+
+
+def max_request_bytes(max_photo_bytes: int) -> int:
+    """Largest body /predict reads: two photos as base64 (the larger encoding) plus overhead."""
+    return 2 * (max_photo_bytes * 4 // 3 + 4) + REQUEST_OVERHEAD
+
+
+def decode_base64(side: str, text: str, max_photo_bytes: int) -> bytes:
+    if not isinstance(text, str):
+        raise BadInput(f"{side}: must be a base64 string")
+    text = text.strip()
+    if text.startswith("data:") and "," in text:  # a data URL from a browser
+        text = text.split(",", 1)[1]
+    if len(text) > max_photo_bytes * 4 // 3 + 4:
+        raise BadInput(f"{side}: photo over the size limit of {max_photo_bytes} bytes", 413, "too_large")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{side}: not valid base64") from None
+
+
+def prepare_photo(side: str, data: bytes, image_size: int, max_photo_bytes: int,
+                  max_pixels: int | None = None) -> PreparedPhoto:
+    """Check one photo and turn it into model input; raise :class:`BadInput` with the reason."""
+    if not data:
+        raise BadInput(f"{side}: empty file (0 bytes)")
+    if len(data) > max_photo_bytes:
+        raise BadInput(f"{side}: photo over the size limit of {max_photo_bytes} bytes", 413, "too_large")
+    try:
+        silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
+        array = to_normalised_array(decode_letterboxed(silver.data, image_size))
+    except ImageRejected as err:
+        raise BadInput(f"{side}: {err}", 422, "bad_image") from None
+    return PreparedPhoto(side, data, hashlib.sha256(data).hexdigest(),
+                         FORMAT_EXTENSIONS.get(silver.raw_format, "jpg"), array)
+
+
+def clean_text_field(name: str, value) -> str | None:
+    """Optional user_id / coin_id: short printable text, stored as data, never used as a name."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadInput(f"{name} must be text")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > MAX_TEXT_FIELD or not value.isprintable():
+        raise BadInput(f"{name} must be printable text of at most {MAX_TEXT_FIELD} characters")
+    return value
