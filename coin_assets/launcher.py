@@ -40,8 +40,7 @@ def services(settings: Settings, python: str = sys.executable, with_dagster: boo
     if with_dagster:
         out.append(Service("dagster", [python, "-m", "dagster", "dev", "-h", host, "-p", str(settings.dagster_port)],
                            f"http://{host}:{settings.dagster_port}", settings.dagster_port))
-    out.append(Service("api", [python, "-m", "uvicorn", "--factory", "coin_assets.serving.app:app_from_env",
-                               "--host", host, "--port", str(settings.api_port)],
+    out.append(Service("api", [python, "-m", "coin_assets.serving", "--host", host, "--port", str(settings.api_port)],
                        f"http://{host}:{settings.api_port}/docs", settings.api_port))
     for i in range(max(0, settings.workers)):
         out.append(Service(f"worker-{i + 1}", [python, "-m", "coin_assets.serving.worker", "--name", f"worker-{i + 1}"]))

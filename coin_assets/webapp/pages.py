@@ -96,7 +96,7 @@ def history_page() -> None:
 def _history_table(filters: dict, page: int) -> None:
     """Refreshes itself every two seconds, so pending requests move on their own."""
     try:
-        answer = client().history(page=page, page_size=50, **filters)
+        answer = client().history(page=page, page_size=20, **filters)
     except ApiError as err:
         show_error(err)
         return
@@ -104,7 +104,7 @@ def _history_table(filters: dict, page: int) -> None:
     pending = sum(1 for i in items if i.get("status") not in TERMINAL)
     st.caption(f"{answer.get('total', len(items))} requests · {pending} still pending on this page · "
                f"updated {time.strftime('%H:%M:%S')}")
-    st.dataframe(results_frame(items), hide_index=True, use_container_width=True)
+    st.table(results_frame(items).set_index("request_id"))
     ids = [i["request_id"] for i in items if i.get("status") == "completed"]
     if ids:
         chosen = st.selectbox("Correct a request", [""] + ids, key="history-correct")
