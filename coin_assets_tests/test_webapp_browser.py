@@ -10,7 +10,6 @@ request in the history, and submits a correction whose verdict is then found in 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api as playwright_sync
 from sqlalchemy import select
 
 from coin_assets.serving.store import RequestStore, feedback
@@ -30,10 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
 playwright_sync.expect.set_options(timeout=60_000)  # a contended 2-core machine: reruns can take seconds
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists(),
-                                reason="Debian chromium missing: `make browser` installs it")
 
 
 def free_port() -> int:
@@ -112,6 +109,7 @@ def platform(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make browser` (part of `make test`) installs it"
     with playwright_sync.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
