@@ -72,6 +72,13 @@ def _group_members() -> list[psutil.Process]:
     return [p for pid, p in found.items() if pid not in keep_out]
 
 
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} ({' '.join(proc.cmdline()[1:4])})"
+    except psutil.Error:
+        return str(proc.pid)
+
+
 def stop_all(grace: float = GRACE_SECONDS) -> None:
     procs = _group_members()
     for proc in procs:
@@ -80,12 +87,29 @@ def stop_all(grace: float = GRACE_SECONDS) -> None:
         except psutil.Error:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
+    if alive:
+        print(f"still running after {grace:g} s, killed: {', '.join(_describe(p) for p in alive)}", flush=True)
     for proc in alive + [p for p in _group_members() if p not in procs]:
         try:
             proc.kill()
         except psutil.Error:
             pass
     psutil.wait_procs(_group_members(), timeout=2)
+
+
+def prepare(settings: Settings) -> None:
+    """Create the MLflow database and the request store once, before the services start: several
+    processes creating a fresh MLflow SQLite database at the same moment race on its migrations."""
+    from mlflow import MlflowClient
+
+    from coin_assets.serving.queue import batch_requests  # noqa: F401  (registers the batch table)
+    from coin_assets.serving.store import RequestStore
+
+    settings.data_root.mkdir(parents=True, exist_ok=True)
+    MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri).search_experiments(max_results=1)
+    store = RequestStore(settings.serving_db)
+    store.create_tables()
+    store.dispose()
 
 
 def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECONDS) -> int:
@@ -102,6 +126,7 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
     signal.signal(signal.SIGTERM, on_signal)
     procs: dict[str, subprocess.Popen] = {}
     wanted = services(settings, with_dagster=with_dagster)
+    prepare(settings)
     try:
         for svc in wanted:
             procs[svc.name] = subprocess.Popen(svc.argv, cwd=root, env={**env, **svc.env})
