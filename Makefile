@@ -10,7 +10,7 @@ DEMO_DAYS ?= 3
 export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
-.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving
+.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,11 +28,10 @@ dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
 	@cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 
-# The launcher stops every dagster dev process within seconds on Ctrl-C or SIGTERM. Partitions start
-# at the first upload day unless COIN_ASSETS_START_DATE is set.
+# dagster dev (3000), the API (8000), the worker(s) and the web app (8501) in one process group;
+# Ctrl-C stops them all within seconds.
 demo: demo-data dagster-home
-	COIN_ASSETS_START_DATE=$${COIN_ASSETS_START_DATE:-$$(ls $(COIN_ASSETS_DATA_DIR)/uploads 2>/dev/null | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}$$' | sort | head -n 1)} \
-	$(BIN)/python -m coin_assets.launcher --grace 5 -- $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	$(BIN)/python -m coin_assets.launcher
 
 headless: demo-data dagster-home
 	$(BIN)/python -m coin_assets.cli headless
@@ -43,7 +42,16 @@ serve: env
 bench-serving: env
 	$(BIN)/python benchmarks/bench_serving.py
 
-test: env
+bench-async: env
+	$(BIN)/python benchmarks/bench_async.py
+
+# Debian's chromium for the browser tests (Playwright drives it; nothing is downloaded at test time).
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; }
+
+test: env browser
 	$(BIN)/python -m pytest
 
 bench: env

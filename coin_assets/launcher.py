@@ -1,113 +1,194 @@
-"""Start long-running processes together and stop all of them within seconds.
+"""One command for the whole platform: dagster dev, the API, the worker(s) and the web app.
 
-    python -m coin_assets.launcher [--grace 5] -- dagster dev -h 127.0.0.1 -p 3000 [-- other command ...]
-
-Each command runs in its own process group. Ctrl-C or SIGTERM to the launcher is forwarded to every
-group as SIGTERM; whatever is still alive after ``--grace`` seconds is killed with SIGKILL (dagster
-dev's webserver, daemon and code servers otherwise take close to a minute). When one command exits,
-the others are stopped the same way and the launcher exits with its status.
+``python -m coin_assets.launcher`` (``make demo``) starts every service as a child in the launcher's
+own process group, prints the URLs, and on Ctrl-C / SIGTERM (or when any service dies) stops them
+all: SIGTERM to every process of the tree and of the group, then SIGKILL to whatever is still alive
+after a short grace, so nothing outlives the command (dagster dev's webserver, daemon and code
+server included).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from coin_assets.settings import Settings
+
+GRACE_SECONDS = 5.0
 
 
-def _split_commands(argv: Sequence[str]) -> list[list[str]]:
-    commands, current = [], []
-    for arg in argv:
-        if arg == "--":
-            if current:
-                commands.append(current)
-            current = []
-        else:
-            current.append(arg)
-    if current:
-        commands.append(current)
-    return commands
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    url: str | None = None
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
-class Group:
-    def __init__(self, commands: list[list[str]], grace: float):
-        self.grace = grace
-        self.procs = [subprocess.Popen(cmd, start_new_session=True) for cmd in commands]
-
-    def _signal_all(self, sig: int) -> None:
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def _groups_alive(self) -> bool:
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, 0)
-                return True
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                return True
-        return False
-
-    def stop(self) -> None:
-        """SIGTERM every group, SIGKILL what is left after the grace period; reap the children."""
-        self._signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline:
-            for proc in self.procs:
-                proc.poll()
-            if not self._groups_alive():
-                break
-            time.sleep(0.1)
-        self._signal_all(signal.SIGKILL)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def wait_first(self) -> int:
-        while True:
-            for proc in self.procs:
-                if proc.poll() is not None:
-                    return proc.returncode
-            time.sleep(0.2)
+SERVICE_KINDS = ("dagster", "api", "worker", "webapp")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    parser = argparse.ArgumentParser(prog="python -m coin_assets.launcher", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
-    args = parser.parse_args(argv[:split])
-    commands = _split_commands(argv[split:])
-    if not commands:
-        parser.error("no command given after --")
-    group = Group(commands, args.grace)
+def first_upload_day(settings: Settings) -> str | None:
+    """The oldest ``uploads/<YYYY-MM-DD>`` folder: where daily partitions start unless configured."""
+    uploads = settings.data_root / "uploads"
+    if not uploads.is_dir():
+        return None
+    days = sorted(p.name for p in uploads.iterdir() if p.is_dir() and len(p.name) == 10 and p.name[4] == "-")
+    return days[0] if days else None
 
-    def _stop(signum, frame):
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
+def services(settings: Settings, python: str = sys.executable, with_dagster: bool = True,
+             only: set[str] | None = None) -> list[Service]:
+    host = settings.api_host
+    out = []
+    if with_dagster:
+        start = {} if "COIN_ASSETS_START_DATE" in os.environ else {"COIN_ASSETS_START_DATE": first_upload_day(settings)}
+        out.append(Service("dagster", [python, "-m", "dagster", "dev", "-h", host, "-p", str(settings.dagster_port)],
+                           f"http://{host}:{settings.dagster_port}", settings.dagster_port,
+                           {k: v for k, v in start.items() if v}))
+    out.append(Service("api", [python, "-m", "coin_assets.serving", "--host", host, "--port", str(settings.api_port)],
+                       f"http://{host}:{settings.api_port}/docs", settings.api_port))
+    for i in range(max(0, settings.workers)):
+        out.append(Service(f"worker-{i + 1}", [python, "-m", "coin_assets.serving.worker", "--name", f"worker-{i + 1}"]))
+    out.append(Service("webapp", [python, "-m", "coin_assets.webapp"], f"http://{host}:{settings.webapp_port}",
+                       settings.webapp_port, {"COIN_ASSETS_WEBAPP_PORT": str(settings.webapp_port),
+                                              "COIN_ASSETS_WEBAPP_HOST": host}))
+    if only is not None:
+        out = [svc for svc in out if svc.name.split("-")[0] in only]
+    return out
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _group_members() -> list[psutil.Process]:
+    """Every process of our tree, plus every process of our process group (orphaned grandchildren),
+    never ourselves nor our ancestors (make, the shell)."""
+    me = psutil.Process()
+    keep_out = {me.pid, *(p.pid for p in me.parents())}
+    found = {p.pid: p for p in me.children(recursive=True)}
+    pgid = os.getpgid(0)
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid not in keep_out and proc.pid not in found and os.getpgid(proc.pid) == pgid:
+                found[proc.pid] = proc
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return [p for pid, p in found.items() if pid not in keep_out]
+
+
+def _describe(proc: psutil.Process) -> str:
     try:
-        code = group.wait_first()
-    except KeyboardInterrupt:
-        code = 130
+        return f"{proc.pid} ({' '.join(proc.cmdline()[1:4])})"
+    except psutil.Error:
+        return str(proc.pid)
+
+
+def stop_all(grace: float = GRACE_SECONDS) -> None:
+    procs = _group_members()
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    if alive:
+        print(f"still running after {grace:g} s, killed: {', '.join(_describe(p) for p in alive)}", flush=True)
+    for proc in alive + [p for p in _group_members() if p not in procs]:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(_group_members(), timeout=2)
+
+
+def prepare(settings: Settings) -> None:
+    """Create the MLflow database and the request store once, before the services start: several
+    processes creating a fresh MLflow SQLite database at the same moment race on its migrations."""
+    from mlflow import MlflowClient
+
+    from coin_assets.serving.queue import batch_requests  # noqa: F401  (registers the batch table)
+    from coin_assets.serving.store import RequestStore
+
+    settings.data_root.mkdir(parents=True, exist_ok=True)
+    MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri).search_experiments(max_results=1)
+    store = RequestStore(settings.serving_db)
+    store.create_tables()
+    store.dispose()
+
+
+def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECONDS,
+        only: set[str] | None = None) -> int:
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    # Children import this checkout's package, whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    stopping = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stopping["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    procs: dict[str, subprocess.Popen] = {}
+    wanted = services(settings, with_dagster=with_dagster, only=only)
+    prepare(settings)
+    try:
+        for svc in wanted:
+            procs[svc.name] = subprocess.Popen(svc.argv, cwd=root, env={**env, **svc.env})
+        print("coin_assets platform starting:", flush=True)
+        for svc in wanted:
+            if svc.url:
+                print(f"  {svc.name:8s} {svc.url}", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        announced: set[str] = set()
+        while stopping["signal"] is None:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}: stopping the platform", flush=True)
+                    return 1
+            for svc in wanted:
+                if svc.port and svc.name not in announced and _port_open(svc.port):
+                    announced.add(svc.name)
+                    print(f"  ready: {svc.name} {svc.url}", flush=True)
+            time.sleep(0.2)
+        return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        group.stop()
-    return code
+        stop_all(grace)
+        print("coin_assets platform stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-dagster", action="store_true", help="only the API, the worker(s) and the web app")
+    parser.add_argument("--grace", type=float, default=GRACE_SECONDS, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated services to start, among {', '.join(SERVICE_KINDS)} (default: all)")
+    args = parser.parse_args(argv)
+    only = None
+    if args.only:
+        only = {name.strip() for name in args.only.split(",") if name.strip()}
+        unknown = only - set(SERVICE_KINDS)
+        if unknown:
+            parser.error(f"unknown services {sorted(unknown)}; choose among {', '.join(SERVICE_KINDS)}")
+    return run(Settings.from_env(), with_dagster=not args.no_dagster, grace=args.grace, only=only)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -40,10 +40,10 @@ def test_readme_backfill_command_runs_through_a_running_demo_and_the_demo_stops_
     (home / "dagster.yaml").write_text((WORKTREE / "deploy" / "dagster.yaml").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "MLFLOW_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), COIN_ASSETS_DATA_DIR=str(lake.root), COIN_ASSETS_START_DATE="2026-11-01",
-               COIN_ASSETS_SENSOR_INTERVAL="3600", PYTHONPATH=str(WORKTREE), PATH=f"{BIN}:{env.get('PATH', '')}")
+               COIN_ASSETS_SENSOR_INTERVAL="3600",
+               COIN_ASSETS_DAGSTER_PORT=str(_free_port()), PYTHONPATH=str(WORKTREE), PATH=f"{BIN}:{env.get('PATH', '')}")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "coin_assets.launcher", "--grace", "5", "--", str(BIN / "dagster"), "dev",
-         "-h", "127.0.0.1", "-p", str(_free_port())],
+        [sys.executable, "-m", "coin_assets.launcher", "--grace", "5", "--only", "dagster"],
         cwd=WORKTREE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         # the README's command line, verbatim but for the days

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from coin_assets.core.images import ACCEPTED_FORMATS, MAX_PIXELS
 from coin_assets.ml.pyfunc import interval_90, needs_review
 from coin_assets.serving import auth, inputs
+from coin_assets.serving.async_api import async_router
 from coin_assets.serving.batching import MicroBatcher, QueueFull
 from coin_assets.serving.inputs import BadInput, PreparedPhoto
 from coin_assets.serving.metrics import ServingMetrics
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     app.state.settings, app.state.store, app.state.holder, app.state.metrics = settings, store, holder, metrics
     app.state.batcher = batcher
     app.add_middleware(PredictGate, max_in_flight=settings.serving_queue, max_body=max_body, metrics=metrics)
+    app.include_router(async_router(settings, store, uploads, holder))  # before GET /predictions/{request_id}
 
     def sync_metrics() -> None:
         cur = holder.current

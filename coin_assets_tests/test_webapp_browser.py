@@ -1,0 +1,195 @@
+"""The web app in a real headless Chromium (Debian's ``chromium``, driven by Playwright's Python API).
+
+Everything is started for real: the serving API (uvicorn, ``python -m coin_assets.serving``) on a
+tiny registered model in a temporary MLflow registry, and the Streamlit app
+(``python -m coin_assets.webapp``), which only talks to the API over HTTP. The browser sends a
+generated pair and sees a year, sends a text file named ``.jpg`` and sees the error, finds the
+request in the history, and submits a correction whose verdict is then found in the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright import sync_api as playwright_sync
+from sqlalchemy import select
+
+from coin_assets.serving.store import RequestStore, feedback
+from coin_assets_tests.serving_fixtures import REVIEWER_TOKEN, Registry, coin_photos
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+playwright_sync.expect.set_options(timeout=60_000)  # a contended 2-core machine: reruns can take seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url}: process exited {proc.returncode}\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer in {timeout} s\n{log.read_text()[-3000:]}")
+
+
+def start(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as fh:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """The API, one worker and the web app, started by the one-command launcher (without dagster dev)
+    in a process group of its own; on teardown SIGTERM must stop the whole group within seconds."""
+    base = tmp_path_factory.mktemp("webapp")
+    registry = Registry(base / "mlflow")
+    registry.promote(registry.register(seed=0))
+    settings = registry.settings(base / "data")
+    api_port, web_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COIN_ASSETS_DATA_DIR": settings.data_dir,
+           "MLFLOW_TRACKING_URI": settings.tracking_uri, "COIN_ASSETS_MODEL_NAME": settings.model_name,
+           "COIN_ASSETS_API_TOKENS": settings.api_tokens, "COIN_ASSETS_SERVING_POLL_SECONDS": "0",
+           "COIN_ASSETS_API_PORT": str(api_port), "COIN_ASSETS_WEBAPP_PORT": str(web_port)}
+    log = base / "launcher.log"
+    launcher = start([sys.executable, "-m", "coin_assets.launcher", "--no-dagster"], env, log)
+    stopped_in = None
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/health", launcher, log)
+        wait_http(f"http://127.0.0.1:{web_port}/_stcore/health", launcher, log)
+        front, back = coin_photos(year=1961, seed=3, size=(320, 240))
+        (base / "front.jpg").write_bytes(front)
+        (base / "back.jpg").write_bytes(back)
+        (base / "notes.jpg").write_bytes(b"this is a text file, not a photo\n")
+        yield {"base": base, "settings": settings, "web": f"http://127.0.0.1:{web_port}"}
+    finally:
+        began = time.monotonic()
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.wait(20)
+        finally:
+            while group_alive(launcher.pid) and time.monotonic() - began < 20:
+                time.sleep(0.1)
+            stopped_in = time.monotonic() - began
+            if group_alive(launcher.pid):
+                os.killpg(launcher.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert f"http://127.0.0.1:{web_port}" in text and "worker-1" in text
+    assert launcher.returncode == 0 and "platform stopped" in text
+    assert stopped_in < 15, f"the platform took {stopped_in:.1f} s to stop"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make browser` (part of `make test`) installs it"
+    with playwright_sync.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_app(browser, url: str):
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    if os.environ.get("H9_DEBUG"):
+        page.on("console", lambda m: print("console:", m.text))
+        page.on("requestfailed", lambda r: print("failed:", r.url, r.failure))
+        page.on("response", lambda r: print("resp:", r.status, r.request.method, r.url) if "upload" in r.url else None)
+    page.goto(url)
+    # the whole script has run once (sidebar health, then the page down to its button)
+    page.get_by_text("Serving coin_serving_test").wait_for()
+    page.get_by_role("button", name="Date this coin").wait_for()
+    return page
+
+
+def page_with_pair(browser, url: str, front: Path, back: Path):
+    """A fresh page of the app with ``front`` and ``back`` in its two uploaders. On a busy machine
+    the frontend can drop a file set while it re-renders; then the page is opened again (3 tries)."""
+    for attempt in range(3):
+        page = open_app(browser, url)
+        try:
+            for i, path in enumerate((front, back)):
+                uploader = page.get_by_test_id("stFileUploader").nth(i)
+                uploader.locator("input[type=file]").set_input_files(str(path))
+                playwright_sync.expect(uploader).to_contain_text(path.name, timeout=30_000)
+            playwright_sync.expect(page.get_by_role("button", name="Date this coin")).to_be_enabled()
+            return page
+        except AssertionError:
+            page.close()
+            if attempt == 2:
+                raise
+
+
+def test_date_a_coin_history_and_correction(platform, browser):
+    expect = playwright_sync.expect
+    base = platform["base"]
+    # A text file named .jpg: a clear error, no answer.
+    page = page_with_pair(browser, platform["web"], base / "notes.jpg", base / "back.jpg")
+    expect(page.get_by_text("Serving coin_serving_test v1")).to_be_visible()
+    page.get_by_role("button", name="Date this coin").click()
+    expect(page.get_by_text("This upload cannot be used")).to_be_visible()
+    expect(page.get_by_text("not a recognised image")).to_be_visible()
+    expect(page.get_by_text("Minted in")).to_have_count(0)
+
+    # A generated pair: a year, its interval, the model version and the crops the model saw.
+    page = page_with_pair(browser, platform["web"], base / "front.jpg", base / "back.jpg")
+    page.get_by_role("button", name="Date this coin").click()
+    expect(page.get_by_text("Minted in")).to_be_visible()
+    expect(page.get_by_text("90 % interval:")).to_be_visible()
+    expect(page.get_by_text("v1", exact=False).first).to_be_visible()
+    expect(page.get_by_text("front as the model saw it")).to_be_visible()
+    request_id = page.get_by_text("request ", exact=False).last.inner_text().split()[-1]
+    assert len(request_id) == 36
+
+    # A correction needs an identified caller; from a reviewer it is a verdict that becomes a label.
+    page.get_by_role("button", name="Send correction").click()
+    expect(page.get_by_text("Corrections need an identified caller")).to_be_visible()
+    token = page.get_by_role("textbox", name="Feedback token")
+    token.fill(REVIEWER_TOKEN)
+    token.press("Enter")
+    page.get_by_role("spinbutton", name="True year").fill("1955")
+    page.get_by_role("button", name="Send correction").click()
+    expect(page.get_by_text("This coin will be used in the next training")).to_be_visible()
+    store = RequestStore(platform["settings"].serving_db)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(feedback).where(feedback.c.request_id == request_id)).mappings().all()
+    store.dispose()
+    assert [(r["year"], r["sender"], r["role"], r["status"]) for r in rows] == [(1955, "rita", "reviewer",
+                                                                                 "label_submitted")]
+    assert (Path(platform["settings"].data_dir) / rows[0]["review_key"]).exists()
+
+    # History: the request is there, completed, with its year.
+    page.goto(platform["web"] + "/history")
+    expect(page.get_by_text(request_id)).to_be_visible()
+    row = page.locator("tr", has_text=request_id)
+    expect(row).to_contain_text("completed")
