@@ -27,6 +27,11 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_API_HOST / _API_PORT  | 127.0.0.1 / 8000                       | serving API address                       |
 | COIN_ASSETS_SERVING_DB            | sqlite:///<data dir>/serving.db        | serving request store (SQLAlchemy URL)    |
 | COIN_ASSETS_API_URL               | http://<api host>:<api port>           | where the web app finds the API           |
+| COIN_ASSETS_PROFILE               | local (scale_out with celery/k8s)      | which resource set: local or scale_out    |
+| COIN_ASSETS_CELERY_BROKER         | redis://127.0.0.1:6379/0               | Celery broker (read as an env source)     |
+| COIN_ASSETS_CELERY_BACKEND        | (the broker URL)                       | Celery result backend                     |
+| COIN_ASSETS_DUCKDB_QUEUE          | duckdb                                 | Celery queue of the steps writing DuckDB  |
+| COIN_ASSETS_IO_PREFIX             | <s3 prefix>/io                         | key prefix of values passed between steps |
 """
 
 from __future__ import annotations
@@ -65,6 +70,11 @@ class Settings:
     api_port: int = 8000
     serving_db_url: str | None = None
     api_url: str | None = None
+    profile: str | None = None
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str | None = None
+    duckdb_queue: str = "duckdb"
+    io_prefix: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,10 +102,33 @@ class Settings:
             api_port=int(_get(env, "COIN_ASSETS_API_PORT", str(d.api_port))),
             serving_db_url=_get(env, "COIN_ASSETS_SERVING_DB"),
             api_url=_get(env, "COIN_ASSETS_API_URL"),
+            profile=_get(env, "COIN_ASSETS_PROFILE"),
+            celery_broker=_get(env, "COIN_ASSETS_CELERY_BROKER", d.celery_broker),
+            celery_backend=_get(env, "COIN_ASSETS_CELERY_BACKEND"),
+            duckdb_queue=_get(env, "COIN_ASSETS_DUCKDB_QUEUE", d.duckdb_queue),
+            io_prefix=_get(env, "COIN_ASSETS_IO_PREFIX"),
         )
 
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def resource_profile(self) -> str:
+        """local: files, SQLite MLflow, Dagster's filesystem IO manager. scale_out: every value a step
+        hands to another goes through S3, MLflow is a tracking server; chosen by default when the
+        executor sends steps to other machines."""
+        profile = self.profile or ("scale_out" if self.executor in ("celery", "k8s") else "local")
+        if profile not in ("local", "scale_out"):
+            raise ValueError(f"COIN_ASSETS_PROFILE={profile!r}: expected local or scale_out")
+        return profile
+
+    @property
+    def celery_result_backend(self) -> str:
+        return self.celery_backend or self.celery_broker
+
+    @property
+    def io_key_prefix(self) -> str:
+        return self.io_prefix or f"{self.s3_prefix}/io"
 
     # Derived locations: computed, never created here.
     @property
