@@ -286,11 +286,12 @@ class LocalCluster:
         write_instance_yaml(self.base / "dagster_home")
 
     def start_workers(self, count: int = 2, autoscale: tuple[int, int] | None = None) -> list[Proc]:
-        """worker-1 serves the DuckDB queue and the default queue; the others the default queue."""
+        """worker-1 owns the DuckDB file and serves the DuckDB queue (alone, also the default queue);
+        the others serve the default queue: training, evaluation, promotion."""
         started = []
         for i in range(1, count + 1):
             name = f"worker-{i}"
-            queues = ["dagster", "duckdb"] if i == 1 else ["dagster"]
+            queues = (["duckdb"] if count > 1 else ["dagster", "duckdb"]) if i == 1 else ["dagster"]
             self.procs[name] = start_celery_worker(self.base, name, queues, self.env, autoscale=autoscale)
             started.append(self.procs[name])
         return started
