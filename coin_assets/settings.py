@@ -14,7 +14,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | AWS_ENDPOINT_URL                  | (AWS)                                  | S3-compatible endpoint (MinIO, moto)      |
 | AWS_REGION / AWS_DEFAULT_REGION   | (boto3 default)                        | S3 region                                 |
 | MLFLOW_TRACKING_URI               | sqlite:///<data dir>/mlflow/mlflow.db  | MLflow tracking + registry                |
-| COIN_ASSETS_MLFLOW_ARTIFACTS      | <data dir>/mlflow/artifacts            | artifact root of a new experiment         |
+| COIN_ASSETS_MLFLOW_ARTIFACTS      | <data dir>/mlflow/artifacts (server: its own) | artifact root of a new experiment  |
 | COIN_ASSETS_MLFLOW_EXPERIMENT     | coin_year                              | MLflow experiment                         |
 | COIN_ASSETS_MODEL_NAME            | coin_year_regressor                    | registered model name                     |
 | COIN_ASSETS_START_DATE            | 2025-01-01                             | first daily partition                     |
@@ -144,8 +144,14 @@ class Settings:
         return self.mlflow_tracking_uri or f"sqlite:///{(self.data_root / 'mlflow' / 'mlflow.db').resolve()}"
 
     @property
-    def mlflow_artifact_root(self) -> str:
-        return self.mlflow_artifacts or str((self.data_root / "mlflow" / "artifacts").resolve())
+    def mlflow_artifact_root(self) -> str | None:
+        """Artifact root of a new experiment. With a tracking server, None: the server's own
+        (`mlflow server --artifacts-destination s3://…`, proxied), so no worker writes to its disk."""
+        if self.mlflow_artifacts:
+            return self.mlflow_artifacts
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None
+        return str((self.data_root / "mlflow" / "artifacts").resolve())
 
     @property
     def serving_db(self) -> str:
