@@ -219,11 +219,11 @@ def test_backfill_and_model_chain_on_two_celery_workers_equal_an_in_process_run(
                 cluster.start_daemon()
                 backfill_id = request_backfill(instance, repo, "ingestion_job", days)
                 ingestion_runs = wait_for_runs(instance, RunsFilter(tags={"dagster/backfill": backfill_id}),
-                                               len(days), 240, cluster)
+                                               len(days), 420, cluster)
                 failed = [r.run_id for r in ingestion_runs if r.status != DagsterRunStatus.SUCCESS]
                 assert not failed, run_failure_text(instance, failed[0])
                 training_run_id = submit_job(instance, request, location, repo, "training_job", TRAINING_CONFIG)
-                (training_run,) = wait_for_runs(instance, RunsFilter(run_ids=[training_run_id]), 1, 240, cluster)
+                (training_run,) = wait_for_runs(instance, RunsFilter(run_ids=[training_run_id]), 1, 420, cluster)
                 assert training_run.status == DagsterRunStatus.SUCCESS, run_failure_text(instance, training_run_id)
 
             # steps went to the queues the design says: DuckDB writers on worker-1, the rest on worker-2
