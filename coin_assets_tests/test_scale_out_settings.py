@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from dagster import DagsterInstance
 from dagster._core.execution.api import create_execution_plan
 from dagster_aws.s3 import S3PickleIOManager
 
@@ -44,15 +43,14 @@ def test_an_incomplete_scale_out_profile_is_refused_with_what_is_missing(missing
     with pytest.raises(ValueError, match=message):
         default_resources(Settings.from_env(env))
     with pytest.raises(ValueError, match="expected local or scale_out"):
-        Settings.from_env({"COIN_ASSETS_PROFILE": "cloud"}).resource_profile
+        default_resources(Settings.from_env({"COIN_ASSETS_PROFILE": "cloud"}))
 
 
 def test_celery_queue_of_each_step_follows_its_pool():
     from coin_assets.definitions import defs
 
     executor_from_env(Settings.from_env(SCALE_OUT))  # builds with the broker as an env source
-    with DagsterInstance.ephemeral() as instance:
-        plan = create_execution_plan(defs.resolve_job_def("training_job"), instance_ref=None)
+    plan = create_execution_plan(defs.resolve_job_def("training_job"))
     queues = {step.key: queue_for_step(step, "dagster", "duckdb") for step in plan.steps}
     assert queues["training_set"] == "duckdb"
     assert queues["coin_year_model"] == queues["model_evaluation"] == queues["promotion_decision"] == "dagster"

@@ -13,7 +13,14 @@ config or the run storage. k8s runs each step in a pod (dagster-k8s, on paper: d
 
 from __future__ import annotations
 
-from dagster import ExecutorDefinition, Field, StringSource, executor, in_process_executor, multiprocess_executor
+from dagster import (
+    ExecutorDefinition,
+    Field,
+    StringSource,
+    executor,
+    in_process_executor,
+    multiprocess_executor,
+)
 from dagster._core.execution.retries import RetryMode
 
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
