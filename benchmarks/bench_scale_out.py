@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     results = {}
     with LocalCluster(base / "cluster") as cluster:
         cluster.start_servers()
-        s3 = boto3.client("s3", endpoint_url=cluster.env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        s3 = boto3.client("s3", endpoint_url=cluster.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
         configs = [("in_process", 0)] + [(f"celery x{n}", n) for n in (int(x) for x in args.workers.split(","))]
         for name, workers in configs:
             prefix = f"bench-{workers}"

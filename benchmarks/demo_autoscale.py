@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     day = next(p.name for p in src.iterdir() if p.is_dir())
     with LocalCluster(base / "cluster") as cluster:
         cluster.start_servers()
-        s3 = boto3.client("s3", endpoint_url=cluster.env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        s3 = boto3.client("s3", endpoint_url=cluster.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
         for path in sorted(src.rglob("*")):
             if path.is_file():
                 s3.upload_file(str(path), cluster.bucket, f"coin_assets/uploads/{path.relative_to(src).as_posix()}")
