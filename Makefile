@@ -10,7 +10,7 @@ DEMO_DAYS ?= 3
 export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
-.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async
+.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ test: env browser
 bench: env
 	$(BIN)/python benchmarks/bench_ingestion.py
 	$(BIN)/python benchmarks/bench_training.py
+
+# Postgres, Redis, moto S3, MLflow server, Dagster webserver + daemon, two Celery workers; Ctrl-C stops all
+cluster: env
+	$(BIN)/python deploy/cluster.py --dir .cluster --workers 2 --demo-coins $(DEMO_COINS)
 
 lint: env
 	$(BIN)/ruff check .

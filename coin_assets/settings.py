@@ -14,7 +14,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | AWS_ENDPOINT_URL                  | (AWS)                                  | S3-compatible endpoint (MinIO, moto)      |
 | AWS_REGION / AWS_DEFAULT_REGION   | (boto3 default)                        | S3 region                                 |
 | MLFLOW_TRACKING_URI               | sqlite:///<data dir>/mlflow/mlflow.db  | MLflow tracking + registry                |
-| COIN_ASSETS_MLFLOW_ARTIFACTS      | <data dir>/mlflow/artifacts            | artifact root of a new experiment         |
+| COIN_ASSETS_MLFLOW_ARTIFACTS      | <data dir>/mlflow/artifacts (server: its own) | artifact root of a new experiment  |
 | COIN_ASSETS_MLFLOW_EXPERIMENT     | coin_year                              | MLflow experiment                         |
 | COIN_ASSETS_MODEL_NAME            | coin_year_regressor                    | registered model name                     |
 | COIN_ASSETS_START_DATE            | 2025-01-01                             | first daily partition                     |
@@ -38,6 +38,11 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_DAGSTER_PORT          | 3000                                   | dagster dev port (make demo)              |
 | COIN_ASSETS_WORKERS               | 1                                      | async request workers started by make demo|
 | COIN_ASSETS_REQUEST_LEASE         | 30                                     | seconds a worker holds a claimed request  |
+| COIN_ASSETS_PROFILE               | local (scale_out with celery/k8s)      | which resource set: local or scale_out    |
+| COIN_ASSETS_CELERY_BROKER         | redis://127.0.0.1:6379/0               | Celery broker (read as an env source)     |
+| COIN_ASSETS_CELERY_BACKEND        | (the broker URL)                       | Celery result backend                     |
+| COIN_ASSETS_DUCKDB_QUEUE          | duckdb                                 | Celery queue of the steps writing DuckDB  |
+| COIN_ASSETS_IO_PREFIX             | <s3 prefix>/io                         | key prefix of values passed between steps |
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ class Settings:
     dagster_port: int = 3000
     workers: int = 1
     request_lease_seconds: float = 30.0
+    profile: str | None = None
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str | None = None
+    duckdb_queue: str = "duckdb"
+    io_prefix: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,10 +135,33 @@ class Settings:
             dagster_port=int(_get(env, "COIN_ASSETS_DAGSTER_PORT", str(d.dagster_port))),
             workers=int(_get(env, "COIN_ASSETS_WORKERS", str(d.workers))),
             request_lease_seconds=float(_get(env, "COIN_ASSETS_REQUEST_LEASE", str(d.request_lease_seconds))),
+            profile=_get(env, "COIN_ASSETS_PROFILE"),
+            celery_broker=_get(env, "COIN_ASSETS_CELERY_BROKER", d.celery_broker),
+            celery_backend=_get(env, "COIN_ASSETS_CELERY_BACKEND"),
+            duckdb_queue=_get(env, "COIN_ASSETS_DUCKDB_QUEUE", d.duckdb_queue),
+            io_prefix=_get(env, "COIN_ASSETS_IO_PREFIX"),
         )
 
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def resource_profile(self) -> str:
+        """local: files, SQLite MLflow, Dagster's filesystem IO manager. scale_out: every value a step
+        hands to another goes through S3, MLflow is a tracking server; chosen by default when the
+        executor sends steps to other machines."""
+        profile = self.profile or ("scale_out" if self.executor in ("celery", "k8s") else "local")
+        if profile not in ("local", "scale_out"):
+            raise ValueError(f"COIN_ASSETS_PROFILE={profile!r}: expected local or scale_out")
+        return profile
+
+    @property
+    def celery_result_backend(self) -> str:
+        return self.celery_backend or self.celery_broker
+
+    @property
+    def io_key_prefix(self) -> str:
+        return self.io_prefix or f"{self.s3_prefix}/io"
 
     # Derived locations: computed, never created here.
     @property
@@ -144,8 +177,14 @@ class Settings:
         return self.mlflow_tracking_uri or f"sqlite:///{(self.data_root / 'mlflow' / 'mlflow.db').resolve()}"
 
     @property
-    def mlflow_artifact_root(self) -> str:
-        return self.mlflow_artifacts or str((self.data_root / "mlflow" / "artifacts").resolve())
+    def mlflow_artifact_root(self) -> str | None:
+        """Artifact root of a new experiment. With a tracking server, None: the server's own
+        (`mlflow server --artifacts-destination s3://…`, proxied), so no worker writes to its disk."""
+        if self.mlflow_artifacts:
+            return self.mlflow_artifacts
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None
+        return str((self.data_root / "mlflow" / "artifacts").resolve())
 
     @property
     def serving_db(self) -> str:

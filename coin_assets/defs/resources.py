@@ -145,9 +145,9 @@ def mlflow_tracking_for(registry: MlflowRegistry):
     )
 
 
-def default_resources(settings: Settings | None = None) -> dict:
-    """The resources every entry point uses (Definitions, the CLI), from one Settings value."""
-    settings = settings or Settings.from_env()
+def local_resources(settings: Settings) -> dict:
+    """One machine: layers in a folder (or S3), MLflow in SQLite, step outputs through Dagster's
+    default filesystem IO manager (under $DAGSTER_HOME/storage)."""
     registry = MlflowRegistry.from_settings(settings)
     return {
         "storage": CoinStorage.from_settings(settings),
@@ -155,3 +155,28 @@ def default_resources(settings: Settings | None = None) -> dict:
         "mlflow_registry": registry,
         "mlflow": mlflow_tracking_for(registry),
     }
+
+
+def scale_out_resources(settings: Settings) -> dict:
+    """Steps on several machines: every value a step hands to the next goes through S3
+    (`io_manager`), the layers are in S3, MLflow is a tracking server. The DuckDB file stays with
+    the one worker that serves the DuckDB queue (see coin_assets/defs/executors.py)."""
+    from coin_assets.defs.io_managers import io_manager_from_settings
+
+    problems = []
+    if not settings.s3_bucket:
+        problems.append("COIN_ASSETS_S3_BUCKET (layers and step outputs must be on object storage)")
+    if "://" not in settings.tracking_uri or settings.tracking_uri.startswith(("sqlite:", "file:")):
+        problems.append("MLFLOW_TRACKING_URI pointing at a tracking server (http://…), not a local file")
+    if problems:
+        raise ValueError("scale_out profile needs " + "; ".join(problems))
+    return {**local_resources(settings), "io_manager": io_manager_from_settings(settings)}
+
+
+def default_resources(settings: Settings | None = None) -> dict:
+    """The resources every entry point uses (Definitions, the CLI), from one Settings value:
+    `local_resources` or `scale_out_resources` by `Settings.resource_profile`."""
+    settings = settings or Settings.from_env()
+    if settings.resource_profile == "scale_out":
+        return scale_out_resources(settings)
+    return local_resources(settings)

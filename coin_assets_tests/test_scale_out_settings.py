@@ -1,0 +1,56 @@
+"""The one settings source and the scale-out wiring, without servers: no side effects on import,
+clear errors for an incomplete scale-out profile, and the Celery queue of every step by its pool."""
+
+import subprocess
+import sys
+
+import pytest
+from dagster._core.execution.api import create_execution_plan
+from dagster_aws.s3 import S3PickleIOManager
+
+from coin_assets.defs.executors import executor_from_env, queue_for_step
+from coin_assets.defs.resources import default_resources
+from coin_assets.local_cluster import REPO_ROOT
+from coin_assets.settings import Settings
+
+SCALE_OUT = {"COIN_ASSETS_EXECUTOR": "celery", "COIN_ASSETS_S3_BUCKET": "b", "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+             "COIN_ASSETS_CELERY_BROKER": "redis://broker:6379/0"}
+
+
+def test_importing_the_definitions_creates_no_folder(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "COIN_ASSETS_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path),
+           "DAGSTER_HOME": str(tmp_path / "dagster_home"), "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run([sys.executable, "-c", "import coin_assets.definitions"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
+
+
+def test_profiles_follow_the_executor_and_scale_out_puts_step_values_in_s3():
+    assert "io_manager" not in default_resources(Settings.from_env({}))
+    resources = default_resources(Settings.from_env(SCALE_OUT))
+    io = resources["io_manager"]
+    assert isinstance(io, S3PickleIOManager) and io.s3_bucket == "b" and io.s3_prefix == "coin_assets/io"
+    # a tracking server keeps its own (S3) artifact root; no local folder for artifacts
+    assert resources["mlflow_registry"].artifact_root is None
+
+
+@pytest.mark.parametrize("missing, message", [
+    ("COIN_ASSETS_S3_BUCKET", "COIN_ASSETS_S3_BUCKET"),
+    ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+])
+def test_an_incomplete_scale_out_profile_is_refused_with_what_is_missing(missing, message):
+    env = {k: v for k, v in SCALE_OUT.items() if k != missing}
+    with pytest.raises(ValueError, match=message):
+        default_resources(Settings.from_env(env))
+    with pytest.raises(ValueError, match="expected local or scale_out"):
+        default_resources(Settings.from_env({"COIN_ASSETS_PROFILE": "cloud"}))
+
+
+def test_celery_queue_of_each_step_follows_its_pool():
+    from coin_assets.definitions import defs
+
+    executor_from_env(Settings.from_env(SCALE_OUT))  # builds with the broker as an env source
+    plan = create_execution_plan(defs.resolve_job_def("training_job"))
+    queues = {step.key: queue_for_step(step, "dagster", "duckdb") for step in plan.steps}
+    assert queues["training_set"] == "duckdb"
+    assert queues["coin_year_model"] == queues["model_evaluation"] == queues["promotion_decision"] == "dagster"
