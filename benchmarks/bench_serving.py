@@ -296,14 +296,14 @@ def main() -> None:
             from coin_assets.ml import registry as reg
             from coin_assets.serving.client import request_reload
 
-            time.sleep(args.seconds / 3)
+            time.sleep(args.seconds / 2)
             client.set_registered_model_alias(NAME, "production", versions[1])
             reloads.append(request_reload(base_url=base, token=TOKEN))
-            time.sleep(args.seconds / 3)
+            time.sleep(args.seconds / 2)
             reg.rollback(client, NAME, actor="bench", reason="benchmark rollback", to_version=versions[0])
             reloads.append(request_reload(base_url=base, token=TOKEN))
 
-        swap = load(targets[0], pairs, 16, args.seconds * 1.2, on_tick=promote_then_rollback)
+        swap = load(targets[0], pairs, 16, args.seconds * 2, on_tick=promote_then_rollback)
         switches = sum(1 for a, b in zip(swap["versions"], swap["versions"][1:], strict=False) if a != b)
         print(f"\n16 clients through a promotion (v{versions[0]} → v{versions[1]}) and a rollback (→ v{versions[0]}): "
               f"{swap['requests']} answered, {swap['failed']} failed, longest gap without an answer "

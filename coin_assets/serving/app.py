@@ -6,10 +6,13 @@ GET /metadata, GET /metrics, POST /admin/reload, and the OpenAPI docs at /docs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -140,6 +143,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     uploads = object_store(settings)
     holder = holder or ModelHolder(settings, on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc())
     batcher = MicroBatcher(settings.serving_max_batch, settings.serving_queue, metrics)
+    # Decoding is CPU work: as many threads as cores, so that the forward pass keeps its share.
+    preprocess_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="preprocess")
     max_body = inputs.max_request_bytes(settings.max_photo_bytes)
 
     @asynccontextmanager
@@ -153,6 +158,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         finally:
             holder.stop()
             await batcher.stop()
+            preprocess_pool.shutdown(wait=True)
             store.dispose()
 
     app = FastAPI(title="coin_assets serving", version="1", lifespan=lifespan,
@@ -233,7 +239,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                            415, "unsupported_media_type")
         user_id = inputs.clean_text_field("user_id", user_id)
         client_coin = inputs.clean_text_field("coin_id", client_coin)
-        photos = await run_in_threadpool(
+        photos = await asyncio.get_running_loop().run_in_executor(
+            preprocess_pool,
             lambda: [inputs.prepare_photo(side, raw_sides[side], model.image_size, limit,
                                           model.predictor.config.max_pixels) for side in inputs.SIDES])
         return photos, user_id, client_coin
