@@ -193,3 +193,26 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text(request_id)).to_be_visible()
     row = page.locator("tr", has_text=request_id)
     expect(row).to_contain_text("completed")
+
+
+@pytest.mark.parametrize("status, body, headers, expected", [
+    (503, {"status": "not_ready", "reason": "no 'production' version yet"}, {}, "No model is in production yet"),
+    (503, {"error": "not_ready", "detail": "no model loaded"}, {"Retry-After": "1"}, "No model is in production yet"),
+    (503, {"error": "overloaded", "detail": "queue full"}, {"Retry-After": "2"}, "busy. Please retry in 2 s"),
+    (413, {"error": "too_large", "detail": "front: photo over the size limit"}, {}, "This photo is too large"),
+    (422, {"error": "bad_image", "detail": "front: not a recognised image"}, {}, "This upload cannot be used"),
+    (401, {"error": "unauthorized", "detail": "feedback needs a token"}, {}, "Corrections need an identified caller"),
+])
+def test_every_api_error_becomes_a_sentence(status, body, headers, expected):
+    from coin_assets.webapp.client import error_for
+
+    err = error_for(httpx.Response(status, json=body, headers=headers))
+    assert err.status == status and expected in err.message
+
+
+def test_an_unreachable_api_is_said_so():
+    from coin_assets.webapp.client import ApiClient, ApiError
+
+    with pytest.raises(ApiError, match="cannot be reached") as info:
+        ApiClient(f"http://127.0.0.1:{free_port()}", timeout=2).health()
+    assert info.value.status == 0
