@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import mlflow
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -35,7 +36,9 @@ def coin_photos(year: int = 1987, seed: int = 5, size=(320, 240)) -> tuple[bytes
 
 
 class Registry:
-    """A sqlite MLflow store under ``root``; ``register()`` logs a tiny real raw-photo version."""
+    """A sqlite MLflow store under ``root``; ``register()`` logs a tiny real raw-photo version,
+    ``model_copy()`` gives a test module its own registered model with copies of logged versions
+    (logging costs seconds, copying milliseconds)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -58,11 +61,30 @@ class Registry:
             self.client.set_model_version_tag(NAME, version, key, value)
         return version
 
-    def promote(self, version: str) -> None:
-        self.client.set_registered_model_alias(NAME, PRODUCTION, version)
+    def model_copy(self, name: str, versions: list[str]) -> list[str]:
+        return [str(self.client.copy_model_version(f"models:/{NAME}/{v}", name).version) for v in versions]
 
-    def settings(self, data_dir: Path, **overrides) -> Settings:
-        base = Settings(data_dir=str(data_dir), mlflow_tracking_uri=self.uri, model_name=NAME,
+    def broken_version(self, name: str) -> str:
+        """A version whose artifacts are not a model at all: loading it fails."""
+        folder = self.root / f"broken-{name}"
+        folder.mkdir(exist_ok=True)
+        (folder / "MLmodel").write_text("this is: [not an MLmodel file\n")
+        return str(self.client.create_model_version(name, folder.as_uri()).version)
+
+    def promote(self, version: str, name: str = NAME) -> None:
+        self.client.set_registered_model_alias(name, PRODUCTION, version)
+
+    def settings(self, data_dir: Path, name: str = NAME, **overrides) -> Settings:
+        base = Settings(data_dir=str(data_dir), mlflow_tracking_uri=self.uri, model_name=name,
                         reload_token=RELOAD_TOKEN, serving_poll_seconds=0,
                         api_tokens=f"alice:user:{USER_TOKEN},rita:reviewer:{REVIEWER_TOKEN}")
         return base.with_overrides(**overrides)
+
+
+@pytest.fixture(scope="session", name="serving_registry")
+def serving_registry_fixture(tmp_path_factory) -> Registry:
+    """One store for every serving test module, with two logged versions (seeds 0 and 1)."""
+    reg = Registry(tmp_path_factory.mktemp("serving_mlflow"))
+    reg.base = [reg.register(seed=0, tags={"training_set_hash": "abc123", "dagster_run_id": "run-1"}),
+                reg.register(seed=1)]
+    return reg

@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -15,21 +16,31 @@ from sqlalchemy import select
 
 from coin_assets.serving.app import create_app
 from coin_assets.serving.store import feedback, requests, results
-from coin_assets_tests.serving_fixtures import NAME, RELOAD_TOKEN, REVIEWER_TOKEN, USER_TOKEN, Registry, coin_photos
+from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
+    RELOAD_TOKEN,
+    REVIEWER_TOKEN,
+    USER_TOKEN,
+    coin_photos,
+    serving_registry_fixture,
+)
+
+NAME = "coin_serving_api"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = Registry(tmp_path_factory.mktemp("serving_mlflow"))
-    reg.v1 = reg.register(seed=0, tags={"training_set_hash": "abc123", "dagster_run_id": "run-1"})
-    reg.promote(reg.v1)
+def registry(serving_registry):
+    reg = serving_registry
+    (reg.v1,) = reg.model_copy(NAME, reg.base[:1])
+    for key, value in {"training_set_hash": "abc123", "dagster_run_id": "run-1"}.items():
+        reg.client.set_model_version_tag(NAME, reg.v1, key, value)
+    reg.promote(reg.v1, NAME)
     return reg
 
 
 @pytest.fixture(scope="module")
 def served(registry, tmp_path_factory):
     data = tmp_path_factory.mktemp("serving_data")
-    settings = registry.settings(data, max_photo_bytes=300_000)
+    settings = registry.settings(data, NAME, max_photo_bytes=300_000)
     app = create_app(settings)
     with TestClient(app) as client:
         client.data_dir = Path(data)
@@ -207,3 +218,34 @@ def test_png_upload_keeps_its_sniffed_extension(served):
     assert r.status_code == 200, r.text
     row = served.app_ref.state.store.get_request(r.json()["request_id"])
     assert row["front_key"].endswith("__front.png") and row["back_key"].endswith("__back.jpg")
+
+
+def test_concurrent_requests_share_one_forward_pass_and_the_queue_is_bounded(served):
+    import asyncio
+
+    from coin_assets.serving.batching import MicroBatcher, QueueFull
+    from coin_assets.serving.inputs import prepare_photo
+    from coin_assets.serving.metrics import ServingMetrics
+
+    model = served.app_ref.state.holder.current
+    coins = [coin_photos(1900 + 20 * k, seed=k) for k in range(5)]
+    pairs = [np.stack([prepare_photo(side, data, model.image_size, 10**7).array
+                       for side, data in zip(("front", "back"), coin, strict=True)]) for coin in coins]
+
+    async def run():
+        metrics = ServingMetrics()
+        batcher = MicroBatcher(max_batch=16, queue_size=5, metrics=metrics)
+        tasks = [asyncio.create_task(batcher.predict(model, pair)) for pair in pairs]
+        await asyncio.sleep(0)  # all five wait in the queue before the consumer starts
+        with pytest.raises(QueueFull):
+            await batcher.predict(model, pairs[0])
+        batcher.start()
+        answers = await asyncio.gather(*tasks)
+        await batcher.stop()
+        return answers, metrics
+
+    answers, metrics = asyncio.run(run())
+    assert metrics.registry.get_sample_value("coin_serving_batch_size_count") == 1
+    assert metrics.registry.get_sample_value("coin_serving_batch_size_sum") == 5
+    alone = model.predictor.predict_photos([c[0] for c in coins], [c[1] for c in coins])
+    assert [a["year"] for a in answers] == pytest.approx(list(alone["year"]), abs=1e-3)

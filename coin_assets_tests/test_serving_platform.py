@@ -14,19 +14,26 @@ from coin_assets.defs.assets.serving import ServingRequestsConfig, serving_reque
 from coin_assets.defs.sensors import review_sensor, upload_sensor
 from coin_assets.serving.app import create_app
 from coin_assets.serving.store import utcnow
-from coin_assets_tests.serving_fixtures import REVIEWER_TOKEN, USER_TOKEN, Registry, coin_photos
+from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
+    REVIEWER_TOKEN,
+    USER_TOKEN,
+    coin_photos,
+    serving_registry_fixture,
+)
+
+NAME = "coin_serving_platform"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = Registry(tmp_path_factory.mktemp("platform_mlflow"))
-    reg.promote(reg.register(seed=0))
-    return reg
+def registry(serving_registry):
+    (version,) = serving_registry.model_copy(NAME, serving_registry.base[:1])
+    serving_registry.promote(version, NAME)
+    return serving_registry
 
 
 def test_requests_are_ingested_labelled_and_audited(registry, lake, monkeypatch):
     monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "0")
-    settings = registry.settings(lake.root, serving_db_url=f"sqlite:///{lake.base / 'serving.db'}")
+    settings = registry.settings(lake.root, NAME, serving_db_url=f"sqlite:///{lake.base / 'serving.db'}")
     day = utcnow().date().isoformat()
     with TestClient(create_app(settings)) as api:
         answers = []

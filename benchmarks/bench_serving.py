@@ -1,0 +1,339 @@
+"""Serving latency and throughput: our API against ``mlflow models serve`` of the same registered
+version, and the in-process floor, in one command on one machine with the same photos.
+
+    python benchmarks/bench_serving.py [--backbone resnet18] [--image-size 128] [--seconds 8]
+                                       [--clients 1,4,16] [--soak-seconds 600] [--soak-clients 4]
+
+1. in-process floor: decode + preprocess + forward of one pair (PhotoPredictor.predict_photos);
+2. p50/p95/p99 latency and throughput at 1, 4 and 16 concurrent clients, for our service
+   (``python -m coin_assets.serving``, multipart) and ``mlflow models serve --env-manager local``
+   (JSON ``dataframe_split`` with base64 photos) of the same version;
+3. 16 clients through a promotion and a rollback (alias moved + reload endpoint): failed requests,
+   longest stall (longest gap without any answer, and the slowest request);
+4. a soak (``--soak-seconds``, default 10 minutes): the service's resident and peak memory after warm-up
+   and at the end.
+Goals (printed with the measured ratios): p50 at 1 client ≤ 1.3 × floor; throughput at 16 clients
+≥ 2 × mlflow serve; 0 failed requests through promotion and rollback; flat memory.
+The load generator runs on the same machine (threads with one httpx client each), for both servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+NAME = "coin_year_bench"
+TOKEN = "bench-reload-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def photos(n: int = 8) -> list[tuple[bytes, bytes]]:
+    from coin_assets.synth import render_coin_pair
+
+    out = []
+    for i in range(n):
+        pair = []
+        for img in render_coin_pair(1900 + 7 * i, random.Random(i), (800, 600)):
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=90)
+            pair.append(buf.getvalue())
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def register(root: Path, backbone: str, image_size: int, example) -> tuple[str, list[str]]:
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    from coin_assets.ml.model import CoinYearRegressor
+    from coin_assets.ml.pyfunc import PhotoModelConfig, log_photo_model
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = MlflowClient().create_experiment("bench", artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=exp)
+    versions = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        with mlflow.start_run():
+            info = log_photo_model(CoinYearRegressor(backbone=backbone), PhotoModelConfig(image_size=image_size),
+                                   *example, registered_model_name=NAME)
+        versions.append(str(info.registered_model_version))
+    MlflowClient().set_registered_model_alias(NAME, "production", versions[0])
+    return uri, versions
+
+
+def start(cmd: list[str], env: dict, log: Path, health_url: str, timeout: float = 240) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[:3]} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(health_url, timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError(f"{cmd[:3]} not ready in {timeout}s: {log.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak resident) of a process and its children, from /proc."""
+    out = {"rss": 0, "hwm": 0}
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out["rss"] += int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    out["hwm"] += int(line.split()[1])
+        except OSError:
+            pass
+    return out
+
+
+class Target:
+    def __init__(self, name: str, url: str, make_request):
+        self.name, self.url, self.make_request = name, url, make_request
+
+
+def ours(base: str) -> Target:
+    def send(client: httpx.Client, pair):
+        return client.post(f"{base}/predict", files={"front": ("f.jpg", pair[0]), "back": ("b.jpg", pair[1])})
+    return Target("coin_assets API", base, send)
+
+
+def mlflow_serve(base: str) -> Target:
+    def send(client: httpx.Client, pair):
+        body = {"dataframe_split": {"columns": ["front", "back"], "data": [
+            [base64.b64encode(pair[0]).decode(), base64.b64encode(pair[1]).decode()]]}}
+        return client.post(f"{base}/invocations", json=body)
+    return Target("mlflow models serve", base, send)
+
+
+def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> dict:
+    """``clients`` threads send requests for ``seconds``; latencies, failures, answer times, versions."""
+    stop_at = time.perf_counter() + seconds
+    lat: list[float] = []
+    answered: list[float] = []
+    failures: list[str] = []
+    versions: list[str] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            i = k
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    r = target.make_request(client, pairs[i % len(pairs)])
+                    ok = r.status_code == 200
+                    detail = "" if ok else f"{r.status_code} {r.text[:200]}"
+                    version = r.json().get("model_version") if ok and "model_version" in r.text else None
+                except httpx.HTTPError as err:
+                    ok, detail, version = False, repr(err), None
+                t1 = time.perf_counter()
+                with lock:
+                    if ok:
+                        lat.append(t1 - t0)
+                        answered.append(t1)
+                        if version:
+                            versions.append(version)
+                    else:
+                        failures.append(detail)
+                i += clients
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    if on_tick:
+        on_tick()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    ms = np.array(lat) * 1000 if lat else np.array([np.nan])
+    gaps = np.diff(np.array(sorted([started] + answered))) if answered else np.array([wall])
+    return {"clients": clients, "requests": len(lat), "failed": len(failures), "failures": failures[:3],
+            "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "rps": len(lat) / wall,
+            "longest_gap_ms": float(gaps.max() * 1000), "versions": versions}
+
+
+def floor(uri_version: str, pairs, repeats: int) -> dict:
+    from coin_assets.ml.pyfunc import load_photo_predictor
+
+    predictor = load_photo_predictor(uri_version)
+    for pair in pairs[:3]:
+        predictor.predict_photos([pair[0]], [pair[1]])
+    times = []
+    for i in range(repeats):
+        pair = pairs[i % len(pairs)]
+        t0 = time.perf_counter()
+        predictor.predict_photos([pair[0]], [pair[1]])
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    return {"p50": float(np.median(ms)), "mean": float(ms.mean()), "p95": float(np.percentile(ms, 95))}
+
+
+def row(name: str, r: dict) -> str:
+    return (f"{name:22s} {r['clients']:>7d} {r['requests']:>8d} {r['failed']:>6d} {r['p50']:>8.1f} {r['p95']:>8.1f} "
+            f"{r['p99']:>8.1f} {r['rps']:>8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per load level")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--soak-clients", type=int, default=4)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="intra-op threads for both servers and the floor (OMP_NUM_THREADS); 0: torch default. "
+                             "Two OpenMP threads on an oversubscribed 2-core machine make a forward pass ~8x slower")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    pairs = photos()
+    print(f"work dir {work}; photos {len(pairs[0][0]) // 1024} KiB + {len(pairs[0][1]) // 1024} KiB (800x600 JPEG); "
+          f"model {args.backbone} @ {args.image_size}px; cpu cores {os.cpu_count()}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    threads_env = {}
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        threads_env = {"OMP_NUM_THREADS": str(args.torch_threads), "MKL_NUM_THREADS": str(args.torch_threads)}
+    uri, versions = register(work, args.backbone, args.image_size, pairs[0])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    # mlflow models serve execs `uvicorn` from PATH: the one next to this interpreter
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(ROOT), **threads_env, "MLFLOW_TRACKING_URI": uri, "COIN_ASSETS_DATA_DIR": str(work / "data"),
+           "COIN_ASSETS_MODEL_NAME": NAME, "COIN_ASSETS_RELOAD_TOKEN": TOKEN, "COIN_ASSETS_SERVING_POLL_SECONDS": "5"}
+    our_port, ml_port = free_port(), free_port()
+    procs = []
+    try:
+        api = start([sys.executable, "-m", "coin_assets.serving", "--port", str(our_port), "--log-level", "warning"],
+                    env, work / "api.log", f"http://127.0.0.1:{our_port}/health")
+        procs.append(api)
+        targets = [ours(f"http://127.0.0.1:{our_port}")]
+        if not args.skip_mlflow:
+            mlf = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/{versions[0]}",
+                         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ml_port)],
+                        env, work / "mlflow_serve.log", f"http://127.0.0.1:{ml_port}/ping")
+            procs.append(mlf)
+            targets.append(mlflow_serve(f"http://127.0.0.1:{ml_port}"))
+
+        # the floor, measured while both servers sit idle
+        fl = floor(client.get_model_version_download_uri(NAME, versions[0]), pairs, 60)
+        print(f"\nin-process floor (decode + preprocess + forward of one pair, {args.torch_threads or 'default'} "
+              f"torch threads): p50 {fl['p50']:.1f} ms, mean {fl['mean']:.1f} ms, p95 {fl['p95']:.1f} ms")
+        print(f"\n{'server':22s} {'clients':>7s} {'requests':>8s} {'failed':>6s} {'p50 ms':>8s} {'p95 ms':>8s} "
+              f"{'p99 ms':>8s} {'req/s':>8s}")
+        results: dict[tuple[str, int], dict] = {}
+        for target in targets:
+            load(target, pairs, 2, 2.0)  # warm-up
+        for c in levels:  # interleaved, so that a change in the machine's load hits both servers alike
+            for target in targets:
+                results[(target.name, c)] = r = load(target, pairs, c, args.seconds)
+                print(row(target.name, r), flush=True)
+
+        # promotion and rollback under 16 clients
+        base = targets[0].url
+
+        reloads = []
+
+        def promote_then_rollback():
+            from coin_assets.ml import registry as reg
+            from coin_assets.serving.client import request_reload
+
+            time.sleep(args.seconds / 2)
+            client.set_registered_model_alias(NAME, "production", versions[1])
+            reloads.append(request_reload(base_url=base, token=TOKEN))
+            time.sleep(args.seconds / 2)
+            reg.rollback(client, NAME, actor="bench", reason="benchmark rollback", to_version=versions[0])
+            reloads.append(request_reload(base_url=base, token=TOKEN))
+
+        swap = load(targets[0], pairs, 16, args.seconds * 2, on_tick=promote_then_rollback)
+        switches = sum(1 for a, b in zip(swap["versions"], swap["versions"][1:], strict=False) if a != b)
+        print(f"\n16 clients through a promotion (v{versions[0]} → v{versions[1]}) and a rollback (→ v{versions[0]}): "
+              f"{swap['requests']} answered, {swap['failed']} failed, longest gap without an answer "
+              f"{swap['longest_gap_ms']:.0f} ms, slowest request {swap['max']:.0f} ms, versions seen "
+              f"{sorted(set(swap['versions']))}, version changes in answer order {switches}; reload reports "
+              f"{[{k: r.get(k) for k in ('ok', 'changed', 'version', 'error')} for r in reloads]}")
+
+        # soak
+        load(targets[0], pairs, args.soak_clients, 3.0)
+        mem0 = memory_kib(api.pid)
+        soak = load(targets[0], pairs, args.soak_clients, args.soak_seconds)
+        mem1 = memory_kib(api.pid)
+        print(f"\nsoak {args.soak_seconds:.0f} s at {args.soak_clients} clients: {soak['requests']} answered, "
+              f"{soak['failed']} failed, p50 {soak['p50']:.1f} ms; API memory after warm-up RSS "
+              f"{mem0['rss'] / 1024:.0f} MiB (peak {mem0['hwm'] / 1024:.0f} MiB), at the end RSS "
+              f"{mem1['rss'] / 1024:.0f} MiB (peak {mem1['hwm'] / 1024:.0f} MiB)")
+
+        one = results[(targets[0].name, 1)]["p50"]
+        print(f"\ngoal p50 at 1 client ≤ 1.3 × floor: {one:.1f} ms / {fl['p50']:.1f} ms = {one / fl['p50']:.2f}×")
+        if len(targets) > 1 and 16 in levels:
+            ratio = results[(targets[0].name, 16)]["rps"] / results[(targets[1].name, 16)]["rps"]
+            print(f"goal throughput at 16 clients ≥ 2 × mlflow serve: {results[(targets[0].name, 16)]['rps']:.1f} / "
+                  f"{results[(targets[1].name, 16)]['rps']:.1f} req/s = {ratio:.2f}×")
+        print(f"goal 0 failed through promotion and rollback: {swap['failed']}")
+        print(f"goal flat memory: peak {mem0['hwm'] / 1024:.0f} → {mem1['hwm'] / 1024:.0f} MiB "
+              f"({(mem1['hwm'] - mem0['hwm']) / max(mem0['hwm'], 1) * 100:+.1f} %)")
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+if __name__ == "__main__":
+    main()
