@@ -216,3 +216,23 @@ def test_an_unreachable_api_is_said_so():
     with pytest.raises(ApiError, match="cannot be reached") as info:
         ApiClient(f"http://127.0.0.1:{free_port()}", timeout=2).health()
     assert info.value.status == 0
+
+
+def test_launcher_kills_what_ignores_sigterm_and_passes_on_an_exit_code(tmp_path):
+    """The generic form (``-- CMD -- CMD``): a child that ignores SIGTERM is killed after the grace,
+    and a command that exits stops the others with its exit status."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    stubborn = subprocess.Popen([sys.executable, "-m", "coin_assets.launcher", "--grace", "1", "--", "sleep", "60",
+                                 "--", "bash", "-c", "trap '' TERM; sleep 60 & wait"], env=env,
+                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(1.5)
+    began = time.monotonic()
+    stubborn.send_signal(signal.SIGTERM)
+    assert stubborn.wait(20) == 0
+    while group_alive(stubborn.pid) and time.monotonic() - began < 10:
+        time.sleep(0.05)
+    assert not group_alive(stubborn.pid) and time.monotonic() - began < 5
+    assert b"killed" in stubborn.stdout.read()
+    failing = subprocess.run([sys.executable, "-m", "coin_assets.launcher", "--", "bash", "-c", "exit 3", "--",
+                              "sleep", "60"], env=env, capture_output=True, text=True, timeout=30)
+    assert failing.returncode == 3 and "exited with code 3" in failing.stdout
