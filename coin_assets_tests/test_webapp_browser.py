@@ -4,7 +4,8 @@ Everything is started for real: the serving API (uvicorn, ``python -m coin_asset
 tiny registered model in a temporary MLflow registry, and the Streamlit app
 (``python -m coin_assets.webapp``), which only talks to the API over HTTP. The browser sends a
 generated pair and sees a year, sends a text file named ``.jpg`` and sees the error, finds the
-request in the history, and submits a correction whose verdict is then found in the store.
+request in the history, submits a correction whose verdict is then found in the store, and sends a
+zip of two coins on the batch page (scored by the worker) until its CSV can be downloaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -89,6 +91,11 @@ def platform(tmp_path_factory):
         (base / "front.jpg").write_bytes(front)
         (base / "back.jpg").write_bytes(back)
         (base / "notes.jpg").write_bytes(b"this is a text file, not a photo\n")
+        with zipfile.ZipFile(base / "coins.zip", "w") as archive:
+            for coin, year in (("k1", 1921), ("k2", 1999)):
+                for side, photo in zip(("front", "back"), coin_photos(year=year, seed=year, size=(200, 150)),
+                                       strict=True):
+                    archive.writestr(f"{coin}__{side}.jpg", photo)
         yield {"base": base, "settings": settings, "web": f"http://127.0.0.1:{web_port}"}
     finally:
         began = time.monotonic()
@@ -193,6 +200,15 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text(request_id)).to_be_visible()
     row = page.locator("tr", has_text=request_id)
     expect(row).to_contain_text("completed")
+
+    # Many coins: a zip → a batch scored by the worker, a progress bar, then a CSV to download.
+    page.goto(platform["web"] + "/batch")
+    uploader = page.get_by_test_id("stFileUploader")
+    uploader.locator("input[type=file]").set_input_files(str(base / "coins.zip"))
+    expect(uploader).to_contain_text("coins.zip")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("2 / 2 coins done")).to_be_visible()
+    expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
 
 
 @pytest.mark.parametrize("status, body, headers, expected", [
