@@ -1,10 +1,12 @@
 """One command for the whole platform: dagster dev, the API, the worker(s) and the web app.
 
-``python -m coin_assets.launcher`` (``make demo``) starts every service as a child in the launcher's
-own process group, prints the URLs, and on Ctrl-C / SIGTERM (or when any service dies) stops them
-all: SIGTERM to every process of the tree and of the group, then SIGKILL to whatever is still alive
-after a short grace, so nothing outlives the command (dagster dev's webserver, daemon and code
-server included).
+    python -m coin_assets.launcher [--grace 5] [--no-dagster]          # the platform (make demo)
+    python -m coin_assets.launcher [--grace 5] -- CMD ARGS [-- CMD ...]  # any commands, same handling
+
+Every service runs as a child in the launcher's process group. The launcher prints the URLs and, on
+Ctrl-C / SIGTERM / SIGHUP (or when any service exits), stops them all: SIGTERM to every process of
+its tree and of its group, then SIGKILL to whatever is still alive after the grace, so nothing
+outlives the command (dagster dev's webserver, daemon and code server included).
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def prepare(settings: Settings) -> None:
 
 
 def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECONDS,
-        only: set[str] | None = None) -> int:
+        only: set[str] | None = None, commands: list[list[str]] | None = None) -> int:
+    """Start the platform (or ``commands``) and keep it up until a signal or a service's exit."""
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
     # Children import this checkout's package, whatever is installed.
@@ -140,15 +143,18 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
     def on_signal(signum, _frame):
         stopping["signal"] = signum
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     procs: dict[str, subprocess.Popen] = {}
-    wanted = services(settings, with_dagster=with_dagster, only=only)
-    prepare(settings)
+    if commands:
+        wanted = [Service(f"{i + 1}:{Path(cmd[0]).name}", cmd) for i, cmd in enumerate(commands)]
+    else:
+        wanted = services(settings, with_dagster=with_dagster, only=only)
+        prepare(settings)
     try:
         for svc in wanted:
-            procs[svc.name] = subprocess.Popen(svc.argv, cwd=root, env={**env, **svc.env})
-        print("coin_assets platform starting:", flush=True)
+            procs[svc.name] = subprocess.Popen(svc.argv, cwd=None if commands else root, env={**env, **svc.env})
+        print("coin_assets platform starting:" if not commands else "coin_assets launcher started:", flush=True)
         for svc in wanted:
             if svc.url:
                 print(f"  {svc.name:8s} {svc.url}", flush=True)
@@ -158,7 +164,7 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}: stopping the platform", flush=True)
-                    return 1
+                    return proc.returncode if commands else 1
             for svc in wanted:
                 if svc.port and svc.name not in announced and _port_open(svc.port):
                     announced.add(svc.name)
@@ -166,28 +172,44 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
             time.sleep(0.2)
         return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
         stop_all(grace)
         print("coin_assets platform stopped.", flush=True)
+
+
+def split_commands(argv: list[str]) -> tuple[list[str], list[list[str]]]:
+    """``[opts] -- a b -- c`` → (opts, [[a, b], [c]])."""
+    if "--" not in argv:
+        return argv, []
+    first = argv.index("--")
+    commands: list[list[str]] = [[]]
+    for arg in argv[first + 1:]:
+        if arg == "--":
+            commands.append([])
+        else:
+            commands[-1].append(arg)
+    return argv[:first], [c for c in commands if c]
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options, commands = split_commands(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(prog="python -m coin_assets.launcher", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-dagster", action="store_true", help="only the API, the worker(s) and the web app")
     parser.add_argument("--grace", type=float, default=GRACE_SECONDS, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--only", default=None,
                         help=f"comma-separated services to start, among {', '.join(SERVICE_KINDS)} (default: all)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(options)
     only = None
     if args.only:
         only = {name.strip() for name in args.only.split(",") if name.strip()}
         unknown = only - set(SERVICE_KINDS)
         if unknown:
             parser.error(f"unknown services {sorted(unknown)}; choose among {', '.join(SERVICE_KINDS)}")
-    return run(Settings.from_env(), with_dagster=not args.no_dagster, grace=args.grace, only=only)
+    return run(Settings.from_env(), with_dagster=not args.no_dagster, grace=args.grace, only=only, commands=commands)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def test_200_requests_two_workers_one_killed_mid_request(registry, photos, tmp_p
                 with store.engine.connect() as conn:
                     return conn.execute(select(func.count()).where(requests.c.status == "completed")).scalar() == 200
 
-            wait_for(all_done, 120, "all 200 requests to complete", [workers["w2"]])
+            wait_for(all_done, 240, "all 200 requests to complete", [workers["w2"]])
         finally:
             for proc in workers.values():
                 if proc.poll() is None:

@@ -4,7 +4,8 @@ Everything is started for real: the serving API (uvicorn, ``python -m coin_asset
 tiny registered model in a temporary MLflow registry, and the Streamlit app
 (``python -m coin_assets.webapp``), which only talks to the API over HTTP. The browser sends a
 generated pair and sees a year, sends a text file named ``.jpg`` and sees the error, finds the
-request in the history, and submits a correction whose verdict is then found in the store.
+request in the history, submits a correction whose verdict is then found in the store, and sends a
+zip of two coins on the batch page (scored by the worker) until its CSV can be downloaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -89,6 +91,11 @@ def platform(tmp_path_factory):
         (base / "front.jpg").write_bytes(front)
         (base / "back.jpg").write_bytes(back)
         (base / "notes.jpg").write_bytes(b"this is a text file, not a photo\n")
+        with zipfile.ZipFile(base / "coins.zip", "w") as archive:
+            for coin, year in (("k1", 1921), ("k2", 1999)):
+                for side, photo in zip(("front", "back"), coin_photos(year=year, seed=year, size=(200, 150)),
+                                       strict=True):
+                    archive.writestr(f"{coin}__{side}.jpg", photo)
         yield {"base": base, "settings": settings, "web": f"http://127.0.0.1:{web_port}"}
     finally:
         began = time.monotonic()
@@ -193,3 +200,55 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text(request_id)).to_be_visible()
     row = page.locator("tr", has_text=request_id)
     expect(row).to_contain_text("completed")
+
+    # Many coins: a zip → a batch scored by the worker, a progress bar, then a CSV to download.
+    page.goto(platform["web"] + "/batch")
+    uploader = page.get_by_test_id("stFileUploader")
+    uploader.locator("input[type=file]").set_input_files(str(base / "coins.zip"))
+    expect(uploader).to_contain_text("coins.zip")
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_text("2 / 2 coins done")).to_be_visible()
+    expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
+
+
+@pytest.mark.parametrize("status, body, headers, expected", [
+    (503, {"status": "not_ready", "reason": "no 'production' version yet"}, {}, "No model is in production yet"),
+    (503, {"error": "not_ready", "detail": "no model loaded"}, {"Retry-After": "1"}, "No model is in production yet"),
+    (503, {"error": "overloaded", "detail": "queue full"}, {"Retry-After": "2"}, "busy. Please retry in 2 s"),
+    (413, {"error": "too_large", "detail": "front: photo over the size limit"}, {}, "This photo is too large"),
+    (422, {"error": "bad_image", "detail": "front: not a recognised image"}, {}, "This upload cannot be used"),
+    (401, {"error": "unauthorized", "detail": "feedback needs a token"}, {}, "Corrections need an identified caller"),
+])
+def test_every_api_error_becomes_a_sentence(status, body, headers, expected):
+    from coin_assets.webapp.client import error_for
+
+    err = error_for(httpx.Response(status, json=body, headers=headers))
+    assert err.status == status and expected in err.message
+
+
+def test_an_unreachable_api_is_said_so():
+    from coin_assets.webapp.client import ApiClient, ApiError
+
+    with pytest.raises(ApiError, match="cannot be reached") as info:
+        ApiClient(f"http://127.0.0.1:{free_port()}", timeout=2).health()
+    assert info.value.status == 0
+
+
+def test_launcher_kills_what_ignores_sigterm_and_passes_on_an_exit_code(tmp_path):
+    """The generic form (``-- CMD -- CMD``): a child that ignores SIGTERM is killed after the grace,
+    and a command that exits stops the others with its exit status."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    stubborn = subprocess.Popen([sys.executable, "-m", "coin_assets.launcher", "--grace", "1", "--", "sleep", "60",
+                                 "--", "bash", "-c", "trap '' TERM; sleep 60 & wait"], env=env,
+                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(1.5)
+    began = time.monotonic()
+    stubborn.send_signal(signal.SIGTERM)
+    assert stubborn.wait(20) == 0
+    while group_alive(stubborn.pid) and time.monotonic() - began < 10:
+        time.sleep(0.05)
+    assert not group_alive(stubborn.pid) and time.monotonic() - began < 5
+    assert b"killed" in stubborn.stdout.read()
+    failing = subprocess.run([sys.executable, "-m", "coin_assets.launcher", "--", "bash", "-c", "exit 3", "--",
+                              "sleep", "60"], env=env, capture_output=True, text=True, timeout=30)
+    assert failing.returncode == 3 and "exited with code 3" in failing.stdout

@@ -14,7 +14,8 @@ def main() -> None:
     port = os.environ.get("COIN_ASSETS_WEBAPP_PORT", "8501")
     sys.argv = ["streamlit", "run", str(app), "--server.port", port, "--server.address",
                 os.environ.get("COIN_ASSETS_WEBAPP_HOST", "127.0.0.1"), "--server.headless", "true",
-                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+                "--client.toolbarMode", "viewer"]
     sys.exit(stcli.main())
 
 

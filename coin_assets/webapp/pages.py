@@ -43,7 +43,7 @@ def predict_page() -> None:
         show_result(last)
         st.caption(f"request {last['request_id']}")
         show_crops(last["request_id"])
-        feedback_form(last["request_id"], "predict")
+        feedback_form(last["request_id"], "predict", last.get("year"))
 
 
 def batch_page() -> None:

@@ -80,11 +80,12 @@ def show_crops(request_id: str) -> None:
             col.info(f"{side}: {err.message}")
 
 
-def feedback_form(request_id: str, key: str) -> None:
+def feedback_form(request_id: str, key: str, default_year: float | None = None) -> None:
     """Enter the true year → feedback → (for a reviewer) a training label."""
     with st.form(f"feedback-{key}"):
         st.write("Wrong year? Tell us the true one.")
-        true_year = st.number_input("True year", min_value=1500, max_value=2100, value=2000, step=1,
+        start = int(round(default_year)) if default_year is not None and 1500 <= default_year <= 2100 else 2000
+        true_year = st.number_input("True year", min_value=1500, max_value=2100, value=start, step=1,
                                     key=f"true-year-{key}")
         sent = st.form_submit_button("Send correction")
     if sent:
