@@ -132,7 +132,8 @@ def test_200_requests_two_workers_one_killed_mid_request(registry, photos, tmp_p
         assert per_request == {rid: 1 for rid in ids}  # every request has exactly one result
         for rid in stolen:  # w1's requests came back after the lease and w2 finished them
             assert rows[rid].claimed_by == "w2" and rows[rid].attempts == 2
-        assert {r.claimed_by for r in rows.values()} == {"w1", "w2"}  # both workers scored requests
+        # w1 may be frozen at its very first claim (then w2 scored everything): only the two workers scored
+        assert "w2" in {r.claimed_by for r in rows.values()} <= {"w1", "w2"}
         answer = client.get(f"/predictions/{stolen[0]}").json()
         assert answer["status"] == "completed" and answer["result"]["model_version"] == "1"
         assert answer["result"]["lower_90"] < answer["result"]["year"] < answer["result"]["upper_90"]
