@@ -4,7 +4,7 @@
 
 Starts the local cluster's servers, worker-1 (DuckDB owner) and worker-2 with `--autoscale=MAX,MIN`
 on the default queue, ingests one small day, then sends a burst of training runs at once (each a
-`coin_year_model` step on the default queue). Prints worker-2's pool size every 2 s: it grows with
+`coin_year_model` step on the default queue). Prints worker-2's live pool processes every 2 s: it grows with
 the burst and shrinks back to MIN after the quiet period (Celery's AUTOSCALE_KEEPALIVE, set to 10 s).
 """
 
@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import boto3  # noqa: E402
-from celery import Celery  # noqa: E402
 
 from coin_assets.local_cluster import BIN, REPO_ROOT, LocalCluster, start_celery_worker  # noqa: E402
 from coin_assets.synth import generate_uploads  # noqa: E402
@@ -30,12 +29,14 @@ TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_wor
         "backbone": "mobilenet_v3_small", "projection_dim": 16, "num_threads": 1, "retrain_same_data": True}
 
 
-def pool_size(app: Celery) -> int | None:
-    stats = app.control.inspect(timeout=1.0).stats() or {}
-    for name, s in stats.items():
-        if name.startswith("worker-2@"):
-            return len(s.get("pool", {}).get("processes", []))
-    return None
+def pool_size(worker) -> int:
+    """Live pool processes of a worker: the children of its main process (psutil)."""
+    import psutil
+
+    try:
+        return len(psutil.Process(worker.popen.pid).children())
+    except psutil.NoSuchProcess:
+        return 0
 
 
 def main(argv=None) -> int:
@@ -59,7 +60,6 @@ def main(argv=None) -> int:
         cluster.procs["worker-1"] = start_celery_worker(cluster.base, "worker-1", ["duckdb"], env)
         cluster.procs["worker-2"] = start_celery_worker(cluster.base, "worker-2", ["dagster"], env,
                                                         autoscale=(args.max, args.min))
-        app = Celery(broker=cluster.env["COIN_ASSETS_CELERY_BROKER"], backend=cluster.env["COIN_ASSETS_CELERY_BROKER"])
         dagster = [str(BIN / "dagster"), "job", "execute", "-m", "coin_assets.definitions"]
         subprocess.run([*dagster, "-j", "ingestion_job", "--tags", json.dumps({"dagster/partition": day})],
                        env=env, cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         sizes = []
         quiet_since = None
         while time.monotonic() - started < 540:
-            size = pool_size(app)
+            size = pool_size(cluster.procs["worker-2"])
             sizes.append(size)
             done = all(r.poll() is not None for r in runs)
             print(f"t={time.monotonic() - started:5.0f}s  worker-2 pool={size}  runs done={sum(r.poll() is not None for r in runs)}",

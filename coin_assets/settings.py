@@ -97,6 +97,7 @@ class Settings:
     celery_backend: str | None = None
     duckdb_queue: str = "duckdb"
     io_prefix: str | None = None
+    aws_keys_in_env: bool = False  # AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set: resources refer to them by name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +141,7 @@ class Settings:
             celery_backend=_get(env, "COIN_ASSETS_CELERY_BACKEND"),
             duckdb_queue=_get(env, "COIN_ASSETS_DUCKDB_QUEUE", d.duckdb_queue),
             io_prefix=_get(env, "COIN_ASSETS_IO_PREFIX"),
+            aws_keys_in_env=bool(_get(env, "AWS_ACCESS_KEY_ID") and _get(env, "AWS_SECRET_ACCESS_KEY")),
         )
 
     def with_overrides(self, **changes) -> Settings:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from dagster import EnvVar
 from dagster._core.execution.api import create_execution_plan
 from dagster_aws.s3 import S3PickleIOManager
 
@@ -30,6 +31,9 @@ def test_profiles_follow_the_executor_and_scale_out_puts_step_values_in_s3():
     resources = default_resources(Settings.from_env(SCALE_OUT))
     io = resources["io_manager"]
     assert isinstance(io, S3PickleIOManager) and io.s3_bucket == "b" and io.s3_prefix == "coin_assets/io"
+    keyed = default_resources(Settings.from_env({**SCALE_OUT, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}))
+    secret = keyed["io_manager"].s3_resource.aws_secret_access_key
+    assert isinstance(secret, EnvVar) and secret.env_var_name == "AWS_SECRET_ACCESS_KEY"  # by name, not value
     # a tracking server keeps its own (S3) artifact root; no local folder for artifacts
     assert resources["mlflow_registry"].artifact_root is None
 
