@@ -1,8 +1,10 @@
 """Shared helpers and fixtures for the ingestion tests.
 
 Everything is real: a data root under ``tmp_path`` (``CoinStorage(root=...)``), a DuckDB file next
-to it, an ephemeral Dagster instance, and tiny photos drawn with Pillow. No fixture here is autouse,
-so the other test modules of this folder are not affected.
+to it, an ephemeral Dagster instance, and tiny photos drawn with Pillow. One fixture is autouse:
+``uploads_settle_at_once`` sets ``COIN_ASSETS_SETTLE_SECONDS=0`` for every test, because tests write
+uploads and ingest them the same second (runs take only files older than the settle window); the
+tests of the window set it themselves.
 
 ``lake`` (an :class:`IngestionLake`) bundles them; ``make_upload`` and ``write_sidecar`` are its
 upload helpers as fixtures of their own.
@@ -224,6 +226,11 @@ class IngestionLake:
 
     def close(self) -> None:
         self.instance.dispose()
+
+
+@pytest.fixture(autouse=True)
+def uploads_settle_at_once(monkeypatch):
+    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "0")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -28,6 +29,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for_webserver(port: int, demo: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert demo.poll() is None, "dagster dev exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "dagster dev did not come up"
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_readme_backfill_command_runs_through_a_running_demo_and_the_demo_stops_in_seconds(tmp_path):
     lake = IngestionLake(tmp_path / "lake")
@@ -40,12 +55,14 @@ def test_readme_backfill_command_runs_through_a_running_demo_and_the_demo_stops_
     (home / "dagster.yaml").write_text((WORKTREE / "deploy" / "dagster.yaml").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "MLFLOW_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), COIN_ASSETS_DATA_DIR=str(lake.root), COIN_ASSETS_START_DATE="2026-11-01",
-               COIN_ASSETS_SENSOR_INTERVAL="3600",
-               COIN_ASSETS_DAGSTER_PORT=str(_free_port()), PYTHONPATH=str(WORKTREE), PATH=f"{BIN}:{env.get('PATH', '')}")
+               COIN_ASSETS_SENSOR_INTERVAL="3600", PYTHONPATH=str(WORKTREE), PATH=f"{BIN}:{env.get('PATH', '')}")
+    port = _free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "coin_assets.launcher", "--grace", "5", "--only", "dagster"],
+        [sys.executable, "-m", "coin_assets.launcher", "--grace", "5", "--", str(BIN / "dagster"), "dev",
+         "-h", "127.0.0.1", "-p", str(port)],
         cwd=WORKTREE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        _wait_for_webserver(port, demo)  # the demo is up (its instance storage exists) before the command
         # the README's command line, verbatim but for the days
         backfill = subprocess.run(
             [str(BIN / "dagster"), "job", "backfill", "-j", "ingestion_job", "--partitions", f"{DAY},{DAY2}",
