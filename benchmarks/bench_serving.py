@@ -293,8 +293,8 @@ def main() -> None:
         reloads = []
 
         def promote_then_rollback():
+            from coin_assets.core.serving_client import request_reload
             from coin_assets.ml import registry as reg
-            from coin_assets.serving.client import request_reload
 
             time.sleep(args.seconds / 2)
             client.set_registered_model_alias(NAME, "production", versions[1])

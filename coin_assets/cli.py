@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rollback refused: {err}", file=sys.stderr)
             return 2
         print(f"production: v{result.from_version} -> v{result.to_version} (by {result.actor}: {result.reason})")
+        from coin_assets.core.serving_client import request_reload
+
+        print(f"serving API reload: {request_reload()}")
         return 0
     if args.command == "review":
         from coin_assets.core.review import record_verdict

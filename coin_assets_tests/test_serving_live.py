@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from coin_assets.core import serving_client
 from coin_assets.ml import registry as reg
-from coin_assets.serving import client as serving_client
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     RELOAD_TOKEN,
     coin_photos,

@@ -3,6 +3,7 @@
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
 from pydantic import Field
 
+from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.ingestion import archived_bronze, bronze_images, gold_images, silver_images
 from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
@@ -57,6 +58,7 @@ def rollback_production(context: OpExecutionContext, config: RollbackConfig, mlf
     result = reg.rollback(mlflow_registry.client(), mlflow_registry.model_name, config.actor, config.reason,
                           to_version=config.to_version)
     context.log.info(f"production: v{result.from_version} → v{result.to_version} by {result.actor}: {result.reason}")
+    context.log.info(f"serving API reload: {request_reload()}")
     return {"from_version": result.from_version, "to_version": result.to_version}
 
 

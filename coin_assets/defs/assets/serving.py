@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from coin_assets.core import serving_client
 from coin_assets.core.serving_audit import load_serving_day
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
@@ -14,7 +15,6 @@ from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import MlflowRegistry
 from coin_assets.ml import registry as reg
-from coin_assets.serving import client as serving_client
 from coin_assets.settings import Settings
 
 
