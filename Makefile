@@ -41,6 +41,9 @@ bench: env
 	$(BIN)/python benchmarks/bench_ingestion.py
 	$(BIN)/python benchmarks/bench_training.py
 
+bench-reader: env
+	$(BIN)/python benchmarks/bench_reader.py
+
 lint: env
 	$(BIN)/ruff check .
 
