@@ -67,3 +67,14 @@ def test_fine_tuning_starts_from_the_pretraining_and_mlflow_records_the_lineage(
     loaded = mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}", map_location="cpu")
     assert isinstance(loaded, CoinYearRegressor) and loaded.has_digit_heads
     assert np.isfinite(float(loaded.interval_scale))
+
+    # the same data and config again: nothing trained, and the run and the asset say so
+    again = run(resources, instance, ["training_set", "coin_year_model"],
+                run_config={"ops": {"coin_year_model": {"config": {**TINY_TRAINING, "projection_dim": 16}}}})
+    assert not [e for e in again.get_asset_materialization_events() if e.asset_key.path == ["coin_year_model"]]
+    tags = instance.get_run_by_id(again.run_id).tags
+    assert tags["coin_assets/coin_year_model"] == "not retrained"
+    assert tags["coin_assets/existing_version"] == model["version"]
+    observations = [e for e in again.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert observations and "not retrained" in observations[0].asset_observation_data.asset_observation.metadata[
+        "skipped"].value

@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetObservation, Config, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -214,10 +214,15 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
     client = mlflow_registry.client()
     existing = reg.find_version(client, mlflow_registry.model_name, training_set["content_hash"], cfg_hash)
     if existing is not None and not config.retrain_same_data:
-        context.log.info(
-            f"version {existing.version} was already trained on training set {training_set['content_hash'][:12]} "
-            "with this config: no new version registered"
-        )
+        reason = (f"not retrained: version {existing.version} was already trained on training set "
+                  f"{training_set['content_hash'][:12]} with this config (set retrain_same_data: true to train again)")
+        context.log.warning(reason)
+        # visible where a person looks, not only in the step log: a run tag and an observation on the asset
+        context.instance.add_run_tags(context.run.run_id, {"coin_assets/coin_year_model": "not retrained",
+                                                           "coin_assets/existing_version": str(existing.version)})
+        context.log_event(AssetObservation(asset_key=context.asset_key, metadata={
+            "skipped": reason, "existing_version": str(existing.version),
+            "training_set_hash": training_set["content_hash"], "config_hash": cfg_hash}))
         import mlflow
 
         # the run dagster-mlflow opened for this step: say why it is empty
