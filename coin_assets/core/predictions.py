@@ -99,3 +99,28 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
 def labelled_coin_count(conn) -> int:
     """Labelled paired coins in gold (works on a read-only connection)."""
     return conn.execute("SELECT count(*) FROM coins WHERE paired AND label_year IS NOT NULL").fetchall()[0][0]
+
+
+def scoring_gaps(conn, day: str) -> tuple[list[str], list[tuple]]:
+    """(versions that scored the day, problems): paired coins of the day not scored exactly once by the
+    version that scored the day last, and coins any version scored more than once."""
+    versions = [r[0] for r in conn.execute(
+        "SELECT DISTINCT model_version FROM predictions WHERE partition_date = ?", [day]).fetchall()]
+    latest = next(iter(conn.execute(
+        "SELECT model_version FROM predictions WHERE partition_date = ? ORDER BY predicted_at DESC LIMIT 1", [day]
+    ).fetchall()), None)
+    if latest is None:
+        return versions, []
+    gaps = conn.execute(
+        """
+        SELECT ? AS model_version, c.coin_id, count(p.coin_id) AS n
+        FROM (SELECT coin_id FROM coins WHERE paired AND partition_date = ?) c
+        LEFT JOIN predictions p ON p.coin_id = c.coin_id AND p.model_version = ?
+        GROUP BY ALL HAVING count(p.coin_id) <> 1
+        UNION ALL
+        SELECT model_version, coin_id, count(*) FROM predictions WHERE partition_date = ?
+        GROUP BY ALL HAVING count(*) > 1
+        """,
+        [latest[0], day, latest[0], day],
+    ).fetchall()
+    return versions, gaps

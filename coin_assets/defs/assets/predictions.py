@@ -18,7 +18,6 @@ from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import Z_90, coin_records
 from coin_assets.settings import Settings
 
-
 # eager() without its "latest day only" clause: a promotion (or new gold) re-scores every day that has gold,
 # and a backfill of coin_predictions brings review_queue along; days without gold stay untouched
 FOLLOW_EVERY_DAY = (

@@ -9,7 +9,6 @@ from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
 
-
 # exists from the start: the model chain never warns that its review input was never materialized
 ON_MISSING = (AutomationCondition.missing() & ~AutomationCondition.in_progress()
               & ~AutomationCondition.execution_failed()).with_label("materialize once when missing")
