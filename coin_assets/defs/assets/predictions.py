@@ -51,8 +51,6 @@ def coin_predictions(
     """Every paired coin of the day scored by the model that is `production` when the run starts, with a
     90 % interval. Rows are appended to the DuckDB `predictions` table (history is kept per model
     version) and the gold rows' model_version is filled in."""
-    import mlflow
-
     from coin_assets.ml.train import predict
 
     client = mlflow_registry.client()
@@ -60,8 +58,7 @@ def coin_predictions(
     if production is None:
         context.log.warning("no model has the `production` alias yet: nothing scored")
         return
-    model = mlflow.pytorch.load_model(reg.model_version_uri(mlflow_registry.model_name, production.version),
-                                      map_location="cpu")
+    model = reg.load_torch_model(reg.model_version_uri(mlflow_registry.model_name, production.version))
     image_size = int(production.tags.get("image_size", 128))
     with duckdb.get_connection() as conn:
         coins = preds.coins_to_score(conn, context.partition_key)
