@@ -10,7 +10,7 @@ DEMO_DAYS ?= 3
 export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
-.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster
+.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster bench-reader
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,8 @@ bench: env
 # Postgres, Redis, moto S3, MLflow server, Dagster webserver + daemon, two Celery workers; Ctrl-C stops all
 cluster: env
 	$(BIN)/python deploy/cluster.py --dir .cluster --workers 2 --demo-coins $(DEMO_COINS)
+bench-reader: env
+	$(BIN)/python benchmarks/bench_reader.py
 
 lint: env
 	$(BIN)/ruff check .

@@ -76,7 +76,7 @@ def main() -> None:
     p.add_argument("--val", type=int, default=1000)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--minutes", type=float, default=9.0, help="training time budget")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=30, help="upper bound; the time budget decides")
     p.add_argument("--backbone", default="mobilenet_v3_small")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)

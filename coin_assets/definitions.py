@@ -20,6 +20,7 @@ from coin_assets.defs.assets.model import (
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.assets.serving import serving_deployment, serving_requests
+from coin_assets.defs.automation import model_consumers_automation
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.executors import executor_from_env
 from coin_assets.defs.jobs import (
@@ -48,7 +49,7 @@ defs = Definitions(
     ],
     asset_checks=[*ingestion_checks, *model_checks],
     jobs=[ingestion_job, training_job, prediction_job, review_job, rollback_job, archive_job],
-    sensors=[upload_sensor, review_sensor, retraining_sensor, abandoned_run_sensor],
+    sensors=[upload_sensor, review_sensor, retraining_sensor, abandoned_run_sensor, model_consumers_automation],
     schedules=[daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule,
                bronze_archive_schedule],
     resources=default_resources(),

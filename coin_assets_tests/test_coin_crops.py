@@ -39,3 +39,39 @@ def test_coin_crops_records_centre_radius_or_the_reason_and_skips_unchanged(lake
     again = materialization_metadata(run(), "coin_crops")
     assert again["processed"] == 0 and again["skipped_unchanged"] == 4
     assert lake.scalar("SELECT count(*) FROM coin_crops") == 4
+
+
+def test_an_unreadable_coin_and_a_photo_without_a_coin_go_to_the_review_queue(lake):
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from coin_assets.core import predictions as preds
+    from coin_assets.core.metadata import utcnow
+    from coin_assets.ml.model import UNREADABLE_SIGMA, CoinYearRegressor
+    from coin_assets.ml.pretrain import to_input
+
+    style = replace(varied.sample_style(random.Random(4)), squash=1.0, background="paper")
+    front, back = varied.render_photo_pair(1990, style, random.Random(4), (480, 360))
+    lake.upload(DAY, "coin", "front", "jpg", image=front.image)
+    lake.upload(DAY, "coin", "back", "jpg", image=back.image)
+    lake.sidecar(DAY, "coin")
+    lake.coin(DAY, "blank", year=None)
+    materialize([*INGESTION_ASSETS, coin_crops], partition_key=DAY, resources=lake.resources, instance=lake.instance)
+
+    torch.manual_seed(0)
+    model = CoinYearRegressor("mobilenet_v3_small", projection_dim=8).eval()  # untrained: cannot read anything
+    with torch.no_grad():
+        read = model.read(to_input(np.zeros((2, 2, 32, 32, 3), np.uint8)))
+    assert read["unreadable"].all() and (read["sigma"] >= UNREADABLE_SIGMA).all()
+    year, sigma = read["year"].numpy().astype(float), read["sigma"].numpy().astype(float)
+    frame = pd.DataFrame({"coin_id": ["blank", "coin"], "partition_date": DAY, "predicted_year": year, "sigma": sigma,
+                          "lower_90": year - 1.645 * sigma, "upper_90": year + 1.645 * sigma, "model_name": "m",
+                          "model_version": "1", "predicted_at": utcnow(), "dagster_run_id": "r"})
+    with lake.resources["duckdb"].get_connection() as conn:
+        preds.insert_predictions(conn, frame)
+        queue = preds.refresh_review_queue(conn, DAY, "1", max_interval_years=20, label_tolerance_years=2)
+    reasons = dict(zip(queue["coin_id"], queue["reason"], strict=True))
+    assert set(reasons) == {"blank", "coin"}
+    assert "years wide" in reasons["coin"]
+    assert "no coin found (back: " in reasons["blank"] and "front: " in reasons["blank"]

@@ -61,8 +61,12 @@ def insert_predictions(conn, frame: pd.DataFrame) -> int:
 
 def refresh_review_queue(conn, partition: str, model_version: str, max_interval_years: float,
                          label_tolerance_years: float) -> pd.DataFrame:
-    """Predictions of the day by this model whose 90 % interval is wider than allowed, or that
-    disagree with a known label, are queued for a person (replacing the day's queue for this model)."""
+    """Predictions of the day by this model whose 90 % interval is wider than allowed (an unreadable coin
+    gets a wide one), that disagree with a known label, or whose photo showed no coin to the coin finder,
+    are queued for a person (replacing the day's queue for this model)."""
+    from coin_assets.core.crops import ensure_crops_schema
+
+    ensure_crops_schema(conn)
     conn.execute(REVIEW_QUEUE_SQL)
     conn.execute("DELETE FROM review_queue WHERE partition_date = ? AND model_version = ?", [partition, model_version])
     conn.execute(
@@ -71,13 +75,17 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
         SELECT p.coin_id, p.partition_date, p.predicted_year, p.lower_90, p.upper_90, c.label_year, p.model_version,
                concat_ws('; ',
                    CASE WHEN p.upper_90 - p.lower_90 > ? THEN
-                        printf('90%% interval %.1f years wide > %.1f', p.upper_90 - p.lower_90, ?) END,
+                        printf('90%% interval %.1f years wide > %.1f', p.upper_90 - p.lower_90, CAST(? AS DOUBLE)) END,
                    CASE WHEN c.label_year IS NOT NULL AND abs(p.predicted_year - c.label_year) > ? THEN
-                        printf('predicted %.1f but labelled %d', p.predicted_year, c.label_year) END),
+                        printf('predicted %.1f but labelled %d', p.predicted_year, c.label_year) END,
+                   nc.no_coin),
                ?
         FROM predictions p JOIN coins c USING (coin_id)
+        LEFT JOIN (SELECT coin_id, 'no coin found (' || string_agg(side || ': ' || reason, '; ' ORDER BY side) || ')'
+                   AS no_coin FROM coin_crops WHERE NOT found GROUP BY coin_id) nc USING (coin_id)
         WHERE p.partition_date = ? AND p.model_version = ?
-          AND (p.upper_90 - p.lower_90 > ? OR (c.label_year IS NOT NULL AND abs(p.predicted_year - c.label_year) > ?))
+          AND (p.upper_90 - p.lower_90 > ? OR (c.label_year IS NOT NULL AND abs(p.predicted_year - c.label_year) > ?)
+               OR nc.no_coin IS NOT NULL)
         """,
         [max_interval_years, max_interval_years, label_tolerance_years, utcnow(), partition, model_version,
          max_interval_years, label_tolerance_years],
@@ -91,3 +99,28 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
 def labelled_coin_count(conn) -> int:
     """Labelled paired coins in gold (works on a read-only connection)."""
     return conn.execute("SELECT count(*) FROM coins WHERE paired AND label_year IS NOT NULL").fetchall()[0][0]
+
+
+def scoring_gaps(conn, day: str) -> tuple[list[str], list[tuple]]:
+    """(versions that scored the day, problems): paired coins of the day not scored exactly once by the
+    version that scored the day last, and coins any version scored more than once."""
+    versions = [r[0] for r in conn.execute(
+        "SELECT DISTINCT model_version FROM predictions WHERE partition_date = ?", [day]).fetchall()]
+    latest = next(iter(conn.execute(
+        "SELECT model_version FROM predictions WHERE partition_date = ? ORDER BY predicted_at DESC LIMIT 1", [day]
+    ).fetchall()), None)
+    if latest is None:
+        return versions, []
+    gaps = conn.execute(
+        """
+        SELECT ? AS model_version, c.coin_id, count(p.coin_id) AS n
+        FROM (SELECT coin_id FROM coins WHERE paired AND partition_date = ?) c
+        LEFT JOIN predictions p ON p.coin_id = c.coin_id AND p.model_version = ?
+        GROUP BY ALL HAVING count(p.coin_id) <> 1
+        UNION ALL
+        SELECT model_version, coin_id, count(*) FROM predictions WHERE partition_date = ?
+        GROUP BY ALL HAVING count(*) > 1
+        """,
+        [latest[0], day, latest[0], day],
+    ).fetchall()
+    return versions, gaps

@@ -1,9 +1,9 @@
 """Asset checks on the model, the promotion decision and the predictions."""
 
-import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue, asset_check
 from dagster_duckdb import DuckDBResource
 
+from coin_assets.core import predictions as preds
 from coin_assets.core.uploads import YEAR_MIN
 from coin_assets.defs.assets.model import coin_year_model, promotion_decision
 from coin_assets.defs.assets.predictions import coin_predictions
@@ -27,25 +27,22 @@ def _latest_metadata(context, asset_key: AssetKey) -> dict:
 def model_outputs_are_plausible(context: AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> AssetCheckResult:
     """The latest registered version, loaded through MLflow, gives finite years within the plausible
     range and a positive sigma on a smoke batch."""
-    import mlflow
+    from mlflow.exceptions import MlflowException
 
     version = _latest_metadata(context, coin_year_model.key).get("model_version")
     if version is None:
-        return AssetCheckResult(passed=False, metadata={"problem": "no model version materialized yet"})
+        return AssetCheckResult(passed=False, metadata={"problems": "no model version materialized yet"})
     uri = reg.model_version_uri(mlflow_registry.model_name, version)
-    mlflow_registry.activate()
-    tags = mlflow_registry.client().get_model_version(mlflow_registry.model_name, version).tags
-    out = np.asarray(mlflow.pyfunc.load_model(uri).predict(input_example(int(tags.get("image_size", 128)), batch=4)))
-    problems = []
-    if not np.isfinite(out).all():
-        problems.append("non-finite outputs")
-    elif not ((out[:, 0] >= YEAR_MIN) & (out[:, 0] <= YEAR_MAX)).all():
-        problems.append(f"predicted years {out[:, 0].round(1).tolist()} outside {YEAR_MIN}-{YEAR_MAX}")
-    if np.isfinite(out).all() and not (out[:, 1] > 0).all():
-        problems.append("non-positive sigma")
+    try:
+        tags = mlflow_registry.client().get_model_version(mlflow_registry.model_name, version).tags
+    except MlflowException as err:
+        what = "missing from the registry" if reg.is_missing_error(err) else f"registry lookup failed: {err}"
+        return AssetCheckResult(passed=False, metadata={"model_version": version, "problems": f"v{version} {what}"})
+    # the same sanity check as promotion, with this project's plausible year range
+    problems = reg.sanity_check(uri, input_example(int(tags.get("image_size", 128)), batch=4),
+                                year_range=(YEAR_MIN, YEAR_MAX))
     return AssetCheckResult(passed=not problems, metadata={
-        "model_version": version, "smoke_years": MetadataValue.json(out[:, 0].round(2).tolist()),
-        "problems": "; ".join(problems) or "none",
+        "model_version": version, "problems": "; ".join(problems) or "none",
     })
 
 
@@ -76,34 +73,21 @@ def predictions_scored_once(
 ) -> AssetCheckResult:
     """Every paired coin of the day is scored exactly once by the version that scored the day last, no
     version scored a coin twice, and every version that scored the day exists in the registry."""
+    from mlflow.exceptions import MlflowException
+
     day = context.partition_key
     with duckdb.get_connection() as conn:
-        versions = [r[0] for r in conn.execute(
-            "SELECT DISTINCT model_version FROM predictions WHERE partition_date = ?", [day]).fetchall()]
-        latest = next(iter(conn.execute(
-            "SELECT model_version FROM predictions WHERE partition_date = ? ORDER BY predicted_at DESC LIMIT 1", [day]
-        ).fetchall()), None)
-        # completeness for the version that scored the day last; uniqueness for every version
-        gaps = conn.execute(
-            """
-            SELECT ? AS model_version, c.coin_id, count(p.coin_id) AS n
-            FROM (SELECT coin_id FROM coins WHERE paired AND partition_date = ?) c
-            LEFT JOIN predictions p ON p.coin_id = c.coin_id AND p.model_version = ?
-            GROUP BY ALL HAVING count(p.coin_id) <> 1
-            UNION ALL
-            SELECT model_version, coin_id, count(*) FROM predictions WHERE partition_date = ?
-            GROUP BY ALL HAVING count(*) > 1
-            """,
-            [latest[0] if latest else None, day, latest[0] if latest else None, day],
-        ).fetchall() if latest else []
+        versions, gaps = preds.scoring_gaps(conn, day)
     client = mlflow_registry.client()
-    missing = []
+    missing, lookup_errors = [], []
     for version in versions:
         try:
             client.get_model_version(mlflow_registry.model_name, version)
-        except Exception:
-            missing.append(version)
-    problems = [f"v{v} scored {c} {n} times" for v, c, n in gaps[:20]] + [f"v{v} not in the registry" for v in missing]
+        except MlflowException as err:
+            (missing if reg.is_missing_error(err) else lookup_errors).append(f"v{version}: {err}")
+    problems = ([f"v{v} scored {c} {n} times" for v, c, n in gaps[:20]]
+                + [f"{m.split(':')[0]} not in the registry" for m in missing]
+                + [f"registry lookup failed for {e}" for e in lookup_errors])
     return AssetCheckResult(passed=not problems, metadata={
         "model_versions": MetadataValue.json(versions), "problems": "\n".join(problems) or "none",
     })

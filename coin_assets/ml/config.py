@@ -39,7 +39,7 @@ class PretrainConfig:
     backbone: str = "mobilenet_v3_small"
     mode: str = "shared"
     projection_dim: int | None = 128
-    epochs: int = 2
+    epochs: int = 30  # an upper bound: the time budget decides
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4

@@ -130,6 +130,7 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
         gen = torch.Generator().manual_seed(config.seed)
         history, step, seen, train_seconds = [], 0, 0, 0.0
         budget_total = total
+        last_mark = [time.perf_counter(), 0]
         for epoch in range(1, config.epochs + 1):
             model.train()
             t0 = time.perf_counter()
@@ -145,9 +146,14 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
                 abs_sum += float((pred[:, 0] - y).abs().sum())
                 n += len(idx)
                 elapsed = train_seconds + time.perf_counter() - t0
-                if step == 20 and config.max_seconds:
-                    # shorten the LR schedule to what the time budget will allow
-                    budget_total = min(total, max(step + 1, int(config.max_seconds / (elapsed / step))))
+                if config.max_seconds and step % 25 == 0:
+                    # fit the LR schedule to what the time budget still allows at the recent speed (the speed
+                    # of a shared machine changes: an early estimate alone cut a run to a quarter of its budget)
+                    now = time.perf_counter()
+                    recent = (now - last_mark[0]) / max(1, step - last_mark[1])
+                    last_mark[:] = [now, step]
+                    left = max(0.0, config.max_seconds - elapsed)
+                    budget_total = min(total, max(step + 1, step + int(left / max(recent, 1e-6))))
                     scheduler.lr_lambdas[0] = _rescaled(budget_total)
                 if step >= budget_total or (config.max_seconds and elapsed >= config.max_seconds):
                     break

@@ -175,8 +175,12 @@ def _normalise(mv: ModelVersion) -> ModelVersion:
     return mv
 
 
-def _missing(err: Exception) -> bool:
+def is_missing_error(err: Exception) -> bool:
+    """An MLflow error that means "no such model/version" (not a lookup failure such as a lost connection)."""
     return getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
+
+
+_missing = is_missing_error
 
 
 def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -1,4 +1,5 @@
-"""MLflow bookkeeping of the synthetic pre-training, in one function (no Dagster here).
+"""MLflow bookkeeping, one function per training kind (no Dagster here): :func:`train_and_register` for
+the model trained on people's coins, :func:`log_pretraining` for the synthetic pre-training.
 
 The pre-trained weights are stored by the caller (object store key) and recorded here as the run's
 ``weights_key`` tag; the fine-tuning run of ``coin_year_model`` tags ``pretrained_run_id`` with this
@@ -8,7 +9,9 @@ run's id, so the lineage between the two runs is in MLflow.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 PRETRAINED_POINTER = "ml/pretrained/latest.json"
 
@@ -53,3 +56,104 @@ def log_pretraining(result, config, weights_key: str, weights_uri: str, dagster_
         mlflow.set_tags({"kind": "synthetic_pretraining", "weights_key": weights_key,
                          "dagster_run_id": dagster_run_id or ""})
         return run.info.run_id
+
+
+@dataclass
+class RegisteredTraining:
+    version: str
+    run_id: str
+    result: object  # TrainResult
+    curve: object  # matplotlib figure
+    interval_scale: float | None
+
+
+def learning_curve(history: list[dict]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    epochs = [h["epoch"] for h in history]
+    for key in ("train_mae", "val_mae"):
+        ax.plot(epochs, [h.get(key, math.nan) for h in history], marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MAE (years)")
+    ax.legend()
+    return fig
+
+
+def train_and_register(
+    frame, training_set: dict, train_config, cfg_hash: str, train_records: list, val_records: list,
+    read_bytes: Callable[[str], bytes], client, model_name: str, dataset_uri: str, dagster_run_id: str,
+    pretrained_run_id: str = "", log: Callable[[str], None] = print,
+) -> RegisteredTraining:
+    """Inside the active MLflow run: log params, tags and the training set, train (per-epoch metrics),
+    calibrate the 90 % interval on the validation coins (conformal), log the learning curve and the model
+    with its signature, register it as a new version of ``model_name`` with its tags, and end the run."""
+    import mlflow
+    import numpy as np
+
+    from coin_assets.ml import registry as reg
+    from coin_assets.ml.calibration import calibrate_model
+    from coin_assets.ml.lifecycle import example_from_records
+    from coin_assets.ml.train import predict, train_model
+
+    mlflow.log_params({f"train.{k}": v for k, v in asdict(train_config).items()})
+    mlflow.log_params({"training_set.coins": len(frame),
+                       **{f"training_set.{k}": v for k, v in training_set["splits"].items()}})
+    partitions = training_set["partitions"]
+    tags = {
+        "training_set_hash": training_set["content_hash"], "config_hash": cfg_hash,
+        "dagster_run_id": dagster_run_id, "pretrained_run_id": pretrained_run_id,
+        "partition_range": f"{partitions[0]}..{partitions[-1]}" if partitions else "",
+    }
+    mlflow.set_tags(tags)
+    mlflow.log_input(mlflow.data.from_pandas(frame, source=dataset_uri, name="training_set",
+                                             digest=training_set["content_hash"][:36]), context="training")
+
+    def on_epoch_end(row: dict) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        log(f"epoch {row['epoch']}: {row}")
+
+    result = train_model(train_records, val_records, train_config, on_epoch_end=on_epoch_end, read_bytes=read_bytes)
+    scale = None
+    val_years, val_sigmas = predict(result.model, val_records, train_config.image_size, read_bytes=read_bytes)
+    try:
+        scale = calibrate_model(result.model, [r.year for r in val_records], val_years, val_sigmas)
+        mlflow.log_metric("interval_scale", scale)
+    except ValueError as err:  # too few validation coins for a 90 % conformal quantile
+        log(f"interval not calibrated: {err}")
+    final_val = result.history[-1] if result.history else {}
+    mlflow.log_metrics({"final_val_mae": float(final_val.get("val_mae", np.nan)),
+                        "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
+    curve = learning_curve(result.history)
+    mlflow.log_figure(curve, "learning_curve.png")
+    example = example_from_records(val_records, train_config.image_size, read_bytes)
+    # pickle keeps an nn.Module that evaluation and scoring load back as is (pt2 loads an ExportedProgram)
+    info = reg.log_coin_model(result.model, example, registered_model_name=model_name, serialization_format="pickle")
+    version = str(info.registered_model_version)
+    run_id = mlflow.active_run().info.run_id
+    version_tags = {**tags, "image_size": train_config.image_size, "labelled_coins": len(frame),
+                    "backbone": train_config.backbone, "mode": train_config.mode, "use_crops": train_config.use_crops}
+    version_tags.pop("partition_range")
+    for key, value in version_tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))
+    mlflow.end_run()
+    return RegisteredTraining(version=version, run_id=run_id, result=result, curve=curve, interval_scale=scale)
+
+
+def end_run_skipped(reason: str) -> None:
+    """The active run (dagster-mlflow opened it for a step that trains nothing) ends KILLED, saying why."""
+    import mlflow
+
+    mlflow.set_tag("skipped", reason)
+    mlflow.end_run(status="KILLED")
+
+
+def log_evaluation(client, run_id: str, scored: dict[str, dict], baseline_mae: float) -> None:
+    """Test metrics of each role (``candidate``, ``production``) and the mean baseline onto the candidate's run."""
+    from mlflow.entities import Metric
+
+    metrics = [Metric(f"{role}_test_{k}", float(v), 0, 0) for role, m in scored.items() for k, v in m.items()]
+    client.log_batch(run_id, metrics=[*metrics, Metric("mean_baseline_test_mae", float(baseline_mae), 0, 0)])

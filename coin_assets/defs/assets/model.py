@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetObservation, Config, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -16,7 +16,7 @@ from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
 from coin_assets.ml.config import PretrainConfig, TrainConfig
-from coin_assets.ml.lifecycle import coin_records, config_hash, example_from_records, mean_baseline_mae, score
+from coin_assets.ml.lifecycle import coin_records, config_hash, mean_baseline_mae, score
 
 DEFAULT_TRAIN = TrainConfig()
 
@@ -214,19 +214,27 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
     client = mlflow_registry.client()
     existing = reg.find_version(client, mlflow_registry.model_name, training_set["content_hash"], cfg_hash)
     if existing is not None and not config.retrain_same_data:
-        context.log.info(
-            f"version {existing.version} was already trained on training set {training_set['content_hash'][:12]} "
-            "with this config: no new version registered"
-        )
-        import mlflow
+        reason = (f"not retrained: version {existing.version} was already trained on training set "
+                  f"{training_set['content_hash'][:12]} with this config (set retrain_same_data: true to train again)")
+        context.log.warning(reason)
+        # visible where a person looks, not only in the step log: a run tag and an observation on the asset
+        context.instance.add_run_tags(context.run.run_id, {"coin_assets/coin_year_model": "not retrained",
+                                                           "coin_assets/existing_version": str(existing.version)})
+        context.log_event(AssetObservation(asset_key=context.asset_key, metadata={
+            "skipped": reason, "existing_version": str(existing.version),
+            "training_set_hash": training_set["content_hash"], "config_hash": cfg_hash}))
+        from coin_assets.ml.tracking import end_run_skipped
 
-        # the run dagster-mlflow opened for this step: say why it is empty
-        mlflow.set_tag("skipped", f"v{existing.version} was trained on this training set and config")
-        mlflow.end_run(status="KILLED")
+        end_run_skipped(f"v{existing.version} was trained on this training set and config")
         return
     frame = _load_frame(storage, training_set)
     train_records = coin_records(frame, "train", train_config.use_crops)
     val_records = coin_records(frame, "val", train_config.use_crops)
+    if len(train_records) < 2 or not val_records:
+        raise ValueError(
+            f"training set {training_set['content_hash'][:12]} has {len(train_records)} train and "
+            f"{len(val_records)} validation coins: label more coins before training"
+        )
     pretrained = None
     if config.use_pretrained and not train_config.weights_path:
         pretrained, why = _pretrained_for(storage, train_config)
@@ -239,75 +247,22 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
         weights_file.write(storage.store().read_bytes(pretrained["weights_key"]))
         weights_file.close()
         train_config.weights_path = weights_file.name
-    if len(train_records) < 2 or not val_records:
-        raise ValueError(
-            f"training set {training_set['content_hash'][:12]} has {len(train_records)} train and "
-            f"{len(val_records)} validation coins: label more coins before training"
-        )
-    read_bytes = storage.store().read_bytes
-    tracking = context.resources.mlflow  # dagster-mlflow: the run of this Dagster run is active
-    tracking.log_params({f"train.{k}": v for k, v in asdict(train_config).items()})
-    tracking.log_params({"training_set.coins": len(frame), **{f"training_set.{k}": v for k, v in training_set["splits"].items()}})
-    partitions = training_set["partitions"]
-    tracking.set_tags({
-        "training_set_hash": training_set["content_hash"],
-        "config_hash": cfg_hash,
-        "dagster_run_id": context.run.run_id,
-        "partition_range": f"{partitions[0]}..{partitions[-1]}" if partitions else "",
-        "pretrained_run_id": pretrained["mlflow_run_id"] if pretrained else "",
-    })
-    import mlflow as mlflow_module
-
-    mlflow_module.log_input(
-        mlflow_module.data.from_pandas(
-            frame, source=storage.store().uri(training_set["snapshot_path"]), name="training_set",
-            digest=training_set["content_hash"][:36],
-        ),
-        context="training",
-    )
-
-    def on_epoch_end(row: dict) -> None:
-        mlflow_module.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        context.log.info(f"epoch {row['epoch']}: {row}")
-
-    from coin_assets.ml.train import train_model
+    # dagster-mlflow's `mlflow` resource has opened this Dagster run's MLflow run: everything is logged there
+    from coin_assets.ml.tracking import train_and_register
 
     try:
-        result = train_model(train_records, val_records, train_config, on_epoch_end=on_epoch_end, read_bytes=read_bytes)
+        trained = train_and_register(
+            frame, training_set, train_config, cfg_hash, train_records, val_records,
+            read_bytes=storage.store().read_bytes, client=client, model_name=mlflow_registry.model_name,
+            dataset_uri=storage.store().uri(training_set["snapshot_path"]), dagster_run_id=context.run.run_id,
+            pretrained_run_id=pretrained["mlflow_run_id"] if pretrained else "", log=context.log.info)
     finally:
         if pretrained:
             import os
 
             os.unlink(train_config.weights_path)
-    from coin_assets.ml.calibration import calibrate_model
-    from coin_assets.ml.train import predict
-
-    # conformal calibration of the 90 % interval on the validation coins
-    val_years, val_sigmas = predict(result.model, val_records, train_config.image_size, read_bytes=read_bytes)
-    try:
-        scale = calibrate_model(result.model, [r.year for r in val_records], val_years, val_sigmas)
-        mlflow_module.log_metric("interval_scale", scale)
-    except ValueError as err:  # too few validation coins for a 90 % conformal quantile
-        context.log.warning(f"interval not calibrated: {err}")
+    version, run_id, result, curve = trained.version, trained.run_id, trained.result, trained.curve
     final_val = result.history[-1] if result.history else {}
-    mlflow_module.log_metrics({"final_val_mae": float(final_val.get("val_mae", np.nan)),
-                               "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
-    curve = _curve_figure(result.history)
-    mlflow_module.log_figure(curve, "learning_curve.png")
-    example = example_from_records(val_records, train_config.image_size, read_bytes)
-    # pickle keeps an nn.Module that evaluation and scoring load back as is (pt2 loads an ExportedProgram)
-    info = reg.log_coin_model(result.model, example, registered_model_name=mlflow_registry.model_name,
-                              serialization_format="pickle")
-    version = str(info.registered_model_version)
-    run_id = mlflow_module.active_run().info.run_id
-    for key, value in {
-        "training_set_hash": training_set["content_hash"], "config_hash": cfg_hash,
-        "image_size": train_config.image_size, "labelled_coins": len(frame), "dagster_run_id": context.run.run_id,
-        "backbone": train_config.backbone, "mode": train_config.mode,
-        "pretrained_run_id": pretrained["mlflow_run_id"] if pretrained else "",
-    }.items():
-        client.set_model_version_tag(mlflow_registry.model_name, version, key, str(value))
-    mlflow_module.end_run()
     yield Output(
         {"model_name": mlflow_registry.model_name, "version": version, "run_id": run_id,
          "image_size": train_config.image_size, "training_set_hash": training_set["content_hash"],
@@ -327,30 +282,12 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
     )
 
 
-def _curve_figure(history: list[dict]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.6))
-    epochs = [h["epoch"] for h in history]
-    for key in ("train_mae", "val_mae"):
-        ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MAE (years)")
-    ax.legend()
-    return fig
-
-
 @asset(group_name="model", kinds={"pytorch", "mlflow"})
 def model_evaluation(
     context: AssetExecutionContext, coin_year_model: dict, storage: CoinStorage, mlflow_registry: MlflowRegistry
 ) -> Output[dict]:
     """The candidate and the production version scored on the same frozen test split (MAE, RMSE,
     median error, exact, within ±2 years, 90 % interval coverage), logged to the candidate's MLflow run."""
-    import mlflow
-
     client = mlflow_registry.client()
     name = mlflow_registry.model_name
     frame = _load_frame(storage, coin_year_model)
@@ -364,15 +301,13 @@ def model_evaluation(
     if production is not None and production.version != coin_year_model["version"]:
         versions["production"] = production.version
     for role, version in versions.items():
-        model = mlflow.pytorch.load_model(reg.model_version_uri(name, version), map_location="cpu")
+        model = reg.load_torch_model(reg.model_version_uri(name, version))
         image_size = int(client.get_model_version(name, version).tags.get("image_size", coin_year_model["image_size"]))
         scored[role] = score(model, test_records, image_size, read_bytes)["metrics"]
     baseline = mean_baseline_mae(frame.loc[frame["split"] == "train", "label_year"], [r.year for r in test_records])
-    for role, metrics in scored.items():
-        client.log_batch(coin_year_model["run_id"], metrics=[
-            mlflow.entities.Metric(f"{role}_test_{k}", float(v), 0, 0) for k, v in metrics.items()
-        ])
-    client.log_batch(coin_year_model["run_id"], metrics=[mlflow.entities.Metric("mean_baseline_test_mae", baseline, 0, 0)])
+    from coin_assets.ml.tracking import log_evaluation
+
+    log_evaluation(client, coin_year_model["run_id"], scored, baseline)
     value = {
         **coin_year_model,
         "production_version": versions.get("production"),

@@ -2,7 +2,7 @@
 
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MaterializeResult, asset
+from dagster import AssetExecutionContext, AutomationCondition, Config, MaterializeResult, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -17,6 +17,15 @@ from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import Z_90, coin_records
 from coin_assets.settings import Settings
+
+# eager() without its "latest day only" clause: a promotion (or new gold) re-scores every day that has gold,
+# and a backfill of coin_predictions brings review_queue along; days without gold stay untouched
+FOLLOW_EVERY_DAY = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("follow upstream on every day")
 
 
 class ReviewQueueConfig(Config):
@@ -34,6 +43,7 @@ class ReviewQueueConfig(Config):
     kinds={"pytorch", "duckdb"},
     pool=DUCKDB_WRITER_POOL,
     output_required=False,
+    automation_condition=FOLLOW_EVERY_DAY,
 )
 def coin_predictions(
     context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
@@ -41,8 +51,6 @@ def coin_predictions(
     """Every paired coin of the day scored by the model that is `production` when the run starts, with a
     90 % interval. Rows are appended to the DuckDB `predictions` table (history is kept per model
     version) and the gold rows' model_version is filled in."""
-    import mlflow
-
     from coin_assets.ml.train import predict
 
     client = mlflow_registry.client()
@@ -50,8 +58,7 @@ def coin_predictions(
     if production is None:
         context.log.warning("no model has the `production` alias yet: nothing scored")
         return
-    model = mlflow.pytorch.load_model(reg.model_version_uri(mlflow_registry.model_name, production.version),
-                                      map_location="cpu")
+    model = reg.load_torch_model(reg.model_version_uri(mlflow_registry.model_name, production.version))
     image_size = int(production.tags.get("image_size", 128))
     with duckdb.get_connection() as conn:
         coins = preds.coins_to_score(conn, context.partition_key)
@@ -86,6 +93,7 @@ def coin_predictions(
     group_name="predictions",
     kinds={"duckdb"},
     pool=DUCKDB_WRITER_POOL,
+    automation_condition=FOLLOW_EVERY_DAY,
 )
 def review_queue(
     context: AssetExecutionContext, config: ReviewQueueConfig, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry

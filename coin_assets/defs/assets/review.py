@@ -1,6 +1,6 @@
 """Review verdicts from people back into gold as labels (the loop that improves the next model)."""
 
-from dagster import AssetExecutionContext, Output, asset
+from dagster import AssetExecutionContext, AutomationCondition, Output, asset
 from dagster_duckdb import DuckDBResource
 
 from coin_assets.core.review import apply_verdicts, parse_verdicts
@@ -9,8 +9,13 @@ from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
 
+# exists from the start: the model chain never warns that its review input was never materialized
+ON_MISSING = (AutomationCondition.missing() & ~AutomationCondition.in_progress()
+              & ~AutomationCondition.execution_failed()).with_label("materialize once when missing")
 
-@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_WRITER_POOL, deps=[gold_images])
+
+@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_WRITER_POOL, deps=[gold_images],
+       automation_condition=ON_MISSING)
 def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> Output[dict]:
     """Verdicts from people (CSV files in uploads/reviews/), stored in `review_labels` and written onto the
     coins' gold rows as label_source='review' with who and when. Files are kept; re-reading is idempotent."""

@@ -1,0 +1,80 @@
+"""Synthetic pre-training → fine-tuning on people's coins: real Dagster, DuckDB, MLflow (SQLite), PyTorch."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from coin_assets.ml.config import PretrainConfig
+from coin_assets.ml.model import CoinYearRegressor
+from coin_assets.ml.pretrain import pretrain, reading_metrics, rotate_quarters, to_input
+from coin_assets.ml.tracking import PRETRAINED_POINTER
+from coin_assets.synth.varied import make_corpus
+
+from .test_model_lifecycle import DAY, TINY_TRAINING, env, output_of, run, write_coins  # noqa: F401
+
+TINY_PRETRAIN = {"corpus_size": 48, "val_size": 24, "image_size": 32, "backbone": "mobilenet_v3_small",
+                 "projection_dim": 16, "epochs": 1, "batch_size": 16, "max_seconds": None}
+
+
+def test_pretrain_trains_from_memory_and_calibrates_on_validation():
+    corpus = (*make_corpus(64, 32, seed=0, workers=1), *make_corpus(30, 32, seed=1, workers=1))
+    result = pretrain(PretrainConfig(**{**TINY_PRETRAIN, "corpus_size": 64, "val_size": 30, "epochs": 1}),
+                      corpus=corpus)
+    assert result.steps == 4 and len(result.history) == 1
+    assert result.val_metrics["n"] == 30
+    # split conformal: at least 90 % of the calibration coins inside their interval
+    assert result.val_metrics["coverage_90"] >= 0.9
+    assert float(result.model.interval_scale) == pytest.approx(result.interval_scale)
+    again = reading_metrics(result.model, corpus[2], corpus[3])
+    assert again["mae"] == result.val_metrics["mae"]
+
+
+def test_rotate_quarters_keeps_pixels_and_turns_each_image():
+    import torch
+
+    x = to_input(make_corpus(4, 16, seed=3, workers=1)[0])
+    out = rotate_quarters(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for b in range(4):
+        for s in range(2):
+            assert any(torch.equal(out[b, s], torch.rot90(x[b, s], k, dims=(-2, -1))) for k in range(4))
+
+
+def test_fine_tuning_starts_from_the_pretraining_and_mlflow_records_the_lineage(env):  # noqa: F811
+    root, resources, instance = env
+    write_coins(root)
+    run(resources, instance, ["bronze_images", "silver_images", "gold_images"], DAY)
+    pre = run(resources, instance, ["synthetic_pretraining"],
+              run_config={"ops": {"synthetic_pretraining": {"config": TINY_PRETRAIN}}})
+    pretrained = output_of(pre, "synthetic_pretraining")
+    pointer = json.loads((root / PRETRAINED_POINTER).read_bytes())
+    assert pointer["mlflow_run_id"] == pretrained["mlflow_run_id"]
+    client = resources["mlflow_registry"].client()
+    pre_run = client.get_run(pretrained["mlflow_run_id"])
+    assert pre_run.data.tags["kind"] == "synthetic_pretraining"
+    assert pre_run.data.params["pretrain.corpus_size"] == "48"
+    assert "val_mae" in pre_run.data.metrics
+    assert "pretraining_curve.png" in {a.path for a in client.list_artifacts(pretrained["mlflow_run_id"])}
+
+    result = run(resources, instance, ["review_labels", "training_set", "coin_year_model"],
+                 run_config={"ops": {"coin_year_model": {"config": {**TINY_TRAINING, "projection_dim": 16}}}})
+    model = output_of(result, "coin_year_model")
+    version = client.get_model_version(resources["mlflow_registry"].model_name, model["version"])
+    assert version.tags["pretrained_run_id"] == pretrained["mlflow_run_id"]
+    assert client.get_run(model["run_id"]).data.tags["pretrained_run_id"] == pretrained["mlflow_run_id"]
+    loaded = mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}", map_location="cpu")
+    assert isinstance(loaded, CoinYearRegressor) and loaded.has_digit_heads
+    assert np.isfinite(float(loaded.interval_scale))
+
+    # the same data and config again: nothing trained, and the run and the asset say so
+    again = run(resources, instance, ["training_set", "coin_year_model"],
+                run_config={"ops": {"coin_year_model": {"config": {**TINY_TRAINING, "projection_dim": 16}}}})
+    assert not [e for e in again.get_asset_materialization_events() if e.asset_key.path == ["coin_year_model"]]
+    tags = instance.get_run_by_id(again.run_id).tags
+    assert tags["coin_assets/coin_year_model"] == "not retrained"
+    assert tags["coin_assets/existing_version"] == model["version"]
+    observations = [e for e in again.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert observations and "not retrained" in observations[0].asset_observation_data.asset_observation.metadata[
+        "skipped"].value
