@@ -89,7 +89,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
                      "seconds": {}, "recovered_runs": recover_runs(instance)}
-    ingest_sel = AssetSelection.assets("bronze_images", "silver_images", "gold_images")
+    ingest_sel = AssetSelection.assets("bronze_images", "silver_images", "gold_images", "coin_crops")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
                     for name in ("bronze_images", "silver_images", "gold_images")}
     started = time.perf_counter()
@@ -99,6 +99,8 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         for event in result.get_asset_materialization_events():
             mat = event.step_materialization_data.materialization
             name = mat.asset_key.to_user_string()
+            if name not in layer_totals:
+                continue
             totals = layer_totals[name]
             for key in ("processed", "skipped_unchanged", "quarantined", "seconds"):
                 totals[key] += mat.metadata[key].value

@@ -4,6 +4,7 @@ from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job
 from pydantic import Field
 
 from coin_assets.core.serving_client import request_reload
+from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.defs.assets.ingestion import archived_bronze, bronze_images, gold_images, silver_images
 from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
@@ -14,9 +15,9 @@ from coin_assets.ml import registry as reg
 
 ingestion_job = define_asset_job(
     "ingestion_job",
-    selection=AssetSelection.assets(bronze_images, silver_images, gold_images),
+    selection=AssetSelection.assets(bronze_images, silver_images, gold_images, coin_crops),
     partitions_def=daily_partitions,
-    description="uploads → bronze → silver → gold for one UTC day, with the ingestion checks.",
+    description="uploads → bronze → silver → gold (+ coin-centred crops) for one UTC day, with the ingestion checks.",
 )
 
 archive_job = define_asset_job(

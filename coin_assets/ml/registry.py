@@ -134,7 +134,12 @@ def load_torch_model(model_uri: str) -> torch.nn.Module:
     A pickled eager model is returned as loaded (in eval mode).
     """
     import mlflow.pytorch
+    from mlflow.models import get_model_info
 
+    if "pytorch" not in get_model_info(model_uri).flavors:  # a raw-photo pyfunc: its packaged torch module
+        from coin_assets.ml.pyfunc import load_photo_predictor
+
+        return load_photo_predictor(model_uri).module
     model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
     if "train" in vars(model) or "eval" in vars(model):  # ExportedProgram.module() patches these per instance
         return _exported_module_class()(model)
@@ -268,6 +273,33 @@ def find_version(client: MlflowClient, name: str, training_set_hash: str, config
 # ---------------------------------------------------------------------------------------------
 
 
+def _photo_model_problems(loaded, year_range: tuple[int, int]) -> list[str]:
+    """Smoke-predict a raw-photo pyfunc on its own logged input example (real photos)."""
+    example = loaded.input_example
+    if example is None:
+        return ["the logged raw-photo model has no input example"]
+    try:
+        output = loaded.predict(example)
+    except Exception as err:  # noqa: BLE001
+        return [f"smoke prediction failed: {type(err).__name__}: {str(err)[:500]}"]
+    problems = []
+    for column in ("year", "sigma", "lower_90", "upper_90"):
+        if column not in output:
+            problems.append(f"output has no {column!r} column")
+    if problems:
+        return problems
+    if output["error"].astype(str).str.len().gt(0).any():
+        problems.append(f"the input example was not scored: {output['error'].iloc[0]}")
+    years, sigmas = output["year"].to_numpy(float), output["sigma"].to_numpy(float)
+    if not (np.isfinite(years).all() and np.isfinite(sigmas).all()):
+        problems.append("non-finite year or sigma")
+    elif (sigmas <= 0).any():
+        problems.append("sigma <= 0")
+    elif ((years < year_range[0]) | (years > year_range[1])).any():
+        problems.append(f"year outside {year_range}: {years.tolist()}")
+    return problems
+
+
 def sanity_check(model_uri: str, input_example: np.ndarray, year_range: tuple[int, int] = (1500, 2100)) -> list[str]:
     """Load through mlflow.pyfunc, check it has a signature, smoke-predict input_example: outputs finite,
     shape [B,2], sigma>0, years within year_range. Returns a list of problems (empty = sane)."""
@@ -284,6 +316,8 @@ def sanity_check(model_uri: str, input_example: np.ndarray, year_range: tuple[in
 
     problems = []
     signature = loaded.metadata.signature
+    if signature is not None and signature.inputs is not None and {"front", "back"} <= set(signature.inputs.input_names()):
+        return _photo_model_problems(loaded, year_range)
     if signature is None or signature.inputs is None:
         problems.append("the logged model has no signature")
     elif signature.inputs.is_tensor_spec():

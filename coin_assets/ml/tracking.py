@@ -94,9 +94,7 @@ def train_and_register(
     import mlflow
     import numpy as np
 
-    from coin_assets.ml import registry as reg
     from coin_assets.ml.calibration import calibrate_model
-    from coin_assets.ml.lifecycle import example_from_records
     from coin_assets.ml.train import predict, train_model
 
     mlflow.log_params({f"train.{k}": v for k, v in asdict(train_config).items()})
@@ -129,9 +127,7 @@ def train_and_register(
                         "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
     curve = learning_curve(result.history)
     mlflow.log_figure(curve, "learning_curve.png")
-    example = example_from_records(val_records, train_config.image_size, read_bytes)
-    # pickle keeps an nn.Module that evaluation and scoring load back as is (pt2 loads an ExportedProgram)
-    info = reg.log_coin_model(result.model, example, registered_model_name=model_name, serialization_format="pickle")
+    info = _log_photo_model(result.model, frame, train_config, read_bytes, model_name)
     version = str(info.registered_model_version)
     run_id = mlflow.active_run().info.run_id
     version_tags = {**tags, "image_size": train_config.image_size, "labelled_coins": len(frame),
@@ -141,6 +137,27 @@ def train_and_register(
         client.set_model_version_tag(model_name, version, key, str(value))
     mlflow.end_run()
     return RegisteredTraining(version=version, run_id=run_id, result=result, curve=curve, interval_scale=scale)
+
+
+def _log_photo_model(model, frame, train_config, read_bytes: Callable[[str], bytes], model_name: str):
+    """Register the trained module as a raw-photo pyfunc (coin_assets.ml.pyfunc), its input example the
+    first validation (else training) coin's whole gold photos that the packaged preprocessing can score."""
+    from coin_assets.ml.lifecycle import coin_records
+    from coin_assets.ml.pyfunc import PhotoModelConfig, log_photo_model
+
+    # crop inside the pyfunc exactly when training saw crops (coin_records falls back to whole photos)
+    trained_on_crops = bool(train_config.use_crops) and "front_crop_path" in frame and bool(
+        frame["front_crop_path"].notna().mean() >= 0.5)
+    config = PhotoModelConfig(image_size=train_config.image_size, extra={"coin_crop": trained_on_crops})
+    candidates = [*coin_records(frame, "val", use_crops=False), *coin_records(frame, "train", use_crops=False)]
+    errors = []
+    for record in candidates[:20]:
+        try:
+            return log_photo_model(model, config, read_bytes(record.front_path), read_bytes(record.back_path),
+                                   registered_model_name=model_name)
+        except ValueError as err:  # this coin's photos cannot be scored (no coin found): try the next one
+            errors.append(f"{record.coin_id}: {err}")
+    raise ValueError(f"no coin of the training set can serve as the model's input example: {errors[:3]}")
 
 
 def end_run_skipped(reason: str) -> None:

@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, AssetObservation, Config, MetadataVal
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.metadata import markdown_table, png_markdown
@@ -349,6 +350,8 @@ def promotion_decision(
     )
     reg.apply_decision(client, name, decision)
     (context.log.info if decision.promote else context.log.warning)(f"v{candidate}: {decision.reason}")
+    if decision.promote:  # best-effort: the API also follows the alias by polling
+        context.log.info(f"serving API reload: {request_reload()}")
     value = asdict(decision)
     rows = [{"model": f"candidate v{candidate}", **decision.candidate_metrics}]
     if decision.production_metrics:
