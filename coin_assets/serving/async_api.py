@@ -31,11 +31,11 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, insert, select
 
-from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
+from coin_assets.core.images import ImageRejected, clean_image
 from coin_assets.core.storage import ObjectStore
 from coin_assets.core.uploads import IMAGE_EXTENSIONS, SIDE_ALIASES
 from coin_assets.ml.data import decode_letterboxed
-from coin_assets.serving.inputs import FORMAT_EXTENSIONS, SIDES, BadInput, PreparedPhoto, clean_text_field
+from coin_assets.serving.inputs import SIDES, BadInput, PreparedPhoto, check_photo, clean_text_field
 from coin_assets.serving.queue import ASYNC, batch_requests
 from coin_assets.serving.request_log import coin_id_for, write_upload
 from coin_assets.serving.store import COMPLETED, FAILED, PENDING, RequestStore, requests, results
@@ -55,20 +55,6 @@ def utcnow() -> datetime:
 
 
 # ---------------------------------------------------------------------------------------- checks
-def check_photo(side: str, data: bytes, max_photo_bytes: int, max_pixels: int | None = None) -> PreparedPhoto:
-    """Sniff and decode one photo with the silver code (never trusting its name or content type)."""
-    if not data:
-        raise BadInput(f"{side}: empty file (0 bytes)")
-    if len(data) > max_photo_bytes:
-        raise BadInput(f"{side}: photo over the size limit of {max_photo_bytes} bytes", 413, "too_large")
-    try:
-        silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
-    except ImageRejected as err:
-        raise BadInput(f"{side}: {err}", 422, "bad_image") from None
-    import hashlib
-
-    return PreparedPhoto(side, data, hashlib.sha256(data).hexdigest(), FORMAT_EXTENSIONS.get(silver.raw_format, "jpg"),
-                         array=None)
 
 
 async def read_limited(upload: UploadFile, side: str, limit: int) -> bytes:

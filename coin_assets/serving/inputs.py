@@ -42,7 +42,7 @@ class PreparedPhoto:
     data: bytes  # the bytes as sent: they go to the upload zone
     sha256: str
     extension: str  # from the sniffed format, never from the caller
-    array: np.ndarray  # float32 [3, S, S]
+    array: np.ndarray | None  # float32 [3, S, S]; None when only checked
 
 
 def max_request_bytes(max_photo_bytes: int) -> int:
@@ -64,20 +64,27 @@ def decode_base64(side: str, text: str, max_photo_bytes: int) -> bytes:
         raise BadInput(f"{side}: not valid base64") from None
 
 
-def prepare_photo(side: str, data: bytes, image_size: int, max_photo_bytes: int,
-                  max_pixels: int | None = None) -> PreparedPhoto:
-    """Check one photo and turn it into model input; raise :class:`BadInput` with the reason."""
+def check_photo(side: str, data: bytes, max_photo_bytes: int, max_pixels: int | None = None,
+                image_size: int | None = None) -> PreparedPhoto:
+    """Sniff and decode one photo with the silver code (never trusting its name or content type) and,
+    given ``image_size``, turn it into model input; raise :class:`BadInput` with the reason."""
     if not data:
         raise BadInput(f"{side}: empty file (0 bytes)")
     if len(data) > max_photo_bytes:
         raise BadInput(f"{side}: photo over the size limit of {max_photo_bytes} bytes", 413, "too_large")
     try:
         silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
-        array = to_normalised_array(decode_letterboxed(silver.data, image_size))
+        array = to_normalised_array(decode_letterboxed(silver.data, image_size)) if image_size else None
     except ImageRejected as err:
         raise BadInput(f"{side}: {err}", 422, "bad_image") from None
     return PreparedPhoto(side, data, hashlib.sha256(data).hexdigest(),
                          FORMAT_EXTENSIONS.get(silver.raw_format, "jpg"), array)
+
+
+def prepare_photo(side: str, data: bytes, image_size: int, max_photo_bytes: int,
+                  max_pixels: int | None = None) -> PreparedPhoto:
+    """Check one photo and turn it into model input; raise :class:`BadInput` with the reason."""
+    return check_photo(side, data, max_photo_bytes, max_pixels, image_size=image_size)
 
 
 def clean_text_field(name: str, value) -> str | None:
