@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
-#   make demo   # environment if missing, demo uploads if the upload zone is empty, dagster dev on 127.0.0.1:3000
-#   make test   # environment if missing, the test suite (.ci/run calls this)
+#   make demo   # environment if missing, demo uploads if the upload zone is empty; dagster dev (3000), API (8000), worker, web app (8501)
+#   make test   # environment and Debian chromium if missing, the test suite (.ci/run calls this)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -283,13 +283,15 @@ def test_uploaded_at_comes_from_the_sidecar_else_the_file_time(lake):
 
 
 def test_ingestion_job_runs_the_three_layers_and_their_checks(lake):
+    from coin_assets.defs.assets.crops import coin_crops
+
     lake.coin(DAY, "c1")
-    defs = Definitions(assets=[coin_uploads, bronze_images, silver_images, gold_images],
+    defs = Definitions(assets=[coin_uploads, bronze_images, silver_images, gold_images, coin_crops],
                        asset_checks=ingestion_checks, jobs=[ingestion_job], resources=lake.resources)
     result = defs.resolve_job_def("ingestion_job").execute_in_process(partition_key=DAY, instance=lake.instance)
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {
-        AssetKey("bronze_images"), AssetKey("silver_images"), AssetKey("gold_images")}
+        AssetKey("bronze_images"), AssetKey("silver_images"), AssetKey("gold_images"), AssetKey("coin_crops")}
     assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.check_key.name for c in ingestion_checks}
     assert len(lake.gold()) == 2
 
@@ -309,7 +311,7 @@ def test_definitions_load_and_resolve_the_ingestion_job(project_defs):
     job = project_defs.resolve_job_def("ingestion_job")
     assert job.partitions_def is not None
     selected = {k.path[-1] for k in job.asset_layer.executable_asset_keys}
-    assert selected == {"bronze_images", "silver_images", "gold_images"}
+    assert selected == {"bronze_images", "silver_images", "gold_images", "coin_crops"}
 
 
 def test_every_asset_and_check_has_a_description(project_defs):

@@ -2,13 +2,13 @@
 
 import json
 
-import mlflow
 import numpy as np
 import pytest
 
 from coin_assets.ml.config import PretrainConfig
 from coin_assets.ml.model import CoinYearRegressor
 from coin_assets.ml.pretrain import pretrain, reading_metrics, rotate_quarters, to_input
+from coin_assets.ml.registry import load_torch_model
 from coin_assets.ml.tracking import PRETRAINED_POINTER
 from coin_assets.synth.varied import make_corpus
 
@@ -64,7 +64,7 @@ def test_fine_tuning_starts_from_the_pretraining_and_mlflow_records_the_lineage(
     version = client.get_model_version(resources["mlflow_registry"].model_name, model["version"])
     assert version.tags["pretrained_run_id"] == pretrained["mlflow_run_id"]
     assert client.get_run(model["run_id"]).data.tags["pretrained_run_id"] == pretrained["mlflow_run_id"]
-    loaded = mlflow.pytorch.load_model(f"models:/{version.name}/{version.version}", map_location="cpu")
+    loaded = load_torch_model(f"models:/{version.name}/{version.version}")
     assert isinstance(loaded, CoinYearRegressor) and loaded.has_digit_heads
     assert np.isfinite(float(loaded.interval_scale))
 

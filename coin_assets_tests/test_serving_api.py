@@ -185,7 +185,7 @@ def test_models_metadata_docs_and_metrics(served, registry):
     ok = served.post("/predict", files=files(front, back)).json()
     served.post("/predict", files=files(front, b""))
     after = served.get("/metrics").text
-    outcome = "needs_review" if ok["needs_review"] else "ok"
+    outcome = "unreadable" if ok["unreadable"] else ("needs_review" if ok["needs_review"] else "ok")
     assert counter(after, outcome) == counter(before, outcome) + 1
     assert counter(after, "bad_input") == counter(before, "bad_input") + 1
     assert f'coin_serving_model_version{{model_name="{NAME}",version="{registry.v1}"}} 1.0' in after

@@ -37,6 +37,8 @@ def clean_many(store: ObjectStore, items: Iterable[tuple[T, str]], max_side: int
                ) -> Iterator[tuple[T, CleanImage | ImageRejected]]:
     """(item, CleanImage or ImageRejected) for each (item, bronze key), in order."""
     workers = workers or default_workers()
+    if multiprocessing.current_process().daemon:  # e.g. a Celery prefork child: it may not start processes
+        workers = 1
     items = list(items)
     local = store if isinstance(store, LocalStore) else None
     if workers <= 1 or len(items) < POOL_MIN_IMAGES:

@@ -421,7 +421,8 @@ def _answer(raw: dict, model: LoadedModel) -> dict:
     unreadable = np.array([raw["unreadable"]])
     lower, upper = interval_90(year, sigma)
     review = needs_review(lower, upper, unreadable, model.predictor.config.review_max_interval)
-    finite = not raw["unreadable"]
+    # an unreadable coin keeps its estimate and (wide) interval, flagged; only non-finite figures are hidden
+    finite = bool(np.isfinite(year).all() and np.isfinite(sigma).all())
 
     def num(v):
         return round(float(v), 3) if finite else None
