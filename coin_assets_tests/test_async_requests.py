@@ -232,3 +232,19 @@ def test_expired_lease_returns_to_pending_then_fails_after_max_attempts(registry
         # A worker that lost its lease cannot finish the request any more.
         assert not queue.complete(store, rid, "ghost", {"year": 1.0}, {})
         assert store.get_result(rid) is None
+
+
+def test_metrics_report_the_async_queue_depth(registry, photos, tmp_path):
+    def gauge(text: str, status: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(f'coin_async_requests{{status="{status}"}}'):
+                return float(line.split()[-1])
+        raise AssertionError(f"no coin_async_requests gauge for {status}")
+
+    _, client = make_client(registry, tmp_path / "data")
+    with client:
+        assert gauge(client.get("/metrics").text, "pending") == 0
+        for front, back in photos[:2]:
+            assert post_pair(client, front, back).status_code == 202
+        text = client.get("/metrics").text
+        assert gauge(text, "pending") == 2 and gauge(text, "completed") == 0

@@ -35,7 +35,7 @@ from coin_assets.serving.inputs import BadInput, PreparedPhoto
 from coin_assets.serving.metrics import ServingMetrics
 from coin_assets.serving.model_holder import LoadedModel, ModelHolder
 from coin_assets.serving.request_log import coin_id_for, object_store, write_review_verdict, write_upload
-from coin_assets.serving.store import COMPLETED, RequestStore, utcnow
+from coin_assets.serving.store import COMPLETED, RequestStore, async_status_counts, utcnow
 from coin_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -381,6 +381,9 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus():
         sync_metrics()
+        counts = await run_in_threadpool(async_status_counts, store)
+        for status in ("pending", "claimed", "completed", "failed"):
+            metrics.async_requests.labels(status=status).set(counts.get(status, 0))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Check the production alias now (token from COIN_ASSETS_RELOAD_TOKEN)",

@@ -22,6 +22,8 @@ class ServingMetrics:
         self.load_failed = Gauge("coin_serving_model_load_failed",
                                  "1 while the latest production version could not be loaded", registry=r)
         self.feedback = Counter("coin_serving_feedback", "Feedback received by role", ["role"], registry=r)
+        self.async_requests = Gauge("coin_async_requests", "Asynchronous requests in the store by status",
+                                    ["status"], registry=r)
 
     def set_served(self, name: str, version: str) -> None:
         self.served.clear()

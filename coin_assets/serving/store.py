@@ -185,3 +185,13 @@ def _utc_row(row) -> dict:
         if isinstance(value, datetime) and value.tzinfo is None:
             out[key] = value.replace(tzinfo=timezone.utc)
     return out
+
+
+def async_status_counts(store: RequestStore) -> dict[str, int]:
+    """How many asynchronous requests are in each status (the worker queue's depth is ``pending``)."""
+    from sqlalchemy import func, select
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(requests.c.status, func.count()).where(requests.c.mode == "async")
+                            .group_by(requests.c.status)).all()
+    return {status: int(count) for status, count in rows}
