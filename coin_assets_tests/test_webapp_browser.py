@@ -167,6 +167,7 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text("This upload cannot be used")).to_be_visible()
     expect(page.get_by_text("not a recognised image")).to_be_visible()
     expect(page.get_by_text("Minted in")).to_have_count(0)
+    page.close()
 
     # A generated pair: a year, its interval, the model version and the crops the model saw.
     page = page_with_pair(browser, platform["web"], base / "front.jpg", base / "back.jpg")
