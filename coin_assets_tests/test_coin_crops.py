@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import pytest
 from dagster import materialize
+
+from coin_assets.core import parallel
 
 from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.synth import varied
@@ -13,7 +16,10 @@ from coin_assets.synth import varied
 from .conftest import DAY, INGESTION_ASSETS, materialization_metadata
 
 
-def test_coin_crops_records_centre_radius_or_the_reason_and_skips_unchanged(lake):
+@pytest.mark.parametrize("where", ["in_process", "process_pool"])
+def test_coin_crops_records_centre_radius_or_the_reason_and_skips_unchanged(lake, monkeypatch, where):
+    if where == "process_pool":  # a real forkserver pool even for these four images
+        monkeypatch.setattr(parallel, "POOL_MIN_ITEMS", 1)
     style = replace(varied.sample_style(random.Random(1)), squash=1.0, background="paper")
     front, back = varied.render_photo_pair(1984, style, random.Random(1), (480, 360))
     lake.upload(DAY, "coin", "front", "jpg", image=front.image)

@@ -88,19 +88,25 @@ def _longest_gap(hits: np.ndarray) -> float:
     return longest / len(hits)
 
 
-def _refine(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float):
+def _edge_pixels(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray):
+    """(xs, ys, gx, gy, |g|) of the strong edge pixels, as float64 arrays, computed once per photo."""
+    ys, xs = np.nonzero(mag_ok)
+    ex, ey = gx[ys, xs].astype(np.float64), gy[ys, xs].astype(np.float64)
+    return xs.astype(np.float64), ys.astype(np.float64), ex, ey, np.hypot(ex, ey) + 1e-9
+
+
+def _refine(edge_pixels, cx: float, cy: float, r: float):
     """Least-squares circle (Kasa fit) through the radial edge pixels near the voted circle, in a
     narrowing band: the vote is only as fine as the accumulator's pixels."""
-    ys, xs = np.nonzero(mag_ok)
-    g = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-9
+    xs, ys, ex, ey, g = edge_pixels
     for band in (0.08, 0.05, 0.03):
         dx, dy = xs - cx, ys - cy
         d = np.hypot(dx, dy) + 1e-9
-        radial = np.abs(gx[ys, xs] * dx + gy[ys, xs] * dy) / (g * d)
+        radial = np.abs(ex * dx + ey * dy) / (g * d)
         sel = (np.abs(d - r) < band * r) & (radial > 0.7)
         if sel.sum() < 20:
             break
-        x, y = xs[sel].astype(np.float64), ys[sel].astype(np.float64)
+        x, y = xs[sel], ys[sel]
         a = np.stack([x, y, np.ones_like(x)], axis=1)
         sol, *_ = np.linalg.lstsq(a, x * x + y * y, rcond=None)
         ncx, ncy = sol[0] / 2, sol[1] / 2
@@ -115,9 +121,12 @@ def _ring_contrast(rgb: np.ndarray, cx: float, cy: float, r: float) -> float:
     """How much the band just inside the circle differs from the band just outside (colour means over the
     pooled spread): a coin is a disc of metal on a table, a circle drawn on wood grain is wood on both sides."""
     h, w = rgb.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w]
+    x0, x1 = max(0, int(cx - 1.3 * r) - 1), min(w, int(cx + 1.3 * r) + 2)  # only the ring's bounding box
+    y0, y1 = max(0, int(cy - 1.3 * r) - 1), min(h, int(cy + 1.3 * r) + 2)
+    box = rgb[y0:y1, x0:x1]
+    yy, xx = np.ogrid[y0:y1, x0:x1]
     d = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) / max(r, 1.0)
-    inner, outer = rgb[(d > 0.7) & (d < 0.92)], rgb[(d > 1.08) & (d < 1.3)]
+    inner, outer = box[(d > 0.7) & (d < 0.92)], box[(d > 1.08) & (d < 1.3)]
     if len(inner) < 8 or len(outer) < 8:
         return 0.0
     spread = float(np.sqrt((inner.var(0) + outer.var(0)).mean() / 2)) + 0.02
@@ -148,24 +157,29 @@ def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float =
     if len(xs) > 6000:  # enough votes; keep the strongest edges
         keep = np.argsort(mag[ys, xs])[-6000:]
         ys, xs = ys[keep], xs[keep]
-    ux, uy = gx[ys, xs] / mag[ys, xs], gy[ys, xs] / mag[ys, xs]
+    ux, uy = gx[ys, xs] / mag[ys, xs], gy[ys, xs] / mag[ys, xs]  # float32, like the votes below
+    xs_f, ys_f = xs.astype(np.float32), ys.astype(np.float32)
     short = min(sw, sh)
     radii = np.arange(max(4, int(MIN_RADIUS_FRACTION * short)), int(MAX_RADIUS_FRACTION * short) + 1)
     if len(radii) == 0:
         return CoinFinding(None, f"image too small ({w}x{h})")
-    acc = np.zeros((len(radii), sh, sw), dtype=np.float32)
-    plane = sh * sw
+    # votes go into a zero-bordered [radius, y, x] accumulator (the border takes the 3x3 box sum below)
+    radii_f = radii.astype(np.float32)
+    plane_h, plane_w = sh + 2, sw + 2
+    plane = plane_h * plane_w
+    flats = []
     for sign in (-1.0, 1.0):
-        cx = np.rint(xs[None, :] + sign * radii[:, None] * ux[None, :]).astype(np.int64)
-        cy = np.rint(ys[None, :] + sign * radii[:, None] * uy[None, :]).astype(np.int64)
+        cx = np.rint(xs_f[None, :] + sign * radii_f[:, None] * ux[None, :]).astype(np.int32)
+        cy = np.rint(ys_f[None, :] + sign * radii_f[:, None] * uy[None, :]).astype(np.int32)
         ok = (cx >= 0) & (cx < sw) & (cy >= 0) & (cy < sh)
-        ridx = np.broadcast_to(np.arange(len(radii))[:, None], cx.shape)
-        flat = ridx[ok] * plane + cy[ok] * sw + cx[ok]
-        acc += np.bincount(flat, minlength=acc.size).reshape(acc.shape).astype(np.float32)
-    # a 3x3 box sum per radius: votes of a slightly squashed or noisy circle spread over neighbours
-    acc_p = np.pad(acc, ((0, 0), (1, 1), (1, 1)))
-    acc = sum(acc_p[:, dy:dy + sh, dx:dx + sw] for dy in range(3) for dx in range(3))
-    acc /= (2 * np.pi * radii)[:, None, None]
+        ridx = np.broadcast_to(np.arange(len(radii), dtype=np.int64)[:, None], cx.shape)
+        flats.append(ridx[ok] * plane + (cy[ok] + 1).astype(np.int64) * plane_w + cx[ok] + 1)
+    acc_p = np.bincount(np.concatenate(flats), minlength=len(radii) * plane).astype(np.float32)
+    acc_p = acc_p.reshape(len(radii), plane_h, plane_w)
+    # a 3x3 box sum per radius (separable): votes of a slightly squashed or noisy circle spread over neighbours
+    rows = acc_p[:, :, :-2] + acc_p[:, :, 1:-1] + acc_p[:, :, 2:]
+    acc = rows[:, :-2, :] + rows[:, 1:-1, :] + rows[:, 2:, :]
+    acc /= (2 * np.pi * radii)[:, None, None].astype(np.float32)
     per_radius = acc.reshape(len(radii), -1)
     best_flat = per_radius.argmax(axis=1)
     best_val = per_radius[np.arange(len(radii)), best_flat]
@@ -179,9 +193,10 @@ def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float =
             picked.append(int(k))
         if len(picked) == CANDIDATES:
             break
+    edge_pixels = _edge_pixels(mag_ok, gx, gy)
     for k in picked:
         ky, kx = divmod(int(best_flat[k]), sw)
-        cx_k, cy_k, r_k = _refine(mag_ok, gx, gy, float(kx), float(ky), float(radii[k]))
+        cx_k, cy_k, r_k = _refine(edge_pixels, float(kx), float(ky), float(radii[k]))
         if min(cx_k, cy_k, sw - cx_k, sh - cy_k) < 0.7 * r_k or r_k < 0.9 * radii[0]:  # a coin lies (nearly) all in the frame
             continue
         sup, gap = _support(mag_ok, gx, gy, cx_k, cy_k, r_k)

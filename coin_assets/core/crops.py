@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 from PIL import Image
 
-from coin_assets.core.coin_crop import coin_centred
+from coin_assets.core.coin_crop import CoinFinding, coin_centred
 from coin_assets.core.metadata import ensure_schema, utcnow
+from coin_assets.core.parallel import bounded_map
+from coin_assets.core.storage import LocalStore
 
 CROP_SIZE = 128  # stored crop side (px); the model resizes to its input size
 CROP_PREFIX = "crops"
@@ -63,6 +65,18 @@ def crop_key(partition: str, coin_id: str, side: str) -> str:
     return f"{CROP_PREFIX}/{partition}/{coin_id}__{side}.png"
 
 
+def _find_and_crop(local: LocalStore | None, key: str, data: bytes | None, size: int
+                   ) -> tuple[CoinFinding, bytes | None]:
+    """(the finding, the crop as PNG bytes or None) for one gold image; runs in a pool worker."""
+    img = Image.open(io.BytesIO(local.read_bytes(key) if data is None else data)).convert("RGB")
+    crop, finding = coin_centred(img, size)
+    if crop is None:
+        return finding, None
+    buf = io.BytesIO()
+    crop.save(buf, "PNG", compress_level=1)
+    return finding, buf.getvalue()
+
+
 def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[CropReport, pd.DataFrame]:
     """Find the coin in every gold image of the partition and store its crop; returns the report and the
     partition's rows of ``coin_crops``."""
@@ -76,24 +90,30 @@ def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[Cro
     done = conn.execute(
         "SELECT coin_id, side, gold_sha256, crop_size FROM coin_crops WHERE partition_date = ?", [partition]
     ).df()
-    unchanged = {(r.coin_id, r.side) for r in done.itertuples() if (r.coin_id, r.side, r.gold_sha256, r.crop_size)
-                 in {(g.coin_id, g.side, g.sha256, size) for g in gold.itertuples()}}
+    current = {(g.coin_id, g.side, g.sha256, size) for g in gold.itertuples()}
+    unchanged = {(r.coin_id, r.side) for r in done.itertuples()
+                 if (r.coin_id, r.side, r.gold_sha256, r.crop_size) in current}
     rows = []
+    todo = []
     for g in gold.itertuples():
         if (g.coin_id, g.side) in unchanged:
             report.skipped_unchanged += 1
-            continue
+        else:
+            todo.append(g)
+    local = store if isinstance(store, LocalStore) else None
+
+    def work():  # the bytes are read here only when the worker cannot read the store itself
+        for g in todo:
+            yield g, (local, g.gold_path, None if local else store.read_bytes(g.gold_path), size)
+
+    for g, (finding, png) in bounded_map(_find_and_crop, work()):
         report.processed += 1
-        img = Image.open(io.BytesIO(store.read_bytes(g.gold_path))).convert("RGB")
-        crop, finding = coin_centred(img, size)
         row = {"coin_id": g.coin_id, "side": g.side, "partition_date": partition, "gold_path": g.gold_path,
                "gold_sha256": g.sha256, "found": finding.found, "centre_x": None, "centre_y": None, "radius": None,
                "support": None, "reason": finding.reason, "crop_path": None, "crop_size": size, "cropped_at": utcnow()}
-        if crop is not None:
+        if png is not None:
             key = crop_key(partition, g.coin_id, g.side)
-            buf = io.BytesIO()
-            crop.save(buf, "PNG", compress_level=1)
-            store.write_bytes(key, buf.getvalue())
+            store.write_bytes(key, png)
             c = finding.circle
             row.update(centre_x=c.cx, centre_y=c.cy, radius=c.radius, support=c.support, crop_path=key)
             report.found += 1

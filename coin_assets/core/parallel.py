@@ -1,0 +1,60 @@
+"""Run a picklable function over many items on every core, in order, with bounded memory.
+
+Few items run in this process (starting workers costs more than it saves). More go to a process pool
+(``forkserver``: never fork a process that runs Dagster's threads) with at most ``2 × workers`` items in
+flight, so memory does not grow with the partition. A daemonic process (a Celery prefork child) may not
+start processes, so it runs everything itself.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
+
+POOL_MIN_ITEMS = 24
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def bounded_map(fn: Callable[..., R], items: Iterable[tuple[T, tuple]], workers: int | None = None,
+                min_items: int | None = None) -> Iterator[tuple[T, R]]:
+    """(item, fn(*args)) for each (item, args), in order; ``args`` are built lazily by the iterable.
+    ``fn`` and the args must pickle (they cross to the workers)."""
+    workers = workers or default_workers()
+    min_items = POOL_MIN_ITEMS if min_items is None else min_items
+    if multiprocessing.current_process().daemon:
+        workers = 1
+    items = iter(items)
+    head = []
+    for pair in items:  # look ahead just far enough to know whether a pool pays
+        head.append(pair)
+        if len(head) >= min_items:
+            break
+    if workers <= 1 or len(head) < min_items:
+        for item, args in _chain(head, items):
+            yield item, fn(*args)
+        return
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque = deque()
+        for item, args in _chain(head, items):
+            pending.append((item, pool.submit(fn, *args)))
+            if len(pending) >= 2 * workers:
+                done_item, future = pending.popleft()
+                yield done_item, future.result()
+        while pending:
+            done_item, future = pending.popleft()
+            yield done_item, future.result()
+
+
+def _chain(head: list, rest: Iterator) -> Iterator:
+    yield from head
+    yield from rest
