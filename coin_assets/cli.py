@@ -23,9 +23,7 @@ from coin_assets.settings import Settings
 
 
 def _instance() -> DagsterInstance:
-    import os
-
-    return DagsterInstance.get() if os.getenv("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    return DagsterInstance.get() if Settings.from_env().dagster_home else DagsterInstance.ephemeral()
 
 
 def _peak_rss_mib() -> float:
