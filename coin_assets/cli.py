@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 
         registry = MlflowRegistry.from_env()
         try:
-            result = do_rollback(registry.client(), registry.model_name, args.actor, args.reason, args.to_version)
+            result = do_rollback(registry.client(), registry.model_name, args.actor, args.reason, args.to_version,
+                                 lock_url=registry.lock_url)
         except ValueError as err:
             print(f"rollback refused: {err}", file=sys.stderr)
             return 2

@@ -43,6 +43,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_CELERY_BACKEND        | (the broker URL)                       | Celery result backend                     |
 | COIN_ASSETS_DUCKDB_QUEUE          | duckdb                                 | Celery queue of the steps writing DuckDB  |
 | COIN_ASSETS_IO_PREFIX             | <s3 prefix>/io                         | key prefix of values passed between steps |
+| COIN_ASSETS_REGISTRY_LOCK         | (a file beside an SQLite registry)     | lock of alias moves: postgresql:// or path|
 | DAGSTER_HOME                      | (unset: an ephemeral instance)         | Dagster instance folder (dagster.yaml)    |
 """
 
@@ -99,6 +100,7 @@ class Settings:
     duckdb_queue: str = "duckdb"
     io_prefix: str | None = None
     dagster_home: str | None = None
+    registry_lock: str | None = None
     aws_keys_in_env: bool = False  # AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set: resources refer to them by name
 
     @classmethod
@@ -144,6 +146,7 @@ class Settings:
             duckdb_queue=_get(env, "COIN_ASSETS_DUCKDB_QUEUE", d.duckdb_queue),
             io_prefix=_get(env, "COIN_ASSETS_IO_PREFIX"),
             dagster_home=_get(env, "DAGSTER_HOME"),
+            registry_lock=_get(env, "COIN_ASSETS_REGISTRY_LOCK"),
             aws_keys_in_env=bool(_get(env, "AWS_ACCESS_KEY_ID") and _get(env, "AWS_SECRET_ACCESS_KEY")),
         )
 

@@ -38,6 +38,8 @@ from coin_assets.defs.resources import CoinStorage, MlflowRegistry, mlflow_track
 from coin_assets.defs.sensors import retraining_due, retraining_sensor
 from coin_assets.ml import registry as reg
 from coin_assets.ml.data import IMAGENET_MEAN, IMAGENET_STD
+from coin_assets.ml.model_serialization import sanity_check
+from coin_assets_tests.tensor_models import log_coin_model
 
 DAY = "2026-11-20"
 N_COINS = 40
@@ -130,7 +132,7 @@ def register(registry: MlflowRegistry, model, tags) -> str:
     mlflow.set_experiment(experiment_id=registry.ensure_experiment())
     with mlflow.start_run():
         example = np.zeros((1, 2, 3, 32, 32), dtype=np.float32)
-        info = reg.log_coin_model(model, example, registered_model_name=registry.model_name,
+        info = log_coin_model(model, example, registered_model_name=registry.model_name,
                                   serialization_format="pickle")
     version = str(info.registered_model_version)
     client = registry.client()
@@ -265,7 +267,7 @@ def test_model_check_fails_on_non_finite_outputs(env):
     instance.report_runless_asset_event(AssetMaterialization("coin_year_model", metadata={"model_version": version}))
     checks = run_checks(resources, instance, coin_year_model)
     assert not checks["model_outputs_are_plausible"].passed
-    assert reg.sanity_check(reg.model_version_uri(registry.model_name, version),
+    assert sanity_check(reg.model_version_uri(registry.model_name, version),
                             np.zeros((2, 2, 3, 32, 32), dtype=np.float32))
 
 

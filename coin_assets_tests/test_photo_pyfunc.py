@@ -22,8 +22,8 @@ from mlflow import MlflowClient
 
 from coin_assets.ml import pyfunc as pf
 from coin_assets.ml.model import CoinYearRegressor
-from coin_assets.ml.registry import log_coin_model
 from coin_assets.synth import render_coin_pair
+from coin_assets_tests.tensor_models import log_coin_model
 
 NAME = "coin_pyfunc_test"
 

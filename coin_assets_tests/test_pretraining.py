@@ -7,8 +7,8 @@ import pytest
 
 from coin_assets.ml.config import PretrainConfig
 from coin_assets.ml.model import CoinYearRegressor
+from coin_assets.ml.model_serialization import load_torch_model
 from coin_assets.ml.pretrain import pretrain, reading_metrics, rotate_quarters, to_input
-from coin_assets.ml.registry import load_torch_model
 from coin_assets.ml.tracking import PRETRAINED_POINTER
 from coin_assets.synth.varied import make_corpus
 

@@ -1,4 +1,5 @@
-"""The model-registry core: logging, sanity check, promotion decisions, aliases, rollback.
+"""The model-registry core: loading and the sanity check (ml.model_serialization), promotion decisions,
+aliases, rollback and the lock around them (ml.registry).
 
 Every test that touches MLflow gets its own sqlite store and artifact folder under tmp_path.
 """
@@ -12,7 +13,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
+from coin_assets_tests.tensor_models import log_coin_model
 
 NAME = "coin_year_test"
 SIZE = 16
@@ -81,7 +84,7 @@ def store(tmp_path, empty_store_db, monkeypatch):
 
 def log_version(experiment_id, model=None, batch: int = 1):
     with mlflow.start_run(experiment_id=experiment_id):
-        return reg.log_coin_model(model or TinyCoinModel(), example(batch), registered_model_name=NAME)
+        return log_coin_model(model or TinyCoinModel(), example(batch), registered_model_name=NAME)
 
 
 def copy_version(client, info) -> str:
@@ -127,9 +130,9 @@ def test_log_and_register_creates_versions(store):
 def test_load_torch_model_supports_eval_and_to(store, serialization_format):
     _, experiment_id = store
     with mlflow.start_run(experiment_id=experiment_id):
-        info = reg.log_coin_model(TinyCoinModel(), example(), NAME, serialization_format=serialization_format)
-    assert reg.sanity_check(reg.model_version_uri(NAME, info.registered_model_version), example(1)) == []
-    model = reg.load_torch_model(reg.model_version_uri(NAME, info.registered_model_version))
+        info = log_coin_model(TinyCoinModel(), example(), NAME, serialization_format=serialization_format)
+    assert ser.sanity_check(reg.model_version_uri(NAME, info.registered_model_version), example(1)) == []
+    model = ser.load_torch_model(reg.model_version_uri(NAME, info.registered_model_version))
     was_training = model.training
     model.to("cpu").eval()  # what train.predict does; a bare exported GraphModule raises here
     with torch.inference_mode():
@@ -142,12 +145,12 @@ def test_load_torch_model_supports_eval_and_to(store, serialization_format):
 def test_log_requires_active_run_and_model_unchanged(store):
     model = TinyCoinModel().train()
     with pytest.raises(RuntimeError, match="active MLflow run"):
-        reg.log_coin_model(model, example())
+        log_coin_model(model, example())
     _, experiment_id = store
     with mlflow.start_run(experiment_id=experiment_id):
-        info = reg.log_coin_model(model, example())
+        info = log_coin_model(model, example())
         with pytest.raises(ValueError, match=r"\[B, 2, 3, H, W\]"):
-            reg.log_coin_model(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
+            log_coin_model(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
     assert info.registered_model_version is None
     assert model.training  # the caller's model is not switched to eval mode
 
@@ -162,26 +165,38 @@ def test_get_alias_version_missing(store):
     assert staged.version == "1"  # always a str, whatever the store returns
 
 
+def test_a_lookup_error_is_raised_not_reported_as_missing(monkeypatch):
+    """A registry that cannot be reached is an error, never "no such version/alias"."""
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    unreachable = MlflowClient(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")
+    with pytest.raises(MlflowException) as err:
+        reg.get_alias_version(unreachable, NAME, reg.PRODUCTION)
+    assert not reg.is_missing_error(err.value)
+
+
 # --- sanity check ---------------------------------------------------------------------------------
 
 
 def test_sanity_check_passes_good_model(store):
     _, experiment_id = store
     info = log_version(experiment_id)
-    assert reg.sanity_check(reg.model_version_uri(NAME, info.registered_model_version), example(4)) == []
+    assert ser.sanity_check(reg.model_version_uri(NAME, info.registered_model_version), example(4)) == []
 
 
 def test_sanity_check_reports_nan_and_range(store):
     _, experiment_id = store
     info = log_version(experiment_id, nan_model())
-    problems = reg.sanity_check(reg.model_version_uri(NAME, info.registered_model_version), example(2))
+    problems = ser.sanity_check(reg.model_version_uri(NAME, info.registered_model_version), example(2))
     assert problems == ["non-finite outputs: 4 of 4 values are NaN or inf"]
 
     good = reg.model_version_uri(NAME, copy_version(store[0], log_version(experiment_id)))
-    out_of_range = reg.sanity_check(good, example(2), year_range=(1500, 1600))
+    out_of_range = ser.sanity_check(good, example(2), year_range=(1500, 1600))
     assert len(out_of_range) == 1 and out_of_range[0].startswith("predicted years") and "1500-1600" in out_of_range[0]
-    assert reg.sanity_check(f"models:/{NAME}/99", example(1))[0].startswith(f"cannot load models:/{NAME}/99")
-    wrong_size = reg.sanity_check(good, np.zeros((1, 2, 3, 8, 8), np.float32))
+    assert ser.sanity_check(f"models:/{NAME}/99", example(1))[0].startswith(f"cannot load models:/{NAME}/99")
+    wrong_size = ser.sanity_check(good, np.zeros((1, 2, 3, 8, 8), np.float32))
     assert wrong_size and "does not accept the smoke input" in wrong_size[0]
 
 
@@ -238,7 +253,7 @@ def test_promotion_lifecycle_and_rollback(store):
     client, experiment_id = store
     info = log_version(experiment_id)
     v1 = str(info.registered_model_version)
-    assert reg.sanity_check(reg.model_version_uri(NAME, v1), example(2)) == []
+    assert ser.sanity_check(reg.model_version_uri(NAME, v1), example(2)) == []
 
     # first sane model: promoted
     first = promote_flow(client, v1, mae=5.0)
@@ -276,7 +291,7 @@ def test_promotion_lifecycle_and_rollback(store):
     assert reg.get_alias_version(client, NAME, reg.PREVIOUS_PRODUCTION).version == "1"
     assert client.get_model_version(NAME, v4).tags["replaced_version"] == "1"
     assert [v.version for v in reg.promoted_versions(client, NAME)] == ["1", "4"]
-    assert reg.latest_rollback(client, NAME) is None
+    assert reg.get_alias_version(client, NAME, reg.ROLLED_BACK) is None
 
     # rollback: production back to v1, who/why recorded, v4 stays findable
     result = reg.rollback(client, NAME, actor="alice", reason="v4 misreads worn coins")
@@ -291,7 +306,6 @@ def test_promotion_lifecycle_and_rollback(store):
     assert from_tags["decision"] == "promoted"  # history is kept
     to_tags = client.get_model_version(NAME, v1).tags
     assert to_tags["restored_by_rollback"] == "true" and to_tags["restored_by"] == "alice"
-    assert reg.latest_rollback(client, NAME).version == "1"
     assert [v.version for v in reg.promoted_versions(client, NAME)] == ["1"]
     assert [v.version for v in reg.promoted_versions(client, NAME, include_rolled_back=True)] == ["1", "4"]
     assert '"actor": "alice"' in client.get_registered_model(NAME).tags[reg.ROLLBACK_HISTORY_TAG]
@@ -305,7 +319,7 @@ def test_promotion_lifecycle_and_rollback(store):
     again = reg.rollback(client, NAME, actor="bob", reason="worn coins were mislabelled", to_version="4")
     assert (again.from_version, again.to_version) == ("1", "4")
     assert reg.get_alias_version(client, NAME, reg.ROLLED_BACK).version == "1"
-    assert reg.latest_rollback(client, NAME).version == "4"
+    assert client.get_model_version(NAME, "4").tags["restored_by_rollback"] == "true"
     assert [v.version for v in reg.promoted_versions(client, NAME)] == ["4"]
 
 
@@ -358,3 +372,72 @@ def test_find_version(store):
     assert reg.find_version(client, NAME, "abc", "other") is None
     assert reg.find_version(client, "no_such_model", "abc", "cfg") is None
 
+
+
+# --- concurrent promotions and the registry lock -----------------------------------------------------
+
+
+def test_concurrent_promotions_leave_a_consistent_registry(store):
+    """Two candidates evaluated against the same production are applied at the same moment: one is
+    promoted, the other is staged because production moved under it; previous_production is the
+    version the winner replaced, and no promoted version is lost."""
+    import threading
+
+    client, experiment_id = store
+    info = log_version(experiment_id)
+    promote_flow(client, "1", mae=5.0)
+    v2, v3 = copy_version(client, info), copy_version(client, info)
+    decisions = {v: reg.decide_promotion(v, {"mae": mae}, "1", {"mae": 5.0}, []) for v, mae in ((v2, 4.0), (v3, 3.0))}
+    assert all(d.promote for d in decisions.values())  # each, alone, would be promoted over v1
+
+    barrier, applied, errors = threading.Barrier(2), {}, []
+
+    def apply(version):
+        try:
+            own = MlflowClient(tracking_uri=client._registry_uri, registry_uri=client._registry_uri)
+            barrier.wait()
+            applied[version] = reg.apply_decision(own, NAME, decisions[version])
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=apply, args=(v,)) for v in (v2, v3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    winners = [v for v, d in applied.items() if d.promote]
+    assert len(winners) == 1, applied
+    (winner,), (loser,) = winners, [v for v in applied if v not in winners]
+    assert reg.get_alias_version(client, NAME, reg.PRODUCTION).version == winner
+    assert reg.get_alias_version(client, NAME, reg.PREVIOUS_PRODUCTION).version == "1"
+    tags = {v: client.get_model_version(NAME, v).tags for v in ("1", v2, v3)}
+    assert tags[winner]["decision"] == "promoted" and tags[winner]["replaced_version"] == "1"
+    assert tags["1"]["superseded_by"] == winner
+    assert tags[loser]["decision"] == "staged" and "production moved from v1 to v" + winner in tags[loser]["decision_reason"]
+    assert "promoted_at" not in tags[loser]
+    # the chain stays walkable: a rollback goes back to v1, not to the staged loser
+    assert reg.rollback(client, NAME, "alice", "drill").to_version == "1"
+
+
+def test_the_registry_lock_excludes_and_times_out(store, tmp_path):
+    import threading
+
+    client, experiment_id = store
+    log_version(experiment_id)
+    decision = reg.decide_promotion("1", {"mae": 5.0}, None, None, [])
+    assert reg.lock_target(client).endswith("mlflow.db.lock")  # beside the SQLite registry
+    with reg.registry_lock(client, NAME):
+        with pytest.raises(TimeoutError, match="registry lock"):
+            with reg.registry_lock(client, NAME, timeout=0.3):
+                pass
+        waiting = threading.Thread(target=reg.apply_decision, args=(client, NAME, decision))
+        waiting.start()
+        waiting.join(1.0)
+        assert waiting.is_alive()  # blocked on the lock
+        assert reg.get_alias_version(client, NAME, reg.PRODUCTION) is None
+    waiting.join(30)
+    assert reg.get_alias_version(client, NAME, reg.PRODUCTION).version == "1"
+    lock_file = tmp_path / "explicit.lock"
+    with reg.registry_lock(client, NAME, lock_url=str(lock_file)):
+        assert reg.lock_target(client, str(lock_file)) == str(lock_file)

@@ -57,7 +57,7 @@ class RollbackConfig(Config):
 def rollback_production(context: OpExecutionContext, config: RollbackConfig, mlflow_registry: MlflowRegistry) -> dict:
     """Point `production` back at the previous version, recording who and why."""
     result = reg.rollback(mlflow_registry.client(), mlflow_registry.model_name, config.actor, config.reason,
-                          to_version=config.to_version)
+                          to_version=config.to_version, lock_url=mlflow_registry.lock_url)
     context.log.info(f"production: v{result.from_version} → v{result.to_version} by {result.actor}: {result.reason}")
     context.log.info(f"serving API reload: {request_reload()}")
     return {"from_version": result.from_version, "to_version": result.to_version}

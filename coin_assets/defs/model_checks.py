@@ -10,6 +10,7 @@ from coin_assets.defs.assets.predictions import coin_predictions
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import MlflowRegistry
+from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import input_example
 
@@ -39,7 +40,7 @@ def model_outputs_are_plausible(context: AssetCheckExecutionContext, mlflow_regi
         what = "missing from the registry" if reg.is_missing_error(err) else f"registry lookup failed: {err}"
         return AssetCheckResult(passed=False, metadata={"model_version": version, "problems": f"v{version} {what}"})
     # the same sanity check as promotion, with this project's plausible year range
-    problems = reg.sanity_check(uri, input_example(int(tags.get("image_size", 128)), batch=4),
+    problems = ser.sanity_check(uri, input_example(int(tags.get("image_size", 128)), batch=4),
                                 year_range=(YEAR_MIN, YEAR_MAX))
     return AssetCheckResult(passed=not problems, metadata={
         "model_version": version, "problems": "; ".join(problems) or "none",

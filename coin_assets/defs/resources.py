@@ -83,6 +83,7 @@ class MlflowRegistry(ConfigurableResource):
     experiment_name: str = "coin_year"
     model_name: str = "coin_year_regressor"
     artifact_root: str | None = None  # where a new experiment keeps artifacts (local default: data/mlflow/artifacts)
+    lock_url: str | None = None  # registry lock (postgresql:// or a file); None: see ml.registry.lock_target
 
     def activate(self):
         import mlflow
@@ -119,6 +120,7 @@ class MlflowRegistry(ConfigurableResource):
             experiment_name=settings.mlflow_experiment,
             model_name=settings.model_name,
             artifact_root=settings.mlflow_artifact_root,
+            lock_url=settings.registry_lock,
         )
 
     @classmethod

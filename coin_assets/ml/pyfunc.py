@@ -185,7 +185,7 @@ def _model_class():
         """MLflow pyfunc: DataFrame[front, back] of raw photos → DataFrame[year, sigma, lower_90, ...]."""
 
         def load_context(self, context):
-            from coin_assets.ml.registry import load_torch_model
+            from coin_assets.ml.model_serialization import load_torch_model
 
             config = PhotoModelConfig.from_json(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
             self.predictor = PhotoPredictor(load_torch_model(context.artifacts[TORCH_ARTIFACT]), config)
@@ -306,7 +306,8 @@ def migrate_tensor_version(client, name: str, version: str, example_front: bytes
     import mlflow
     from mlflow.models import get_model_info
 
-    from coin_assets.ml.registry import load_torch_model, model_version_uri
+    from coin_assets.ml.model_serialization import load_torch_model
+    from coin_assets.ml.registry import model_version_uri
 
     uri = model_version_uri(name, version)
     old = client.get_model_version(name, str(version))

@@ -1,9 +1,9 @@
-"""The MLflow model registry around the coin mint-year regressor (plain MLflow client API, no Dagster).
+"""The MLflow model registry's lifecycle around the coin mint-year regressor: aliases, the promotion
+decision, rollback (plain MLflow client API, no Dagster). Loading and checking a logged model is in
+``coin_assets.ml.model_serialization``.
 
-Lifecycle, with registered-model aliases only (stages are deprecated in MLflow 3):
+With registered-model aliases only (stages are deprecated in MLflow 3):
 
-- every trained model is logged with ``mlflow.pytorch.log_model`` (signature + input example) and
-  registered as a new version;
 - ``staging``  -> the last candidate that passed the sanity check;
 - ``production`` -> what serves predictions;
 - ``previous_production`` -> what production pointed at before the last promotion (rollback target);
@@ -16,17 +16,12 @@ test metrics as ``test_<name>``), ``decided_at``, ``promoted_at``; a rollback wr
 ``restored_by_rollback``="true", ``restored_by``, ``restored_at``, ``restored_from`` on the restored one.
 A short ``rollback_history`` (JSON) registered-model tag is kept as a convenience.
 
+Promotions and rollbacks move several aliases; MLflow has no transaction over them, so both run
+under ``registry_lock`` (a Postgres advisory lock or a file lock, see there) and re-read production
+inside it: a promotion decided against a production that has moved since is staged, not promoted.
+
 Notes on MLflow 3 behaviour this module relies on or works around:
 
-- ``mlflow.pytorch.log_model`` defaults to ``serialization_format="pt2"`` (``torch.export``) outside
-  Databricks; "pickle" logs the eager module (and warns about pickle; loading it is allowed unless
-  ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``). ``log_coin_model`` keeps MLflow's default and lets the
-  caller choose. ``torch.export`` specialises a size-1 dimension to a constant, so a batch-1 input
-  example would give a model that only accepts batch 1: the example is repeated to a batch of 2 before
-  logging (the exported model then accepts any batch size, 1 included).
-- ``mlflow.pytorch.load_model`` of a pt2 model returns a ``torch.fx.GraphModule`` frozen in eval mode
-  whose ``.eval()``/``.train()`` raise ``NotImplementedError``: ``load_torch_model`` wraps it so code
-  written for eager modules (``model.to(dev).eval()``) works.
 - ``ModelVersion.version`` is an ``int`` from the SQL store but a ``str`` over REST: every
   ``ModelVersion`` returned here has its version normalised to ``str``.
 - ``search_model_versions`` does not populate aliases; ``get_model_version`` does.
@@ -34,138 +29,40 @@ Notes on MLflow 3 behaviour this module relies on or works around:
 
 from __future__ import annotations
 
-import copy
-import functools
+import hashlib
 import json
 import math
-from dataclasses import dataclass
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:  # keep `import coin_assets.ml.registry` cheap: mlflow and torch load lazily
-    import torch
+if TYPE_CHECKING:  # keep `import coin_assets.ml.registry` cheap: mlflow loads lazily
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-    from mlflow.models.model import ModelInfo
 
 STAGING, PRODUCTION, PREVIOUS_PRODUCTION = "staging", "production", "previous_production"
 ROLLED_BACK = "rolled_back"
 
 DECISION_PROMOTED, DECISION_STAGED, DECISION_REJECTED = "promoted", "staged", "rejected"
 
-ARTIFACT_NAME = "model"
 ROLLBACK_HISTORY_TAG = "rollback_history"
 ROLLBACK_HISTORY_KEEP = 20
 _MAX_REASON_CHARS = 5000
+LOCK_TIMEOUT_SECONDS = 120.0
 
 
 # ---------------------------------------------------------------------------------------------
-# logging and lookup
+# lookup
 # ---------------------------------------------------------------------------------------------
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _as_input_array(input_example) -> np.ndarray:
-    array = np.ascontiguousarray(np.asarray(input_example, dtype=np.float32))
-    if array.ndim != 5 or array.shape[1:3] != (2, 3) or array.shape[0] < 1:
-        raise ValueError(f"input_example must be a float32 array [B, 2, 3, H, W] with B >= 1, got shape {array.shape}")
-    return array
-
-
-def log_coin_model(
-    model: torch.nn.Module,
-    input_example: np.ndarray,
-    registered_model_name: str | None = None,
-    *,
-    serialization_format: str = "pt2",
-) -> ModelInfo:
-    """Inside an active MLflow run: log the model with signature (inferred from input_example and the
-    model's output) and input example; register it as a new version when registered_model_name is given.
-    Returns ModelInfo (its .registered_model_version, .model_uri).
-
-    The logged model is an eval-mode CPU copy (the caller's model is left untouched), exported with
-    ``torch.export`` by default ("pt2": self-contained, loads back as an eval-mode GraphModule, see
-    load_torch_model) or pickled ("pickle": loads back as the eager module; needs this package
-    importable where it is loaded). A batch-1 example is repeated to batch 2 so an exported batch
-    dimension stays dynamic. Pip requirements are given explicitly (torch, cloudpickle, mlflow) instead
-    of being inferred, which would cost a subprocess (~5 s) per logged model.
-    """
-    import mlflow
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
-    if mlflow.active_run() is None:
-        raise RuntimeError("log_coin_model must be called inside an active MLflow run (mlflow.start_run())")
-    example = _as_input_array(input_example)
-    if example.shape[0] == 1:
-        example = np.concatenate([example, example], axis=0)
-
-    export = copy.deepcopy(model).to("cpu").eval()
-    with torch.no_grad():
-        output = export(torch.from_numpy(example))
-    output = np.asarray(output.detach().cpu().numpy(), dtype=np.float32)
-    if output.shape != (example.shape[0], 2):
-        raise ValueError(f"the model must return [B, 2] (year, sigma); got {tuple(output.shape)} for input {example.shape}")
-    signature = infer_signature(example, output)
-
-    return mlflow.pytorch.log_model(
-        export,
-        name=ARTIFACT_NAME,
-        signature=signature,
-        input_example=example,
-        registered_model_name=registered_model_name,
-        pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
-        serialization_format=serialization_format,
-    )
-
-
-def load_torch_model(model_uri: str) -> torch.nn.Module:
-    """``mlflow.pytorch.load_model`` on CPU, returned as a module that code written for eager models can use.
-
-    A pt2 (``torch.export``) model loads as a GraphModule frozen in eval mode whose ``.eval()`` and
-    ``.train()`` raise NotImplementedError; it is wrapped so that ``.eval()``/``.train(mode)`` are no-ops
-    (the graph always runs as exported: in eval mode) and ``.to(device)`` still moves the weights.
-    A pickled eager model is returned as loaded (in eval mode).
-    """
-    import mlflow.pytorch
-    from mlflow.models import get_model_info
-
-    if "pytorch" not in get_model_info(model_uri).flavors:  # a raw-photo pyfunc: its packaged torch module
-        from coin_assets.ml.pyfunc import load_photo_predictor
-
-        return load_photo_predictor(model_uri).module
-    model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    if "train" in vars(model) or "eval" in vars(model):  # ExportedProgram.module() patches these per instance
-        return _exported_module_class()(model)
-    return model.eval()
-
-
-@functools.cache
-def _exported_module_class():
-    import torch
-
-    class ExportedCoinModel(torch.nn.Module):
-        """An exported (eval-mode) coin model behind an nn.Module whose train()/eval() do not raise."""
-
-        def __init__(self, exported: torch.nn.Module):
-            super().__init__()
-            self.exported = exported
-            self.training = False
-
-        def forward(self, pairs):
-            return self.exported(pairs)
-
-        def train(self, mode: bool = True):
-            self.training = bool(mode)  # the exported graph is fixed in eval mode either way
-            return self
-
-    return ExportedCoinModel
 
 
 def model_version_uri(name: str, version: str | int) -> str:
@@ -185,8 +82,6 @@ def is_missing_error(err: Exception) -> bool:
     return getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
 
 
-_missing = is_missing_error
-
 
 def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version an alias points at; None when the alias or the registered model is missing.
@@ -199,7 +94,7 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersi
     try:
         aliases = client.get_registered_model(name).aliases or {}
     except MlflowException as err:
-        if _missing(err):
+        if is_missing_error(err):
             return None
         raise
     if alias not in aliases:
@@ -207,7 +102,7 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersi
     try:
         return _normalise(client.get_model_version(name, str(aliases[alias])))
     except MlflowException as err:
-        if _missing(err):
+        if is_missing_error(err):
             return None
         raise
 
@@ -251,14 +146,6 @@ def _is_rolled_back(mv: ModelVersion) -> bool:
     return not (mv.tags.get("restored_by_rollback") == "true" and restored_at and restored_at > rolled_at)
 
 
-def latest_rollback(client: MlflowClient, name: str) -> ModelVersion | None:
-    """The version most recently restored by a rollback (tag restored_by_rollback="true"), if any."""
-    restored = [mv for mv in _all_versions(client, name) if mv.tags.get("restored_by_rollback") == "true"]
-    if not restored:
-        return None
-    return max(restored, key=lambda mv: (mv.tags.get("restored_at", ""), int(mv.version)))
-
-
 def find_version(client: MlflowClient, name: str, training_set_hash: str, config_hash: str) -> ModelVersion | None:
     """The highest version tagged with this training_set_hash and config_hash (a retrain would repeat it)."""
     matches = [
@@ -269,83 +156,85 @@ def find_version(client: MlflowClient, name: str, training_set_hash: str, config
 
 
 # ---------------------------------------------------------------------------------------------
-# sanity check and promotion
+# the lock around alias moves
 # ---------------------------------------------------------------------------------------------
 
 
-def _photo_model_problems(loaded, year_range: tuple[int, int]) -> list[str]:
-    """Smoke-predict a raw-photo pyfunc on its own logged input example (real photos)."""
-    example = loaded.input_example
-    if example is None:
-        return ["the logged raw-photo model has no input example"]
-    try:
-        output = loaded.predict(example)
-    except Exception as err:  # noqa: BLE001
-        return [f"smoke prediction failed: {type(err).__name__}: {str(err)[:500]}"]
-    problems = []
-    for column in ("year", "sigma", "lower_90", "upper_90"):
-        if column not in output:
-            problems.append(f"output has no {column!r} column")
-    if problems:
-        return problems
-    if output["error"].astype(str).str.len().gt(0).any():
-        problems.append(f"the input example was not scored: {output['error'].iloc[0]}")
-    years, sigmas = output["year"].to_numpy(float), output["sigma"].to_numpy(float)
-    if not (np.isfinite(years).all() and np.isfinite(sigmas).all()):
-        problems.append("non-finite year or sigma")
-    elif (sigmas <= 0).any():
-        problems.append("sigma <= 0")
-    elif ((years < year_range[0]) | (years > year_range[1])).any():
-        problems.append(f"year outside {year_range}: {years.tolist()}")
-    return problems
+def _postgres_dsn(url: str) -> str:
+    """A SQLAlchemy-style URL (postgresql+psycopg2://...) as a libpq one."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith("postgresql") else url
 
 
-def sanity_check(model_uri: str, input_example: np.ndarray, year_range: tuple[int, int] = (1500, 2100)) -> list[str]:
-    """Load through mlflow.pyfunc, check it has a signature, smoke-predict input_example: outputs finite,
-    shape [B,2], sigma>0, years within year_range. Returns a list of problems (empty = sane)."""
-    import mlflow.pyfunc
+def _advisory_key(name: str) -> int:
+    """A signed 64-bit key for pg_advisory_lock, stable across processes (unlike hash())."""
+    return int.from_bytes(hashlib.sha256(f"coin_assets.registry:{name}".encode()).digest()[:8], "big", signed=True)
 
-    try:
-        example = _as_input_array(input_example)
-    except ValueError as err:
-        return [f"bad smoke input: {err}"]
-    try:
-        loaded = mlflow.pyfunc.load_model(model_uri)
-    except Exception as err:  # noqa: BLE001 - any failure to load is a problem to report
-        return [f"cannot load {model_uri} through mlflow.pyfunc: {type(err).__name__}: {err}"]
 
-    problems = []
-    signature = loaded.metadata.signature
-    if signature is not None and signature.inputs is not None and {"front", "back"} <= set(signature.inputs.input_names()):
-        return _photo_model_problems(loaded, year_range)
-    if signature is None or signature.inputs is None:
-        problems.append("the logged model has no signature")
-    elif signature.inputs.is_tensor_spec():
-        spec = signature.inputs.inputs[0].shape
-        if len(spec) != example.ndim or any(s not in (-1, e) for s, e in zip(spec, example.shape, strict=False)):
-            problems.append(f"signature input shape {tuple(spec)} does not accept the smoke input {example.shape}")
-    try:
-        output = np.asarray(loaded.predict(example), dtype=np.float64)
-    except Exception as err:  # noqa: BLE001
-        problems.append(f"smoke prediction failed: {type(err).__name__}: {str(err)[:500]}")
-        return problems
+def lock_target(client: MlflowClient, lock_url: str | None = None) -> str:
+    """Where the registry lock lives: `lock_url` when given (a postgresql:// URL or a file path);
+    otherwise a Postgres registry's own database, a file beside an SQLite registry, or, for a tracking
+    server without lock_url, a file in this machine's temp folder (which orders the promotions of
+    one machine only: give a scale-out deployment COIN_ASSETS_REGISTRY_LOCK)."""
+    if lock_url:
+        return lock_url
+    uri = client._registry_uri or ""
+    if uri.startswith("postgresql"):
+        return uri
+    if uri.startswith("sqlite:///"):
+        return uri.removeprefix("sqlite:///") + ".lock"
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return str(Path(tempfile.gettempdir()) / f"coin_assets_registry_{digest}.lock")
 
-    batch = example.shape[0]
-    if output.shape != (batch, 2):
-        problems.append(f"output shape {output.shape}, expected ({batch}, 2) = (year, sigma)")
-        return problems
-    finite = np.isfinite(output)
-    if not finite.all():
-        problems.append(f"non-finite outputs: {int((~finite).sum())} of {output.size} values are NaN or inf")
-    years, sigmas = output[:, 0], output[:, 1]
-    low, high = year_range
-    bad_years = finite[:, 0] & ((years < low) | (years > high))
-    if bad_years.any():
-        problems.append(f"predicted years {np.round(years[bad_years], 1).tolist()} outside {low}-{high}")
-    bad_sigmas = finite[:, 1] & (sigmas <= 0)
-    if bad_sigmas.any():
-        problems.append(f"non-positive sigma {np.round(sigmas[bad_sigmas], 4).tolist()}")
-    return problems
+
+@contextmanager
+def registry_lock(client: MlflowClient, name: str, lock_url: str | None = None,
+                  timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Hold the lock that orders alias moves (promotion, rollback) of registered model `name`.
+
+    A Postgres session advisory lock or an OS file lock (filelock): both are released by the
+    operating system or the server when the holder dies, so a crash never leaves it taken.
+    Raises TimeoutError after `timeout` seconds of waiting.
+    """
+    target = lock_target(client, lock_url)
+    if target.startswith("postgresql"):
+        import psycopg2
+
+        conn = psycopg2.connect(_postgres_dsn(target))
+        conn.autocommit = True
+        try:
+            key = _advisory_key(name)
+            deadline = time.monotonic() + timeout
+            with conn.cursor() as cur:
+                while True:
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", [key])
+                    if cur.fetchone()[0]:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"registry lock of {name!r} not acquired in {timeout:.0f}s")
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", [key])
+        finally:
+            conn.close()
+    else:
+        from filelock import FileLock, Timeout
+
+        path = Path(target.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(path), timeout=timeout):
+                yield
+        except Timeout as err:
+            raise TimeoutError(f"registry lock of {name!r} ({path}) not acquired in {timeout:.0f}s") from err
+
+
+# ---------------------------------------------------------------------------------------------
+# promotion
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -429,42 +318,52 @@ def _set_tags(client: MlflowClient, name: str, version: str, tags: dict) -> None
         client.set_model_version_tag(name, str(version), key, str(value))
 
 
-def apply_decision(client: MlflowClient, name: str, decision: PromotionDecision) -> None:
+def apply_decision(client: MlflowClient, name: str, decision: PromotionDecision,
+                   lock_url: str | None = None) -> PromotionDecision:
     """Write aliases and tags: sane → alias staging; promote → previous_production := old production (if
     any), production := candidate; tags on the candidate version (decision, decision_reason, test_mae,
     test_<metric>, decided_at, compared_with, promoted_at and replaced_version when promoted).
 
-    The old production is read from the registry at this moment (not from the decision), so a rollback
-    between evaluation and decision is not lost. Re-promoting the current production leaves
-    previous_production alone.
+    Runs under ``registry_lock`` and re-reads production inside it (compare-and-set): when production
+    is no longer the version the candidate was compared with (another promotion or a rollback came
+    first), the candidate is staged, not promoted, with that reason. Returns the decision applied.
+    Re-promoting the current production leaves previous_production alone.
     """
     candidate = str(decision.candidate_version)
-    now = _now()
-    tags = {
-        "decision": decision.decision,
-        "decision_reason": decision.reason[:_MAX_REASON_CHARS],
-        "decided_at": now,
-        "compared_with": decision.production_version or "none",
-        "test_mae": repr(float(decision.candidate_metrics["mae"])) if _is_number(decision.candidate_metrics.get("mae"))
-        else "nan",
-    }
-    for key, value in decision.candidate_metrics.items():
-        if key != "mae" and _is_number(value):
-            tags[f"test_{key}"] = repr(float(value))
-    if decision.promote:
-        tags["promoted_at"] = now
-        current = get_alias_version(client, name, PRODUCTION)
-        if current is not None and current.version != candidate:
-            tags["replaced_version"] = current.version
-    _set_tags(client, name, candidate, tags)
+    with registry_lock(client, name, lock_url):
+        current = get_alias_version(client, name, PRODUCTION) if decision.promote else None
+        if current is not None and current.version not in (candidate, decision.production_version):
+            decision = replace(decision, promote=False, staged=True, reason=(
+                f"staged, not promoted: production moved from v{decision.production_version or ' none'} to "
+                f"v{current.version} after v{candidate} was compared with it; evaluate again. "
+                f"(was: {decision.reason})"))
+        now = _now()
+        tags = {
+            "decision": decision.decision,
+            "decision_reason": decision.reason[:_MAX_REASON_CHARS],
+            "decided_at": now,
+            "compared_with": decision.production_version or "none",
+            "test_mae": repr(float(decision.candidate_metrics["mae"]))
+            if _is_number(decision.candidate_metrics.get("mae")) else "nan",
+        }
+        for key, value in decision.candidate_metrics.items():
+            if key != "mae" and _is_number(value):
+                tags[f"test_{key}"] = repr(float(value))
+        replaced = current is not None and current.version != candidate
+        if decision.promote:
+            tags["promoted_at"] = now
+            if replaced:
+                tags["replaced_version"] = current.version
+        _set_tags(client, name, candidate, tags)
 
-    if decision.staged or decision.promote:
-        client.set_registered_model_alias(name, STAGING, candidate)
-    if decision.promote:
-        if current is not None and current.version != candidate:
-            client.set_registered_model_alias(name, PREVIOUS_PRODUCTION, current.version)
-            _set_tags(client, name, current.version, {"superseded_by": candidate, "superseded_at": now})
-        client.set_registered_model_alias(name, PRODUCTION, candidate)
+        if decision.staged or decision.promote:
+            client.set_registered_model_alias(name, STAGING, candidate)
+        if decision.promote:
+            if replaced:
+                client.set_registered_model_alias(name, PREVIOUS_PRODUCTION, current.version)
+                _set_tags(client, name, current.version, {"superseded_by": candidate, "superseded_at": now})
+            client.set_registered_model_alias(name, PRODUCTION, candidate)
+    return decision
 
 
 def _is_number(value) -> bool:
@@ -494,7 +393,7 @@ def _get_version(client: MlflowClient, name: str, version: str) -> ModelVersion 
     try:
         return _normalise(client.get_model_version(name, str(version)))
     except MlflowException as err:
-        if _missing(err):
+        if is_missing_error(err):
             return None
         raise
 
@@ -505,7 +404,8 @@ def _promoted_below(client: MlflowClient, name: str, version: str) -> ModelVersi
     return below[-1] if below else None
 
 
-def rollback(client: MlflowClient, name: str, actor: str, reason: str, to_version: str | None = None) -> RollbackResult:
+def rollback(client: MlflowClient, name: str, actor: str, reason: str, to_version: str | None = None,
+             lock_url: str | None = None) -> RollbackResult:
     """Point production back at `to_version` or, by default, at the previous_production alias (falling
     back to the highest version below the current one tagged decision=promoted and not itself rolled
     back from). Records who/why/when as tags; the version rolled back from stays findable (tags
@@ -515,10 +415,17 @@ def rollback(client: MlflowClient, name: str, actor: str, reason: str, to_versio
     Afterwards previous_production points at what the restored version replaced when it was promoted
     (tag replaced_version) or else the next older promoted version, or is removed: a second rollback
     keeps going back and never rolls forward onto the version just rolled back from.
+
+    Runs under ``registry_lock``, like a promotion, so the two never interleave.
     """
     actor, reason = (actor or "").strip(), (reason or "").strip()
     if not actor or not reason:
         raise ValueError("a rollback needs an actor (who) and a reason (why)")
+    with registry_lock(client, name, lock_url):
+        return _rollback_locked(client, name, actor, reason, to_version)
+
+
+def _rollback_locked(client: MlflowClient, name: str, actor: str, reason: str, to_version: str | None) -> RollbackResult:
     current = get_alias_version(client, name, PRODUCTION)
     if current is None:
         raise ValueError(f"model {name!r} has no '{PRODUCTION}' alias: nothing to roll back")

@@ -14,6 +14,7 @@ from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.metadata import markdown_table, png_markdown
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
+from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
 from coin_assets.ml.config import PretrainConfig, TrainConfig
@@ -302,7 +303,7 @@ def model_evaluation(
     if production is not None and production.version != coin_year_model["version"]:
         versions["production"] = production.version
     for role, version in versions.items():
-        model = reg.load_torch_model(reg.model_version_uri(name, version))
+        model = ser.load_torch_model(reg.model_version_uri(name, version))
         image_size = int(client.get_model_version(name, version).tags.get("image_size", coin_year_model["image_size"]))
         scored[role] = score(model, test_records, image_size, read_bytes)["metrics"]
     baseline = mean_baseline_mae(frame.loc[frame["split"] == "train", "label_year"], [r.year for r in test_records])
@@ -339,7 +340,7 @@ def promotion_decision(
     name = mlflow_registry.model_name
     candidate = model_evaluation["version"]
     uri = reg.model_version_uri(name, candidate)
-    problems = reg.sanity_check(uri, _example_for(model_evaluation))
+    problems = ser.sanity_check(uri, _example_for(model_evaluation))
     decision = reg.decide_promotion(
         candidate_version=candidate,
         candidate_metrics=model_evaluation["candidate_metrics"],
@@ -348,7 +349,7 @@ def promotion_decision(
         sanity_problems=problems,
         min_mae_improvement=config.min_mae_improvement,
     )
-    reg.apply_decision(client, name, decision)
+    decision = reg.apply_decision(client, name, decision, lock_url=mlflow_registry.lock_url)
     (context.log.info if decision.promote else context.log.warning)(f"v{candidate}: {decision.reason}")
     if decision.promote:  # best-effort: the API also follows the alias by polling
         context.log.info(f"serving API reload: {request_reload()}")

@@ -14,6 +14,7 @@ from coin_assets.defs.metadata import markdown_table
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
+from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import Z_90, coin_records
 from coin_assets.settings import Settings
@@ -58,7 +59,7 @@ def coin_predictions(
     if production is None:
         context.log.warning("no model has the `production` alias yet: nothing scored")
         return
-    model = reg.load_torch_model(reg.model_version_uri(mlflow_registry.model_name, production.version))
+    model = ser.load_torch_model(reg.model_version_uri(mlflow_registry.model_name, production.version))
     image_size = int(production.tags.get("image_size", 128))
     with duckdb.get_connection() as conn:
         coins = preds.coins_to_score(conn, context.partition_key)
