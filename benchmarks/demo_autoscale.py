@@ -30,13 +30,27 @@ TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_wor
 
 
 def pool_size(worker) -> int:
-    """Live pool processes of a worker: the children of its main process (psutil)."""
+    """Live pool processes of a worker: the children of its main process (psutil), zombies left out
+    (a pool process the autoscaler stopped stays a zombie until billiard reaps it)."""
     import psutil
 
     try:
-        return len(psutil.Process(worker.popen.pid).children())
+        children = psutil.Process(worker.popen.pid).children()
     except psutil.NoSuchProcess:
         return 0
+    alive = 0
+    for child in children:
+        try:
+            alive += child.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def scaling_events(worker) -> list[str]:
+    """Celery's own record of what its autoscaler did (worker log lines)."""
+    return [line.split("] ", 1)[-1] for line in worker.log.read_text(errors="replace").splitlines()
+            if "Scaling up" in line or "Scaling down" in line]
 
 
 def main(argv=None) -> int:
@@ -56,7 +70,7 @@ def main(argv=None) -> int:
         for path in sorted(src.rglob("*")):
             if path.is_file():
                 s3.upload_file(str(path), cluster.bucket, f"coin_assets/uploads/{path.relative_to(src).as_posix()}")
-        env = {**cluster.env, "AUTOSCALE_KEEPALIVE": "10"}
+        env = {**cluster.env, "AUTOSCALE_KEEPALIVE": "10", "COIN_ASSETS_SETTLE_SECONDS": "0"}
         cluster.procs["worker-1"] = start_celery_worker(cluster.base, "worker-1", ["duckdb"], env)
         cluster.procs["worker-2"] = start_celery_worker(cluster.base, "worker-2", ["dagster"], env,
                                                         autoscale=(args.max, args.min))
@@ -85,6 +99,7 @@ def main(argv=None) -> int:
         codes = [r.wait() for r in runs]
         print(f"runs exit codes {codes}; pool min {min(s for s in sizes if s)} max {max(s for s in sizes if s)} "
               f"final {sizes[-1]}")
+        print("worker-2 autoscaler:", "; ".join(scaling_events(cluster.procs["worker-2"])) or "no scaling")
     return 0
 
 

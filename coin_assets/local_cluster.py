@@ -253,6 +253,7 @@ class LocalCluster:
     bucket: str = "coin-assets"
     procs: dict[str, Proc] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    worker_args: dict[str, dict] = field(default_factory=dict)
 
     def start_servers(self) -> None:
         """Postgres, Redis, moto S3, MLflow server; fills `env` for the Dagster processes."""
@@ -278,6 +279,8 @@ class LocalCluster:
             "COIN_ASSETS_CELERY_BROKER": self.procs["redis"].url,
             "COIN_ASSETS_S3_BUCKET": self.bucket, "AWS_ENDPOINT_URL": s3, "MLFLOW_S3_ENDPOINT_URL": s3,
             "MLFLOW_TRACKING_URI": self.procs["mlflow"].url,
+            # promotions and rollbacks from any worker take an advisory lock in MLflow's database
+            "COIN_ASSETS_REGISTRY_LOCK": f"{pg}/mlflow",
             # the DuckDB file belongs to the worker serving the duckdb queue (worker-1)
             "COIN_ASSETS_DATA_DIR": str(self.base / "workers" / "worker-1" / "data"),
             "COIN_ASSETS_DUCKDB": str(self.base / "workers" / "worker-1" / "coin_assets.duckdb"),
@@ -292,9 +295,25 @@ class LocalCluster:
         for i in range(1, count + 1):
             name = f"worker-{i}"
             queues = (["duckdb"] if count > 1 else ["dagster", "duckdb"]) if i == 1 else ["dagster"]
-            self.procs[name] = start_celery_worker(self.base, name, queues, self.env, autoscale=autoscale)
-            started.append(self.procs[name])
+            self.worker_args[name] = {"queues": queues, "autoscale": autoscale}
+            started.append(self.restart_worker(name))
         return started
+
+    def restart_worker(self, name: str) -> Proc:
+        """(Re)start worker `name` with the queues it was first started with, as a supervisor would."""
+        self.procs[name] = start_celery_worker(self.base, name, env=self.env, **self.worker_args[name])
+        return self.procs[name]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole process group of `name` (a machine lost mid-step)."""
+        self.procs[name].stop(grace=0, sig=signal.SIGKILL)
+
+    def restart_redis(self) -> Proc:
+        """Stop the broker and start it again on the same port and append-only file."""
+        port = int(self.procs["redis"].url.rsplit(":", 1)[1].split("/")[0])
+        self.procs["redis"].stop(grace=10)
+        self.procs["redis"] = start_redis(self.base, port)
+        return self.procs["redis"]
 
     def start_daemon(self) -> Proc:
         self.procs["daemon"] = start_daemon(self.base, self.env)

@@ -44,6 +44,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_DUCKDB_QUEUE          | duckdb                                 | Celery queue of the steps writing DuckDB  |
 | COIN_ASSETS_IO_PREFIX             | <s3 prefix>/io                         | key prefix of values passed between steps |
 | COIN_ASSETS_REGISTRY_LOCK         | (a file beside an SQLite registry)     | lock of alias moves: postgresql:// or path|
+| COIN_ASSETS_CELERY_VISIBILITY     | 3600                                   | s before a step of a lost worker is redelivered (> longest step) |
 | DAGSTER_HOME                      | (unset: an ephemeral instance)         | Dagster instance folder (dagster.yaml)    |
 """
 
@@ -101,6 +102,7 @@ class Settings:
     io_prefix: str | None = None
     dagster_home: str | None = None
     registry_lock: str | None = None
+    celery_visibility_timeout: float = 3600.0
     aws_keys_in_env: bool = False  # AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set: resources refer to them by name
 
     @classmethod
@@ -147,6 +149,7 @@ class Settings:
             io_prefix=_get(env, "COIN_ASSETS_IO_PREFIX"),
             dagster_home=_get(env, "DAGSTER_HOME"),
             registry_lock=_get(env, "COIN_ASSETS_REGISTRY_LOCK"),
+            celery_visibility_timeout=float(_get(env, "COIN_ASSETS_CELERY_VISIBILITY", str(d.celery_visibility_timeout))),
             aws_keys_in_env=bool(_get(env, "AWS_ACCESS_KEY_ID") and _get(env, "AWS_SECRET_ACCESS_KEY")),
         )
 

@@ -1,8 +1,12 @@
 """Scale-out for real: Postgres-backed Dagster instance, a daemon, two Celery workers on Redis, moto's
-S3 server and an MLflow tracking server (Postgres backend, S3 artifacts), all started here as local
-processes from packages the project installs (`scale` extra). A backfill of two daily partitions
-and the model chain go through the daemon onto the workers; the tables, files and registered model
-must equal those of an in-process run on the same uploads.
+S3 server and an MLflow tracking server (Postgres backend, S3 artifacts), all started once for this
+module as local processes from packages the project installs (`scale` extra).
+
+- A backfill of two daily partitions and the model chain go through the daemon onto the workers;
+  the tables, files and registered model must equal those of an in-process run on the same uploads.
+- Failure drills on the same servers: the DuckDB worker SIGKILLed (whole process group) mid-step,
+  and the broker restarted during a run. Afterwards the tables, files and model still equal the
+  reference and no `duckdb_writer` pool slot stays claimed.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -138,12 +143,13 @@ def request_backfill(instance: DagsterInstance, repo, job_name: str, partitions:
     return backfill_id
 
 
-def submit_job(instance: DagsterInstance, request, location, repo, job_name: str, run_config: dict) -> str:
+def submit_job(instance: DagsterInstance, request, location, repo, job_name: str, run_config: dict,
+               tags: dict | None = None) -> str:
     """Queue one run (as `dagster job launch` does); the daemon's run queue starts it."""
     from dagster._cli.job import _create_run
 
     run = _create_run(instance=instance, code_location=location, remote_repo=repo,
-                      remote_job=repo.get_full_job(job_name), run_config=run_config, tags={},
+                      remote_job=repo.get_full_job(job_name), run_config=run_config, tags=tags or {},
                       op_selection=None, run_id=None)
     return instance.submit_run(run.run_id, request).run_id
 
@@ -187,68 +193,173 @@ def run_failure_text(instance: DagsterInstance, run_id: str) -> str:
                      and "rror" in str(r.dagster_event.event_specific_data))
 
 
-# ----------------------------------------------------------------------------------------- test
+# ------------------------------------------------------------------------- the cluster, once
 
-def test_backfill_and_model_chain_on_two_celery_workers_equal_an_in_process_run(tmp_path, monkeypatch):
-    uploads = tmp_path / "generated"
+ENV_NAMES = ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "COIN_ASSETS_DUCKDB", "COIN_ASSETS_S3_BUCKET", "AWS_ENDPOINT_URL",
+             "COIN_ASSETS_EXECUTOR", "COIN_ASSETS_PROFILE", "COIN_ASSETS_REGISTRY_LOCK", "COIN_ASSETS_CELERY_VISIBILITY")
+# a step of a lost worker is handed out again after this long; above the longest step here
+VISIBILITY_TIMEOUT = 40
+
+
+@dataclass
+class Deployment:
+    cluster: LocalCluster
+    instance: DagsterInstance
+    request: object
+    location: object
+    repo: object
+    s3: object
+    days: list[str]
+    reference: dict
+
+    def submit(self, job_name: str, run_config: dict | None = None, tags: dict | None = None) -> str:
+        return submit_job(self.instance, self.request, self.location, self.repo, job_name, run_config or {}, tags)
+
+    def wait(self, run_id: str, timeout: float = 420):
+        (run,) = wait_for_runs(self.instance, RunsFilter(run_ids=[run_id]), 1, timeout, self.cluster)
+        return run
+
+    def assert_equal_to_reference(self) -> None:
+        assert tables(self.cluster.env["COIN_ASSETS_DUCKDB"]) == self.reference["tables"]
+        layers = {k.removeprefix(f"{PREFIX}/"): v for k, v in s3_files(self.s3, self.cluster.bucket, PREFIX).items()
+                  if k.split("/")[1] in ("bronze", "silver", "gold")}
+        assert layers == self.reference["files"]
+        server = self.cluster.procs["mlflow"].url
+        assert registry_summary(MlflowClient(server, server)) == self.reference["model"]
+
+    def assert_no_pool_slot_claimed(self) -> None:
+        info = self.instance.event_log_storage.get_concurrency_info("duckdb_writer")
+        assert not info.claimed_slots and not info.pending_steps, (info.claimed_slots, info.pending_steps)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    base = tmp_path_factory.mktemp("scale_out")
+    uploads = base / "generated"
     generate_uploads(uploads, coins=24, days=2, seed=3, max_side=160)
     days = sorted(p.name for p in uploads.iterdir() if p.is_dir())
     assert len(days) == 2
 
-    for name in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "COIN_ASSETS_DUCKDB", "COIN_ASSETS_S3_BUCKET",
-                 "AWS_ENDPOINT_URL", "COIN_ASSETS_EXECUTOR", "COIN_ASSETS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    reference = in_process_reference(tmp_path / "reference", uploads, days)
-    assert reference["model"]["versions"] == 1 and "production" in reference["model"]["aliases"]
+    with pytest.MonkeyPatch.context() as env:
+        for name in ENV_NAMES:
+            env.delenv(name, raising=False)
+        env.setenv("COIN_ASSETS_SETTLE_SECONDS", "0")  # the uploads were just written: take them all
+        reference = in_process_reference(base / "reference", uploads, days)
+        assert reference["model"]["versions"] == 1 and "production" in reference["model"]["aliases"]
 
-    with LocalCluster(tmp_path / "cluster") as cluster:
-        cluster.start_servers()
-        for key, value in cluster.env.items():
-            monkeypatch.setenv(key, value)
-        s3 = boto3.client("s3", endpoint_url=cluster.env["AWS_ENDPOINT_URL"], region_name="us-east-1")
-        for path in sorted(uploads.rglob("*")):
-            if path.is_file():
-                s3.upload_file(str(path), cluster.bucket, f"{PREFIX}/uploads/{path.relative_to(uploads).as_posix()}")
+        with LocalCluster(base / "cluster") as cluster:
+            cluster.start_servers()
+            cluster.env.update(COIN_ASSETS_CELERY_VISIBILITY=str(VISIBILITY_TIMEOUT), COIN_ASSETS_SETTLE_SECONDS="0")
+            for key, value in cluster.env.items():
+                env.setenv(key, value)
+            s3 = boto3.client("s3", endpoint_url=cluster.env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+            for path in sorted(uploads.rglob("*")):
+                if path.is_file():
+                    s3.upload_file(str(path), cluster.bucket, f"{PREFIX}/uploads/{path.relative_to(uploads).as_posix()}")
+            instance = DagsterInstance.get()
+            try:
+                assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+                with workspace(instance) as (request, location, repo):
+                    stop_instigators(instance, repo)
+                    cluster.start_workers(2)
+                    cluster.start_daemon()
+                    yield Deployment(cluster, instance, request, location, repo, s3, days, reference)
+            finally:
+                instance.dispose()
 
-        instance = DagsterInstance.get()
-        try:
-            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-            with workspace(instance) as (request, location, repo):
-                stop_instigators(instance, repo)
-                cluster.start_workers(2)
-                cluster.start_daemon()
-                backfill_id = request_backfill(instance, repo, "ingestion_job", days)
-                ingestion_runs = wait_for_runs(instance, RunsFilter(tags={"dagster/backfill": backfill_id}),
-                                               len(days), 420, cluster)
-                failed = [r.run_id for r in ingestion_runs if r.status != DagsterRunStatus.SUCCESS]
-                assert not failed, run_failure_text(instance, failed[0])
-                training_run_id = submit_job(instance, request, location, repo, "training_job", TRAINING_CONFIG)
-                (training_run,) = wait_for_runs(instance, RunsFilter(run_ids=[training_run_id]), 1, 420, cluster)
-                assert training_run.status == DagsterRunStatus.SUCCESS, run_failure_text(instance, training_run_id)
 
-            # steps went to the queues the design says: DuckDB writers on worker-1, the rest on worker-2
-            placements = {}
-            for run in [*ingestion_runs, training_run]:
-                placements.update({(run.run_id, k): v for k, v in step_workers(instance, run.run_id).items()})
-            assert {k for (_, k) in placements} >= {"bronze_images", "silver_images", "gold_images",
-                                                     "training_set", "coin_year_model", "model_evaluation"}
-            duckdb_steps = steps_in_pool("duckdb_writer", "ingestion_job", "training_job")
-            for (_, step), worker in placements.items():
-                expected = "worker-1@" if step in duckdb_steps else "worker-2@"
-                assert worker.startswith(expected), (step, worker)
-            # no pool slot stays claimed
-            info = instance.event_log_storage.get_concurrency_info("duckdb_writer")
-            assert not info.claimed_slots and not info.pending_steps
-        finally:
-            instance.dispose()
+def step_events(instance: DagsterInstance, run_id: str, event_type) -> list[str]:
+    return [r.dagster_event.step_key for r in instance.all_logs(run_id, of_type=event_type)]
 
-        # the same tables, files and model as the in-process run
-        assert tables(cluster.env["COIN_ASSETS_DUCKDB"]) == reference["tables"]
-        layers = {k.removeprefix(f"{PREFIX}/"): v for k, v in s3_files(s3, cluster.bucket, PREFIX).items()
-                  if k.split("/")[1] in ("bronze", "silver", "gold")}
-        assert layers == reference["files"]
-        # values between steps went through S3 (the IO manager), MLflow artifacts too
-        assert any(k.startswith(f"{PREFIX}/io/") for k in s3_files(s3, cluster.bucket, f"{PREFIX}/io/"))
-        assert s3_files(s3, cluster.bucket, "mlflow/")
-        server = cluster.procs["mlflow"].url
-        assert registry_summary(MlflowClient(server, server)) == reference["model"]
+
+def wait_for_step_start(deployment: Deployment, run_id: str, steps: set[str], timeout: float = 240) -> str:
+    """The first of `steps` that starts in run `run_id` (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = [k for k in step_events(deployment.instance, run_id, DagsterEventType.STEP_START) if k in steps]
+        if started:
+            return started[0]
+        run = deployment.instance.get_run_by_id(run_id)
+        assert run.status not in FINISHED, f"run finished before any of {steps} started: {run.status}"
+        time.sleep(0.1)
+    raise TimeoutError(f"none of {steps} started in {timeout}s")
+
+
+# ----------------------------------------------------------------------------------------- tests
+
+def test_backfill_and_model_chain_on_two_celery_workers_equal_an_in_process_run(deployment):
+    d = deployment
+    instance, cluster = d.instance, d.cluster
+    backfill_id = request_backfill(instance, d.repo, "ingestion_job", d.days)
+    ingestion_runs = wait_for_runs(instance, RunsFilter(tags={"dagster/backfill": backfill_id}), len(d.days), 420, cluster)
+    failed = [r.run_id for r in ingestion_runs if r.status != DagsterRunStatus.SUCCESS]
+    assert not failed, run_failure_text(instance, failed[0])
+    training_run = d.wait(d.submit("training_job", TRAINING_CONFIG))
+    assert training_run.status == DagsterRunStatus.SUCCESS, run_failure_text(instance, training_run.run_id)
+
+    # steps went to the queues the design says: DuckDB writers on worker-1, the rest on worker-2
+    placements = {}
+    for run in [*ingestion_runs, training_run]:
+        placements.update({(run.run_id, k): v for k, v in step_workers(instance, run.run_id).items()})
+    assert {k for (_, k) in placements} >= {"bronze_images", "silver_images", "gold_images",
+                                             "training_set", "coin_year_model", "model_evaluation"}
+    duckdb_steps = steps_in_pool("duckdb_writer", "ingestion_job", "training_job")
+    for (_, step), worker in placements.items():
+        expected = "worker-1@" if step in duckdb_steps else "worker-2@"
+        assert worker.startswith(expected), (step, worker)
+    d.assert_no_pool_slot_claimed()
+
+    # the same tables, files and model as the in-process run
+    d.assert_equal_to_reference()
+    # values between steps went through S3 (the IO manager), MLflow artifacts too
+    assert any(k.startswith(f"{PREFIX}/io/") for k in s3_files(d.s3, cluster.bucket, f"{PREFIX}/io/"))
+    assert s3_files(d.s3, cluster.bucket, "mlflow/")
+
+
+def test_a_worker_killed_mid_step_loses_and_duplicates_nothing(deployment):
+    """worker-1 (the DuckDB owner) is SIGKILLed, whole process group, while it runs a DuckDB step of a
+    re-run of day 1; a supervisor (here: the test) starts it again. Its unacknowledged step goes back
+    on the queue after the visibility timeout and runs again: the run succeeds, the tables and files
+    are those of the reference (nothing lost, nothing twice), and no pool slot stays claimed."""
+    d = deployment
+    duckdb_steps = steps_in_pool("duckdb_writer", "ingestion_job")
+    run_id = d.submit("ingestion_job", tags={"dagster/partition": d.days[0]})
+    killed_step = wait_for_step_start(d, run_id, duckdb_steps)
+    d.cluster.kill("worker-1")
+    killed_at = time.monotonic()
+    finished_before_kill = killed_step in step_events(d.instance, run_id, DagsterEventType.STEP_SUCCESS)
+    d.cluster.restart_worker("worker-1")
+
+    run = d.wait(run_id, timeout=VISIBILITY_TIMEOUT + 300)
+    assert run.status == DagsterRunStatus.SUCCESS, run_failure_text(d.instance, run_id)
+    starts = step_events(d.instance, run_id, DagsterEventType.STEP_START)
+    successes = step_events(d.instance, run_id, DagsterEventType.STEP_SUCCESS)
+    print(f"killed worker-1 while {killed_step} ran; finished before the kill: {finished_before_kill}; "
+          f"run done {time.monotonic() - killed_at:.0f}s after the kill")
+    if not finished_before_kill:  # the drill hit the step mid-way: it ran again, after the visibility timeout
+        assert starts.count(killed_step) == 2, starts
+        assert time.monotonic() - killed_at >= VISIBILITY_TIMEOUT - 5
+    assert successes.count(killed_step) == 1 and sorted(set(successes)) == sorted(successes)
+    d.assert_no_pool_slot_claimed()
+    d.assert_equal_to_reference()
+
+
+def test_the_broker_restarted_during_a_run_then_a_rerun_gives_the_same_results(deployment):
+    """Redis (append-only file) is stopped and started again while a step of an ingestion re-run
+    runs. The run completes or fails cleanly (no slot left claimed); a re-run completes, and the
+    tables and files equal the reference."""
+    d = deployment
+    duckdb_steps = steps_in_pool("duckdb_writer", "ingestion_job")
+    run_id = d.submit("ingestion_job", tags={"dagster/partition": d.days[1]})
+    wait_for_step_start(d, run_id, duckdb_steps)
+    d.cluster.restart_redis()
+    run = d.wait(run_id, timeout=VISIBILITY_TIMEOUT + 300)
+    assert run.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+    print(f"run across a broker restart: {run.status.value}")
+    if run.status != DagsterRunStatus.SUCCESS:
+        print(run_failure_text(d.instance, run_id)[:3000])
+    d.assert_no_pool_slot_claimed()
+    rerun = d.wait(d.submit("ingestion_job", tags={"dagster/partition": d.days[1]}))
+    assert rerun.status == DagsterRunStatus.SUCCESS, run_failure_text(d.instance, rerun.run_id)
+    d.assert_no_pool_slot_claimed()
+    d.assert_equal_to_reference()
