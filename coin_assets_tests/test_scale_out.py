@@ -363,3 +363,25 @@ def test_the_broker_restarted_during_a_run_then_a_rerun_gives_the_same_results(d
     assert rerun.status == DagsterRunStatus.SUCCESS, run_failure_text(d.instance, rerun.run_id)
     d.assert_no_pool_slot_claimed()
     d.assert_equal_to_reference()
+
+
+def test_promotions_on_any_worker_share_one_postgres_advisory_lock(deployment):
+    """The registry lock of the scale-out profile lives in MLflow's Postgres database: one holder at a
+    time across processes; the promotions of the runs above took it (COIN_ASSETS_REGISTRY_LOCK)."""
+    import subprocess
+    import sys
+
+    from coin_assets.ml import registry as reg
+
+    lock_url = deployment.cluster.env["COIN_ASSETS_REGISTRY_LOCK"]
+    assert lock_url.startswith("postgresql://")
+    server = deployment.cluster.procs["mlflow"].url
+    client = MlflowClient(server, server)
+    other = [sys.executable, "-c", "import sys; from mlflow import MlflowClient; from coin_assets.ml import registry as reg\n"
+             f"with reg.registry_lock(MlflowClient({server!r}, {server!r}), {MODEL!r}, {lock_url!r}, timeout=float(sys.argv[1])):"
+             " print('acquired')"]
+    with reg.registry_lock(client, MODEL, lock_url):
+        held = subprocess.run([*other, "0.5"], capture_output=True, text=True, env=deployment.cluster.env, timeout=60)
+        assert held.returncode != 0 and "TimeoutError: registry lock" in held.stderr, held.stderr[-500:]
+    free = subprocess.run([*other, "10"], capture_output=True, text=True, env=deployment.cluster.env, timeout=60)
+    assert free.returncode == 0 and free.stdout.strip() == "acquired", free.stderr[-500:]

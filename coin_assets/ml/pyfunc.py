@@ -14,7 +14,7 @@ MLflow ``code_paths``, so ``mlflow models serve -m models:/<name>@production`` a
 request with none of our code installed around it.
 
 The torch module itself is saved with ``mlflow.pytorch.save_model`` as an artifact of the pyfunc and
-loaded with :func:`coin_assets.ml.registry.load_torch_model`: :class:`PhotoPredictor` is the fast
+loaded with :func:`coin_assets.ml.model_serialization.load_torch_model`: :class:`PhotoPredictor` is the fast
 in-process path (batch predictions, the serving API) and the pyfunc is a thin shell around it.
 """
 
