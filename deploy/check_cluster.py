@@ -124,18 +124,18 @@ def check_urls(urls: dict[str, str], env: dict[str, str]) -> dict[str, str]:
         assert status == 200 and body.strip() == b"OK", body
 
     def webserver():
-        status, body = http_get(urls["dagster-webserver"] + "/server_info")
+        status, body = http_get(urls["webserver"] + "/server_info")
         assert status == 200 and b"dagster_webserver_version" in body, body[:200]
 
     def graphql():
         query = json.dumps({"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"})
-        status, body = http_get(urls["dagster-webserver"] + "/graphql", query.encode())
+        status, body = http_get(urls["webserver"] + "/graphql", query.encode())
         nodes = json.loads(body)["data"]["repositoriesOrError"]["nodes"]
         assert status == 200 and nodes, body[:300]
 
     def daemon():
         query = json.dumps({"query": "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"})
-        statuses = json.loads(http_get(urls["dagster-webserver"] + "/graphql", query.encode())[1])
+        statuses = json.loads(http_get(urls["webserver"] + "/graphql", query.encode())[1])
         daemons = statuses["data"]["instance"]["daemonHealth"]["allDaemonStatuses"]
         unhealthy = [d["daemonType"] for d in daemons if d["healthy"] is False]
         assert daemons and not unhealthy, unhealthy
