@@ -15,7 +15,8 @@ from coin_assets.local_cluster import REPO_ROOT
 from coin_assets.settings import Settings
 
 SCALE_OUT = {"COIN_ASSETS_EXECUTOR": "celery", "COIN_ASSETS_S3_BUCKET": "b", "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-             "COIN_ASSETS_CELERY_BROKER": "redis://broker:6379/0"}
+             "COIN_ASSETS_CELERY_BROKER": "redis://broker:6379/0",
+             "COIN_ASSETS_REGISTRY_LOCK": "postgresql://lock@pg:5432/mlflow"}
 
 
 def test_importing_the_definitions_creates_no_folder(tmp_path):
@@ -36,11 +37,13 @@ def test_profiles_follow_the_executor_and_scale_out_puts_step_values_in_s3():
     assert isinstance(secret, EnvVar) and secret.env_var_name == "AWS_SECRET_ACCESS_KEY"  # by name, not value
     # a tracking server keeps its own (S3) artifact root; no local folder for artifacts
     assert resources["mlflow_registry"].artifact_root is None
+    assert resources["mlflow_registry"].lock_url == "postgresql://lock@pg:5432/mlflow"
 
 
 @pytest.mark.parametrize("missing, message", [
     ("COIN_ASSETS_S3_BUCKET", "COIN_ASSETS_S3_BUCKET"),
     ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    ("COIN_ASSETS_REGISTRY_LOCK", "COIN_ASSETS_REGISTRY_LOCK"),
 ])
 def test_an_incomplete_scale_out_profile_is_refused_with_what_is_missing(missing, message):
     env = {k: v for k, v in SCALE_OUT.items() if k != missing}

@@ -170,6 +170,9 @@ def scale_out_resources(settings: Settings) -> dict:
         problems.append("COIN_ASSETS_S3_BUCKET (layers and step outputs must be on object storage)")
     if "://" not in settings.tracking_uri or settings.tracking_uri.startswith(("sqlite:", "file:")):
         problems.append("MLFLOW_TRACKING_URI pointing at a tracking server (http://…), not a local file")
+    if not (settings.registry_lock or "").startswith("postgresql"):
+        problems.append("COIN_ASSETS_REGISTRY_LOCK, a postgresql:// URL every worker reaches (promotions and "
+                        "rollbacks on several machines must share one lock; the password from PGPASSWORD)")
     if problems:
         raise ValueError("scale_out profile needs " + "; ".join(problems))
     return {**local_resources(settings), "io_manager": io_manager_from_settings(settings)}
