@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         print("\nenvironment for a shell that talks to it:")
         for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_DB",
                     "COIN_ASSETS_EXECUTOR", "COIN_ASSETS_CELERY_BROKER", "COIN_ASSETS_S3_BUCKET", "AWS_ENDPOINT_URL",
-                    "MLFLOW_TRACKING_URI", "COIN_ASSETS_DUCKDB"):
+                    "MLFLOW_TRACKING_URI", "COIN_ASSETS_REGISTRY_LOCK", "COIN_ASSETS_DUCKDB"):
             print(f"  export {key}={cluster.env[key]}")
         sys.stdout.flush()
         while not stopping:
