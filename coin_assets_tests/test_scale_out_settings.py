@@ -61,3 +61,33 @@ def test_celery_queue_of_each_step_follows_its_pool():
     queues = {step.key: queue_for_step(step, "dagster", "duckdb") for step in plan.steps}
     assert queues["training_set"] == "duckdb"
     assert queues["coin_year_model"] == queues["model_evaluation"] == queues["promotion_decision"] == "dagster"
+
+
+def test_dagster_home_comes_from_the_settings():
+    assert Settings.from_env({"DAGSTER_HOME": "/srv/dagster"}).dagster_home == "/srv/dagster"
+    assert Settings.from_env({}).dagster_home is None
+
+
+def test_a_pool_process_that_ran_a_step_can_be_shrunk_again():
+    """Celery's pool processes ignore SIGINT; Dagster maps SIGTERM onto SIGINT's handler when a step
+    ends, so SIGTERM (the autoscaler's way to stop an idle process) would be ignored for good. The
+    worker app's task_postrun handler puts it back to the default."""
+    import signal
+
+    from celery.signals import task_postrun
+    from dagster._utils.interrupts import capture_interrupts
+
+    import coin_assets.defs.celery_app  # noqa: F401 - connects the handler
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a Celery pool process
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with capture_interrupts():  # what a Dagster step does around its execution
+            pass
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        task_postrun.send(sender=None)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
