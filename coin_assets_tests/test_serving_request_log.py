@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from coin_assets.serving.app import create_app
+from coin_assets.webapp.client import error_for
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     coin_photos,
     serving_registry_fixture,
@@ -75,6 +76,7 @@ def test_a_log_write_that_fails_gives_a_clear_503_and_leaves_no_photos(served):
         assert r.json()["error"] == "log_unavailable" and "no answer is given" in r.json()["detail"]
         assert r.headers["retry-after"]
         assert "year" not in r.json()
+        assert "could not record this request" in str(error_for(r))  # what the web app tells the person
         assert uploads(served.data_dir) == before_files  # the unanswered request's photos were removed
         assert counter(served, "log_unavailable") == before_failures + 1
     finally:
