@@ -139,6 +139,25 @@ def memory_kib(pid: int) -> dict[str, int]:
 class Target:
     def __init__(self, name: str, url: str, make_request):
         self.name, self.url, self.make_request = name, url, make_request
+        self.pid: int | None = None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a server process and its descendants (mlflow serve runs uvicorn as a
+    child): what a request costs, much less sensitive to the shared machine's load than wall time."""
+    import psutil
+
+    if pid is None:
+        return float("nan")
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def ours(base: str) -> Target:
@@ -227,7 +246,7 @@ def floor(predictor, pairs, repeats: int) -> dict:
 
 def row(name: str, r: dict) -> str:
     return (f"{name:22s} {r['clients']:>7d} {r['requests']:>8d} {r['failed']:>6d} {r['p50']:>8.1f} {r['p95']:>8.1f} "
-            f"{r['p99']:>8.1f} {r['rps']:>8.1f}   {os.getloadavg()[0]:>4.1f}")
+            f"{r['p99']:>8.1f} {r['rps']:>8.1f} {r.get('cpu_ms', float('nan')):>10.1f}   {os.getloadavg()[0]:>4.1f}")
 
 
 def main() -> None:
@@ -273,12 +292,14 @@ def main() -> None:
                     env, work / "api.log", f"http://127.0.0.1:{our_port}/health")
         procs.append(api)
         targets = [ours(f"http://127.0.0.1:{our_port}")]
+        targets[0].pid = api.pid
         if not args.skip_mlflow:
             mlf = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/{versions[0]}",
                          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ml_port)],
                         env, work / "mlflow_serve.log", f"http://127.0.0.1:{ml_port}/ping")
             procs.append(mlf)
             targets.append(mlflow_serve(f"http://127.0.0.1:{ml_port}"))
+            targets[1].pid = mlf.pid
 
         # The floor (while both servers sit idle), in rounds alternating with one client on our API, so
         # that the shared machine's changing load hits both sides of the ratio alike.
@@ -296,13 +317,15 @@ def main() -> None:
                   f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         del predictor
         print(f"\n{'server':22s} {'clients':>7s} {'requests':>8s} {'failed':>6s} {'p50 ms':>8s} {'p95 ms':>8s} "
-              f"{'p99 ms':>8s} {'req/s':>8s}   load average (1 min, machine shared)")
+              f"{'p99 ms':>8s} {'req/s':>8s} {'CPU ms/req':>10s}   load average (1 min, machine shared)")
         results: dict[tuple[str, int], dict] = {}
         for target in targets:
             load(target, pairs, 2, 2.0)  # warm-up
         for c in levels:  # interleaved, so that a change in the machine's load hits both servers alike
             for target in targets:
+                cpu0 = cpu_seconds(target.pid)
                 results[(target.name, c)] = r = load(target, pairs, c, args.seconds)
+                r["cpu_ms"] = (cpu_seconds(target.pid) - cpu0) * 1000 / max(r["requests"], 1)
                 print(row(target.name, r), flush=True)
 
         # promotion and rollback under 16 clients
@@ -345,6 +368,10 @@ def main() -> None:
             ratio = results[(targets[0].name, 16)]["rps"] / results[(targets[1].name, 16)]["rps"]
             print(f"goal throughput at 16 clients ≥ 2 × mlflow serve: {results[(targets[0].name, 16)]['rps']:.1f} / "
                   f"{results[(targets[1].name, 16)]['rps']:.1f} req/s = {ratio:.2f}×")
+            cpu = results[(targets[1].name, 16)]["cpu_ms"] / results[(targets[0].name, 16)]["cpu_ms"]
+            print(f"  server CPU per request at 16 clients: mlflow serve {results[(targets[1].name, 16)]['cpu_ms']:.1f} ms"
+                  f" / ours {results[(targets[0].name, 16)]['cpu_ms']:.1f} ms = {cpu:.2f}× (the throughput ratio "
+                  f"where the servers, not the load generator or other jobs, use all the cores)")
         print(f"goal 0 failed through promotion and rollback: {swap['failed']}")
         print(f"goal flat memory: peak {mem0['hwm'] / 1024:.0f} → {mem1['hwm'] / 1024:.0f} MiB "
               f"({(mem1['hwm'] - mem0['hwm']) / max(mem0['hwm'], 1) * 100:+.1f} %)")
