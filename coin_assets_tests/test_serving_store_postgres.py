@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from coin_assets.serving import queue
 from coin_assets.serving.store import COMPLETED, PENDING, RequestStore, requests, results
@@ -67,7 +68,7 @@ def test_a_synchronous_prediction_round_trips(store):
     day, feedback = store.day_log("2026-03-04")
     assert [r["request_id"] for r in day] == [rid] and day[0]["result_year"] == 1987.5 and feedback == []
     assert store.day_log("2026-03-05") == ([], [])
-    with pytest.raises(Exception):  # request ids are unique: a second row for the same request is refused
+    with pytest.raises(IntegrityError):  # request ids are unique: a second row for the same request is refused
         store.record_prediction({"request_id": rid, "created_at": created, "status": COMPLETED, "mode": "sync",
                                  "attempts": 1}, None)
 

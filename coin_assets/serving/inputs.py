@@ -17,7 +17,6 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-
 from PIL import Image
 
 from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
