@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from coin_assets.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:  # before any metric exists: values of an earlier start must not be counted
+        prepare_multiprocess_dir(given)
     if args.workers <= 1:
         from coin_assets.serving.app import create_app
 
@@ -37,11 +42,9 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from coin_assets.serving.app import WORKERS_ENV
-    from coin_assets.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
     # set before the workers start: prometheus_client picks its multiprocess mode when it is imported
-    given = os.environ.get(MULTIPROC_ENV)
-    folder = prepare_multiprocess_dir(given) if given else tempfile.mkdtemp(prefix="coin_serving_metrics_")
+    folder = given or tempfile.mkdtemp(prefix="coin_serving_metrics_")
     os.environ[MULTIPROC_ENV] = str(folder)
     os.environ[WORKERS_ENV] = str(args.workers)
     try:
