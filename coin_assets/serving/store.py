@@ -154,11 +154,12 @@ class RequestStore:
 
     # --- synchronous predictions -------------------------------------------------------------------
     def record_prediction(self, request_row: dict, result_row: dict | None) -> None:
-        """One request and (when it was scored) its result, in one transaction."""
-        with self.session() as s:
-            s.execute(insert(requests).values(**request_row))
+        """One request and (when it was scored) its result, in one transaction (Core: no ORM session
+        on the request path)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(requests), request_row)
             if result_row is not None:
-                s.execute(insert(results).values(**result_row))
+                conn.execute(insert(results), result_row)
 
     def get_request(self, request_id: str) -> dict | None:
         with self.engine.connect() as conn:
