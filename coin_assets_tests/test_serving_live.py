@@ -28,7 +28,7 @@ NAME = "coin_serving_live"
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_PHOTO = 300_000
-MAX_HELD = 8  # 3 streaming clients may each have one request answering and one being logged
+MAX_HELD = 8  # room for the 3 streaming clients of the promotion test (each holds one request at a time)
 
 
 def free_port() -> int:

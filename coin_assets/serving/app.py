@@ -20,9 +20,8 @@ from fastapi import FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -41,6 +40,7 @@ from coin_assets.settings import Settings
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
 CHUNK = 64 * 1024
+WORKERS_ENV = "COIN_ASSETS_API_WORKERS"  # set by ``python -m coin_assets.serving --workers N``
 
 
 def error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -143,14 +143,23 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     uploads = object_store(settings)
     holder = holder or ModelHolder(settings, on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc())
     batcher = MicroBatcher(settings.serving_max_batch, settings.serving_queue, metrics)
-    # Decoding is CPU work: as many threads as cores, so that the forward pass keeps its share.
-    preprocess_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="preprocess")
+    # Decoding (Pillow releases the GIL) on this worker's share of the cores, front and back at once;
+    # the forward pass on the batcher's one thread with the torch threads set by threads_for_worker.
+    decode_threads, torch_threads = threads_for_worker()
+    preprocess_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="preprocess")
+    # upload-zone and request-log writes (I/O): never on the decode threads
+    log_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="request-log")
     max_body = inputs.max_request_bytes(settings.max_photo_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
         await run_in_threadpool(store.create_tables)
         await run_in_threadpool(holder.refresh)
+        sync_metrics()
         holder.start_polling()
         batcher.start()
         try:
@@ -159,7 +168,9 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             holder.stop()
             await batcher.stop()
             preprocess_pool.shutdown(wait=True)
+            log_pool.shutdown(wait=True)
             store.dispose()
+            metrics.worker_exiting()
 
     app = FastAPI(title="coin_assets serving", version="1", lifespan=lifespan,
                   description="The production coin-year model over HTTP. Every answered request is logged and its "
@@ -204,7 +215,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             return JSONResponse(body, status_code=503)
         return body
 
-    async def read_photos(request: Request, model: LoadedModel) -> tuple[list[PreparedPhoto], str | None, str | None]:
+    async def read_body(request: Request) -> tuple[dict[str, bytes], str | None, str | None]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         limit = settings.max_photo_bytes
         if content_type == "application/json":
@@ -239,11 +250,20 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                            415, "unsupported_media_type")
         user_id = inputs.clean_text_field("user_id", user_id)
         client_coin = inputs.clean_text_field("coin_id", client_coin)
-        photos = await asyncio.get_running_loop().run_in_executor(
-            preprocess_pool,
-            lambda: [inputs.prepare_photo(side, raw_sides[side], model.image_size, limit,
-                                          model.predictor.config.max_pixels) for side in inputs.SIDES])
-        return photos, user_id, client_coin
+        return raw_sides, user_id, client_coin
+
+    async def prepare_pair(raw_sides: dict[str, bytes], model: LoadedModel) -> list[PreparedPhoto]:
+        """Front and back decoded at the same time on the pool; the front's error first."""
+        config = model.predictor.config
+        crop = bool(config.extra.get("coin_crop", False))
+        loop = asyncio.get_running_loop()
+        done = await asyncio.gather(*(loop.run_in_executor(
+            preprocess_pool, inputs.prepare_photo, side, raw_sides[side], model.image_size,
+            settings.max_photo_bytes, config.max_pixels, crop) for side in inputs.SIDES), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return list(done)
 
     @app.post("/predict", response_model=Prediction, summary="The mint year of one coin from its two photos",
               responses={413: {"description": "a photo over the size limit"}, 415: {"description": "wrong body type"},
@@ -264,51 +284,63 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             return error(503, "not_ready", holder.state.last_error or "no model loaded",
                          {"Retry-After": str(RETRY_AFTER_SECONDS)})
         try:
-            photos, user_id, client_coin = await read_photos(request, model)
+            raw_sides, user_id, client_coin = await read_body(request)
+            photos = await prepare_pair(raw_sides, model)
         except BadInput as err:
             metrics.requests.labels(outcome=err.code).inc()
             raise
-        pair = _stack(photos)
         try:
-            raw = await batcher.predict(model, pair)
+            scored = batcher.submit(model, _stack(photos))
         except QueueFull as err:
             metrics.requests.labels(outcome="overloaded").inc()
             return error(503, "overloaded", str(err), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        request_id, created = str(uuid.uuid4()), utcnow()
+        loop = asyncio.get_running_loop()
+        # the photos go to the upload zone while the forward pass runs
+        uploading = loop.run_in_executor(log_pool, _store_photos, request_id, created, photos, user_id, client_coin)
+        try:
+            raw = await scored
+        except BaseException:
+            keys, _ = await uploading
+            await loop.run_in_executor(log_pool, _delete_keys, keys)
+            raise
         answer = _answer(raw, model)
-        request_id = str(uuid.uuid4())
+        keys, upload_error = await uploading
         latency_ms = (time.perf_counter() - started) * 1000
         outcome = "unreadable" if answer["unreadable"] else ("needs_review" if answer["needs_review"] else "ok")
+        row, result = _log_rows(request_id, created, photos, user_id, client_coin, model, answer, latency_ms,
+                                outcome, keys, upload_error)
+        # An answer that is given is on record: the request row and its result are committed before the
+        # answer leaves; if the log cannot be written the caller gets a clear 503, not an unrecorded answer.
+        try:
+            await loop.run_in_executor(log_pool, store.record_prediction, row, result)
+        except Exception as err:
+            log.exception("request %s: request log write failed; no answer given", request_id)
+            metrics.requests.labels(outcome="log_unavailable").inc()
+            await loop.run_in_executor(log_pool, _delete_keys, keys)
+            return error(503, "log_unavailable", f"the request log could not be written ({type(err).__name__}), "
+                         "so no answer is given; retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS)})
         metrics.requests.labels(outcome=outcome).inc()
         metrics.latency.observe(latency_ms / 1000)
-        body = {"request_id": request_id, **answer, "model_name": model.name, "model_version": model.version,
-                "latency_ms": round(latency_ms, 2)}
-        created = utcnow()
-        task = BackgroundTask(run_in_threadpool, _log_request, request_id, created, photos, user_id, client_coin,
-                              model, answer, latency_ms, outcome)
-        return JSONResponse(body, background=task)
+        return JSONResponse({"request_id": request_id, **answer, "model_name": model.name,
+                             "model_version": model.version, "latency_ms": round(latency_ms, 2)})
 
-    def _log_request(request_id: str, created: datetime, photos: list[PreparedPhoto], user_id, client_coin,
-                     model: LoadedModel, answer: dict, latency_ms: float, outcome: str) -> None:
-        """After the answer is sent: photos + sidecar into the upload zone, then the request row."""
-        error_text = None
-        keys: dict[str, str] = {}
+    def _store_photos(request_id: str, created: datetime, photos: list[PreparedPhoto], user_id, client_coin
+                      ) -> tuple[dict[str, str], str | None]:
+        """Photos + sidecar into the upload zone; (keys written, why not all of them)."""
         try:
-            keys = write_upload(uploads, request_id, created, photos, user_id, client_coin)
+            return write_upload(uploads, request_id, created, photos, user_id, client_coin), None
         except Exception as err:  # the answer stands; the row says the photos were not stored
-            error_text = f"upload zone write failed: {err}"
-            log.exception("request %s: %s", request_id, error_text)
-        row = {"request_id": request_id, "created_at": created, "status": COMPLETED, "mode": "sync", "source": "api",
-               "user_id": user_id, "client_coin_id": client_coin, "coin_id": coin_id_for(request_id),
-               "model_name": model.name, "model_version": model.version,
-               "front_sha256": photos[0].sha256, "back_sha256": photos[1].sha256,
-               "front_key": keys.get("front"), "back_key": keys.get("back"), "sidecar_key": keys.get("sidecar"),
-               "outcome": outcome, "error": error_text, "latency_ms": latency_ms, "attempts": 1,
-               "completed_at": utcnow()}
-        result = {"request_id": request_id, "model_name": model.name, "model_version": model.version,
-                  "created_at": row["completed_at"], **{k: answer[k] for k in
-                                                        ("year", "sigma", "lower_90", "upper_90", "needs_review",
-                                                         "unreadable")}}
-        store.record_prediction(row, result)
+            log.exception("request %s: upload zone write failed", request_id)
+            return {}, f"upload zone write failed: {err}"
+
+    def _delete_keys(keys: dict[str, str]) -> None:
+        """The photos of a request that got no answer leave the upload zone (sidecar first)."""
+        for key in sorted(keys.values(), key=lambda k: not k.endswith(".json")):
+            try:
+                uploads.delete(key)
+            except Exception:
+                log.exception("could not remove %s of an unanswered request", key)
 
     @app.get("/predictions/{request_id}", summary="A logged request and its answer")
     async def get_prediction(request_id: str):
@@ -384,7 +416,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         counts = await run_in_threadpool(async_status_counts, store)
         for status in ("pending", "claimed", "completed", "failed"):
             metrics.async_requests.labels(status=status).set(counts.get(status, 0))
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Check the production alias now (token from COIN_ASSETS_RELOAD_TOKEN)",
               responses={401: {"description": "missing or wrong token"}, 503: {"description": "reload disabled"}})
@@ -409,6 +441,34 @@ async def _read_capped(part: UploadFile, side: str, limit: int) -> bytes:
             raise BadInput(f"{side}: photo over the size limit of {limit} bytes", 413, "too_large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def threads_for_worker() -> tuple[int, int]:
+    """(decode threads, torch intra-op threads) for one API process: its share of the cores
+    (``COIN_ASSETS_API_WORKERS`` processes share them), half of it for torch, so that the forward pass
+    and the decoding never fight over more threads than cores. ``OMP_NUM_THREADS``, when set, wins for
+    torch (0 returned: leave torch alone)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    workers = max(1, int(os.environ.get(WORKERS_ENV, "1") or 1))
+    share = max(1, cores // workers)
+    torch_threads = 0 if os.environ.get("OMP_NUM_THREADS") else max(1, share // 2)
+    return max(2, share), torch_threads
+
+
+def _log_rows(request_id: str, created: datetime, photos: list[PreparedPhoto], user_id, client_coin,
+              model: LoadedModel, answer: dict, latency_ms: float, outcome: str, keys: dict[str, str],
+              upload_error: str | None) -> tuple[dict, dict]:
+    row = {"request_id": request_id, "created_at": created, "status": COMPLETED, "mode": "sync", "source": "api",
+           "user_id": user_id, "client_coin_id": client_coin, "coin_id": coin_id_for(request_id),
+           "model_name": model.name, "model_version": model.version,
+           "front_sha256": photos[0].sha256, "back_sha256": photos[1].sha256,
+           "front_key": keys.get("front"), "back_key": keys.get("back"), "sidecar_key": keys.get("sidecar"),
+           "outcome": outcome, "error": upload_error, "latency_ms": latency_ms, "attempts": 1,
+           "completed_at": utcnow()}
+    result = {"request_id": request_id, "model_name": model.name, "model_version": model.version,
+              "created_at": row["completed_at"],
+              **{k: answer[k] for k in ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable")}}
+    return row, result
 
 
 def _stack(photos: list[PreparedPhoto]):

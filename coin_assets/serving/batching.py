@@ -55,15 +55,20 @@ class MicroBatcher:
                 item.future.set_exception(RuntimeError("service shutting down"))
         self._executor.shutdown(wait=True)
 
-    async def predict(self, model: LoadedModel, pair: np.ndarray) -> dict:
-        """year, sigma, unreadable of one coin, computed by ``model``."""
+    def submit(self, model: LoadedModel, pair: np.ndarray) -> asyncio.Future:
+        """Queue one coin for ``model`` (:class:`QueueFull` at once when the queue is full); the future
+        gives year, sigma and unreadable."""
         future = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait(_Item(model, pair, future))
         except asyncio.QueueFull:
             raise QueueFull(f"prediction queue full ({self.queue.maxsize} waiting)") from None
         self._gauge()
-        return await future
+        return future
+
+    async def predict(self, model: LoadedModel, pair: np.ndarray) -> dict:
+        """year, sigma, unreadable of one coin, computed by ``model``."""
+        return await self.submit(model, pair)
 
     def _gauge(self) -> None:
         if self.metrics:

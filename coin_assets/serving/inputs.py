@@ -2,7 +2,8 @@
 
 The bytes are sniffed and decoded by the silver code (:func:`coin_assets.core.images.clean_image`:
 image signature, the explicit pixel limit checked on the header before decoding, truncation) and
-turned into model input by the training code (:mod:`coin_assets.ml.data`). Names and content types
+turned into model input by the pyfunc's preprocessing (the training code, with the coin crop for
+models trained on crops), once per photo. Names and content types
 sent by the caller are never trusted, and no value from a request ever becomes a path: stored photos
 are named after the server-made request id and the sniffed format.
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
-from coin_assets.ml.data import decode_letterboxed, to_normalised_array
+from coin_assets.ml.pyfunc import PhotoRejected, preprocess_photo
 
 SIDES = ("front", "back")
 FORM_FIELDS = {"front", "back", "user_id", "coin_id"}
@@ -65,26 +68,32 @@ def decode_base64(side: str, text: str, max_photo_bytes: int) -> bytes:
 
 
 def check_photo(side: str, data: bytes, max_photo_bytes: int, max_pixels: int | None = None,
-                image_size: int | None = None) -> PreparedPhoto:
+                image_size: int | None = None, coin_crop: bool = False) -> PreparedPhoto:
     """Sniff and decode one photo with the silver code (never trusting its name or content type) and,
     given ``image_size``, turn it into model input; raise :class:`BadInput` with the reason."""
     if not data:
         raise BadInput(f"{side}: empty file (0 bytes)")
     if len(data) > max_photo_bytes:
         raise BadInput(f"{side}: photo over the size limit of {max_photo_bytes} bytes", 413, "too_large")
-    try:
-        silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
-        array = to_normalised_array(decode_letterboxed(silver.data, image_size)) if image_size else None
-    except ImageRejected as err:
-        raise BadInput(f"{side}: {err}", 422, "bad_image") from None
-    return PreparedPhoto(side, data, hashlib.sha256(data).hexdigest(),
-                         FORMAT_EXTENSIONS.get(silver.raw_format, "jpg"), array)
+    if image_size:  # one decode: the pyfunc's own preprocessing checks the photo as it goes
+        try:
+            array = preprocess_photo(data, image_size, max_pixels, coin_crop=coin_crop)
+        except PhotoRejected as err:
+            raise BadInput(f"{side}: {err}", 422, "bad_image") from None
+        raw_format = Image.open(io.BytesIO(data)).format  # the header only: the photo decoded above
+    else:
+        try:
+            raw_format, array = clean_image(data, max_pixels=max_pixels or MAX_PIXELS).raw_format, None
+        except ImageRejected as err:
+            raise BadInput(f"{side}: {err}", 422, "bad_image") from None
+    return PreparedPhoto(side, data, hashlib.sha256(data).hexdigest(), FORMAT_EXTENSIONS.get(raw_format, "jpg"), array)
 
 
 def prepare_photo(side: str, data: bytes, image_size: int, max_photo_bytes: int,
-                  max_pixels: int | None = None) -> PreparedPhoto:
-    """Check one photo and turn it into model input; raise :class:`BadInput` with the reason."""
-    return check_photo(side, data, max_photo_bytes, max_pixels, image_size=image_size)
+                  max_pixels: int | None = None, coin_crop: bool = False) -> PreparedPhoto:
+    """Check one photo and turn it into model input exactly as the registered pyfunc does
+    (:func:`coin_assets.ml.pyfunc.preprocess_photo`); raise :class:`BadInput` with the reason."""
+    return check_photo(side, data, max_photo_bytes, max_pixels, image_size=image_size, coin_crop=coin_crop)
 
 
 def clean_text_field(name: str, value) -> str | None:

@@ -2,8 +2,9 @@
 finish exactly once.
 
 - :func:`claim` moves up to ``limit`` ``pending`` async requests to ``claimed`` by one worker, with
-  ``lease_until`` and ``attempts + 1``, in ONE statement: ``UPDATE ... WHERE id IN (SELECT ... FOR
-  UPDATE SKIP LOCKED) AND status = 'pending' RETURNING ...``. On Postgres the subquery's row locks
+  ``lease_until`` and ``attempts + 1``, in ONE statement: ``WITH picked AS MATERIALIZED (SELECT ...
+  LIMIT n FOR UPDATE SKIP LOCKED) UPDATE ... WHERE id IN (SELECT id FROM picked) AND status =
+  'pending' RETURNING ...``. On Postgres the picked rows' locks
   let concurrent workers skip each other's rows; on SQLite (no ``FOR UPDATE``) the single UPDATE
   runs under the database write lock, and the ``status = 'pending'`` guard makes it atomic. Either
   way a request is claimed by one worker at a time.
@@ -78,12 +79,15 @@ def claim(store: RequestStore, worker: str, lease_seconds: float, limit: int = 1
           now: datetime | None = None) -> list[Claimed]:
     """Claim up to ``limit`` pending async requests, oldest first, for ``worker``."""
     now = now or utcnow()
-    candidates = (select(requests.c.id)
-                  .where(requests.c.status == PENDING, requests.c.mode == ASYNC)
-                  .order_by(requests.c.id).limit(limit)
-                  .with_for_update(skip_locked=True))  # rendered on Postgres, ignored on SQLite
+    # MATERIALIZED: picked once. As a plain IN (subquery), Postgres plans a nested-loop semi join that
+    # re-runs the locking subquery for every outer row, and one worker claimed every pending request.
+    picked = (select(requests.c.id)
+              .where(requests.c.status == PENDING, requests.c.mode == ASYNC)
+              .order_by(requests.c.id).limit(limit)
+              .with_for_update(skip_locked=True)  # rendered on Postgres, ignored on SQLite
+              .cte("picked").prefix_with("MATERIALIZED"))
     stmt = (update(requests)
-            .where(requests.c.id.in_(candidates.scalar_subquery()), requests.c.status == PENDING)
+            .where(requests.c.id.in_(select(picked.c.id)), requests.c.status == PENDING)
             .values(status=CLAIMED, claimed_by=worker, lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=requests.c.attempts + 1)
             .returning(requests.c.request_id, requests.c.front_key, requests.c.back_key, requests.c.attempts,

@@ -34,7 +34,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 PENDING, CLAIMED, COMPLETED, FAILED = "pending", "claimed", "completed", "failed"
@@ -103,8 +103,20 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` names psycopg 3 in SQLAlchemy 2.1; use psycopg2 when only that one is installed."""
+    import importlib.util
+
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the store; SQLite gets WAL and a busy timeout so readers never block the API."""
+    url = _with_installed_driver(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     is_sqlite = url.startswith("sqlite")
@@ -142,11 +154,12 @@ class RequestStore:
 
     # --- synchronous predictions -------------------------------------------------------------------
     def record_prediction(self, request_row: dict, result_row: dict | None) -> None:
-        """One request and (when it was scored) its result, in one transaction."""
-        with self.session() as s:
-            s.execute(insert(requests).values(**request_row))
+        """One request and (when it was scored) its result, in one transaction (Core: no ORM session
+        on the request path)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(requests), request_row)
             if result_row is not None:
-                s.execute(insert(results).values(**result_row))
+                conn.execute(insert(results), result_row)
 
     def get_request(self, request_id: str) -> dict | None:
         with self.engine.connect() as conn:

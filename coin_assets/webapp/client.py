@@ -55,11 +55,14 @@ def error_for(response: httpx.Response) -> ApiError:
         code = None
     if status == 503:
         retry = response.headers.get("Retry-After")
+        try:
+            seconds = float(retry) if retry is not None else None
+        except ValueError:
+            seconds = None
+        if code == "log_unavailable":
+            return ApiError(status, "The service could not record this request, so it gave no answer. "
+                                    "Please retry in a moment.", detail, seconds)
         if code not in ("not_ready", "reload_disabled") and retry is not None:
-            try:
-                seconds = float(retry)
-            except ValueError:
-                seconds = None
             wait = f" in {seconds:g} s" if seconds is not None else " in a moment"
             return ApiError(status, f"The service is busy. Please retry{wait}.", detail, seconds)
         return ApiError(status, f"{NO_MODEL_HINT} (API: {detail})", detail)
