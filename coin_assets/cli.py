@@ -89,9 +89,9 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
                      "seconds": {}, "recovered_runs": recover_runs(instance)}
-    ingest_sel = AssetSelection.assets("bronze_images", "silver_images", "gold_images", "coin_crops")
+    ingest_sel = AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
-                    for name in ("bronze_images", "silver_images", "gold_images")}
+                    for name in ("bronze_images", "decoded_images", "silver_images", "gold_images")}
     started = time.perf_counter()
     for day in days:
         result = materialize(assets, partition_key=day, selection=ingest_sel,

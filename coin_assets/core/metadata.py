@@ -289,6 +289,19 @@ def insert_silver_rows(conn, rows: list[dict]) -> None:
         conn.unregister("silver_batch")
 
 
+def delete_superseded_silver(conn, partition: str) -> int:
+    """Drop the day's silver rows whose checksum no upload has any more (replaced by a newer version)."""
+    return conn.execute(
+        "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
+        "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
+    ).fetchall()[0][0]
+
+
+def silver_paths_recorded(conn, partition: str) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT clean_path FROM silver_images WHERE partition_date = ?", [partition]).fetchall()}
+
+
 def insert_silver(conn, row: dict) -> None:
     cols = list(row)
     conn.execute(
