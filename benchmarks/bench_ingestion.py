@@ -12,6 +12,13 @@ Generates ``--coins`` coins (2 photos + sidecar each, mixed formats and sizes) f
    on a fresh data root: images/s and its ratio to loop 2;
 5. the same command again with nothing new: seconds, and its ratio to run 4;
 6. peak RSS of the ingestion process.
+
+    python benchmarks/bench_ingestion.py --executors [--coins 150]
+
+instead runs ``ingestion_job`` (with its checks) through ``dagster job execute`` on a persistent
+instance (deploy/dagster.yaml), once with COIN_ASSETS_EXECUTOR=in_process and once with
+multiprocess, each on a fresh copy of the same uploads, and prints both (the run's own duration
+from the instance, and the command's wall time with its process start) and their ratio.
 """
 
 from __future__ import annotations
@@ -75,17 +82,56 @@ def headless(root: Path) -> tuple[float, dict, float]:
     return summary["seconds"]["ingestion"], summary, summary["rss"]
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def executor_run(source: Path, base: Path, executor: str) -> tuple[float, float]:
+    """(run seconds as recorded by the instance, command wall seconds) of one ingestion_job run."""
+    from dagster import DagsterInstance
+
+    root, home = base / executor / "data", base / executor / "dagster_home"
+    shutil.copytree(source, root / "uploads")
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "DAGSTER_", "MLFLOW_"))}
+    env.update(COIN_ASSETS_DATA_DIR=str(root), COIN_ASSETS_SETTLE_SECONDS="0", DAGSTER_HOME=str(home),
+               COIN_ASSETS_EXECUTOR=executor, PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "coin_assets.definitions",
+                    "-j", "ingestion_job", "--tags", json.dumps({"dagster/partition": DAY.isoformat()})],
+                   env=env, cwd=base, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    with DagsterInstance.from_config(str(home)) as instance:
+        (record,) = instance.get_run_records()
+        assert record.dagster_run.status.value == "SUCCESS", record.dagster_run.status
+        return record.end_time - record.start_time, wall
+
+
+def compare_executors(source: Path, tmp: Path, photos: int) -> None:
+    results = {name: executor_run(source, tmp, name) for name in ("in_process", "multiprocess")}
+    for name, (run_s, wall) in results.items():
+        print(f"{name:13s}: run {run_s:6.2f} s ({photos / run_s:6.1f} images/s), command {wall:6.2f} s")
+    (ip_run, ip_wall), (mp_run, mp_wall) = results["in_process"], results["multiprocess"]
+    print(f"multiprocess / in_process: run {mp_run / ip_run:.2f}x, command {mp_wall / ip_wall:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--coins", type=int, default=150)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--uploads", help="reuse this upload folder (generated there if missing)")
+    parser.add_argument("--executors", action="store_true", help="compare the multiprocess executor with in_process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         source = Path(args.uploads) if args.uploads else Path(tmp) / "generated"
         if not source.is_dir():
             generate_uploads(source, args.coins, days=1, seed=1, end_date=DAY)
+        if args.executors:
+            photos = sum(1 for p in source.rglob("*") if p.is_file() and p.suffix != ".json")
+            print(f"{photos} photos ({args.coins} coins, one day), {os.cpu_count()} CPU(s)")
+            compare_executors(source, Path(tmp), photos)
+            return
         shutil.copytree(source, root / "uploads")
         paths = sorted(str(p) for p in (root / "uploads").rglob("*") if p.is_file() and p.suffix != ".json")
         mib = sum(Path(p).stat().st_size for p in paths) / 2**20
