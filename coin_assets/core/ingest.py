@@ -24,6 +24,7 @@ from coin_assets.core.uploads import (
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
 SILVER_BATCH = 128  # silver rows per INSERT
+BRONZE_BATCH = 64  # uploads copied, then looked up and recorded together
 PAIRING = "pairing"  # quarantine stage of uploads that lost their coin side to another upload
 
 
@@ -73,6 +74,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     sidecars = {}
     unread_sidecars = {}
     changed_coins = set()
+    changed = []
     for f in files:
         if f.problem == NOT_A_REGULAR_FILE:
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem)
@@ -89,40 +91,53 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
             continue
         if f.kind == "image":
             changed_coins.add(f.coin_id)
-        try:
-            staged = stage_copy(store, f.key, f"bronze/{partition}")
-        except (UnsafeKeyError, OSError) as err:
-            # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
-            reason = f"upload cannot be read safely: {err}"
-            md.record_quarantine(conn, f.key, BRONZE, partition, reason)
-            report.quarantine(reason.split(":")[0])
-            continue
-        with staged:
-            sha, size = staged.sha256, staged.size
-            if f.kind == "sidecar":
-                sidecars[f.coin_id] = (f, parse_sidecar(staged.read()))
-            duplicate_of = md.first_upload_with_sha(conn, sha, f.key, f.kind)
-            if duplicate_of:
-                bronze_path = md.bronze_path_of(conn, duplicate_of)
-                report.duplicates += 1
-            else:
-                bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
-                if store.exists(bronze_path):
-                    report.skipped += 1
+        changed.append(f)
+    # Changed files in chunks: copy and hash each once, look their checksums up in one query, write
+    # their ledger rows in one statement. The rows of files changed in this run are stale in the
+    # ledger, so they never count as the first copy; the first copy seen in this run does.
+    changed_keys = [f.key for f in changed]
+    first_this_run: dict[tuple[str, str], tuple[str, str]] = {}
+    for start in range(0, len(changed), BRONZE_BATCH):
+        staged = []
+        for f in changed[start:start + BRONZE_BATCH]:
+            try:
+                staged.append((f, stage_copy(store, f.key, f"bronze/{partition}")))
+            except (UnsafeKeyError, OSError) as err:
+                # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
+                reason = f"upload cannot be read safely: {err}"
+                md.record_quarantine(conn, f.key, BRONZE, partition, reason)
+                report.quarantine(reason.split(":")[0])
+        earlier = md.first_uploads_with_shas(conn, [c.sha256 for _, c in staged], changed_keys)
+        rows = []
+        for f, copy in staged:
+            with copy:
+                sha, size = copy.sha256, copy.size
+                if f.kind == "sidecar":
+                    sidecars[f.coin_id] = (f, parse_sidecar(copy.read()))
+                first = earlier.get((f.kind, sha)) or first_this_run.get((f.kind, sha))
+                if first:
+                    duplicate_of, bronze_path = first
+                    report.duplicates += 1
                 else:
-                    staged.place(bronze_path)
-                    report.processed += 1
-                    report.bytes_written += size
-        row = dict(
-            upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
-            raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
-            user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
-            source_modified=f.modified,
-        )
-        md.upsert_upload(conn, row)
-        if f.kind == "other":
-            md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
-            report.quarantine(f.problem)
+                    duplicate_of = None
+                    bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
+                    first_this_run[(f.kind, sha)] = (f.key, bronze_path)
+                    if store.exists(bronze_path):
+                        report.skipped += 1
+                    else:
+                        copy.place(bronze_path)
+                        report.processed += 1
+                        report.bytes_written += size
+            rows.append(dict(
+                upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
+                raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
+                user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
+                source_modified=f.modified,
+            ))
+            if f.kind == "other":
+                md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
+                report.quarantine(f.problem)
+        md.upsert_uploads(conn, rows)
     # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
     for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
         f, bronze_path = unread_sidecars[coin_id]
