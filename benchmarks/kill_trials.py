@@ -127,7 +127,7 @@ def main() -> int:
     failures = 0
     for trial in range(1, args.trials + 1):
         root, home = _lake(base, f"trial-{trial}", uploads)
-        delay = rng.uniform(0.5, reference_s)
+        delay = rng.uniform(0.5, 0.9 * reference_s)
         victim = subprocess.Popen(COMMAND, env=_env(root, home), cwd=base, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         try:

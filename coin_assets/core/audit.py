@@ -99,9 +99,15 @@ def lineage_problems(store: ObjectStore, conn_or_facts, partition: str,
                  and [bronze_listing[k].size, bronze_listing[k].modified.timestamp()] == v[:2]]
     resample = set(random.sample(cached_ok, min(sample, len(cached_ok))))
     fresh: dict[str, list] = {}
+    listed = {prefix: {o.key for o in store.list(prefix)} for prefix in (f"silver/{partition}", f"gold/{partition}")}
+
+    def exists(key: str) -> bool:  # from the day's listings; a stat only for a file of another day
+        folder = key.rsplit("/", 1)[0]
+        return key in listed[folder] if folder in listed else store.exists(key)
+
     for row in facts.gold.itertuples(index=False):
         for label, key in (("gold", row.gold_path), ("silver", row.clean_path)):
-            if not store.exists(key):
+            if not exists(key):
                 problems.append(f"{row.coin_id}/{row.side}: {label} file {key} missing")
         obj = bronze_listing.get(row.raw_path)
         if obj is None and not store.exists(row.raw_path):
@@ -118,9 +124,9 @@ def lineage_problems(store: ObjectStore, conn_or_facts, partition: str,
         store.write_bytes(cache_key, json.dumps(fresh).encode())
     known_gold = set(facts.gold.gold_path)
     for prefix, known in ((f"silver/{partition}", facts.known_silver), (f"gold/{partition}", known_gold)):
-        for obj in store.list(prefix):
-            if obj.key not in known:
-                problems.append(f"orphan file {obj.key} (no metadata row)")
+        for key in sorted(listed[prefix]):
+            if key not in known:
+                problems.append(f"orphan file {key} (no metadata row)")
     for key in bronze_listing:
         if not key.startswith("bronze/"):
             continue

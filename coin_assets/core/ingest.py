@@ -188,9 +188,11 @@ def _silver_todo(store: ObjectStore, conn, partition: str) -> tuple[list, int]:
     images = md.uploads_for_partition(conn, partition, kind="image")
     images = images[images["duplicate_of"].isna()]
     done = md.silver_paths_for_partition(conn, partition)
+    listed = {o.key for o in store.list(f"silver/{partition}")}  # one listing, not a stat per file
     todo, skipped = [], 0
     for row in images.itertuples(index=False):
-        if row.sha256 in done and store.exists(done[row.sha256]):
+        path = done.get(row.sha256)
+        if path and (path in listed or (not path.startswith(f"silver/{partition}/") and store.exists(path))):
             skipped += 1
         else:
             todo.append(row)

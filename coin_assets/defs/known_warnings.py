@@ -16,6 +16,8 @@ KNOWN = (
      "the ingestion checks are partitioned like their assets"),
     ("dagster", "BetaWarning", r"(Function `_create_mlflow_run_hook`|Dagster resource `mlflow_tracking`|Class `MlFlow`)",
      "dagster_mlflow's hook and resource, printed on its import and on each training run"),
+    ("builtins", "UserWarning", r".*Add type hints to the `predict` method",
+     "MLflow's advice on each PythonModel subclass; the photo model logs its own signature"),
 )
 
 
