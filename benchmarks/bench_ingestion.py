@@ -15,7 +15,7 @@ Generates ``--coins`` coins (2 photos + sidecar each, mixed formats and sizes) f
 5. the same command again with nothing new: seconds, and its ratio to run 4;
 6. peak RSS of the ingestion process.
 
-    python benchmarks/bench_ingestion.py --executors [--coins 150]
+    python benchmarks/bench_ingestion.py --executors [--coins 150] [--rounds 2]
 
 instead runs ``ingestion_job`` (with its checks) through ``dagster job execute`` on a persistent
 instance (deploy/dagster.yaml), once with COIN_ASSETS_EXECUTOR=in_process and once with
@@ -109,12 +109,21 @@ def executor_run(source: Path, base: Path, executor: str) -> tuple[float, float]
         return record.end_time - record.start_time, wall
 
 
-def compare_executors(source: Path, tmp: Path, photos: int) -> None:
-    results = {name: executor_run(source, tmp, name) for name in ("in_process", "multiprocess")}
-    for name, (run_s, wall) in results.items():
-        print(f"{name:13s}: run {run_s:6.2f} s ({photos / run_s:6.1f} images/s), command {wall:6.2f} s")
-    (ip_run, ip_wall), (mp_run, mp_wall) = results["in_process"], results["multiprocess"]
-    print(f"multiprocess / in_process: run {mp_run / ip_run:.2f}x, command {mp_wall / ip_wall:.2f}x")
+def compare_executors(source: Path, tmp: Path, photos: int, rounds: int) -> None:
+    """Alternating rounds (the machine may be shared: compare medians, not one pair)."""
+    import statistics
+
+    results: dict[str, list[tuple[float, float]]] = {"in_process": [], "multiprocess": []}
+    for i in range(rounds):
+        for name in results:
+            run_s, wall = executor_run(source, tmp / f"round-{i}", name)
+            results[name].append((run_s, wall))
+            print(f"round {i + 1} {name:13s}: run {run_s:6.2f} s ({photos / run_s:6.1f} images/s), "
+                  f"command {wall:6.2f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
+    median = {name: (statistics.median(r for r, _ in v), statistics.median(w for _, w in v)) for name, v in results.items()}
+    (ip_run, ip_wall), (mp_run, mp_wall) = median["in_process"], median["multiprocess"]
+    print(f"median of {rounds}: in_process run {ip_run:.2f} s, multiprocess run {mp_run:.2f} s; "
+          f"multiprocess / in_process: run {mp_run / ip_run:.2f}x, command {mp_wall / ip_wall:.2f}x")
 
 
 def main() -> None:
@@ -123,6 +132,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--uploads", help="reuse this upload folder (generated there if missing)")
     parser.add_argument("--executors", action="store_true", help="compare the multiprocess executor with in_process")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of --executors")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
@@ -132,7 +142,7 @@ def main() -> None:
         if args.executors:
             photos = sum(1 for p in source.rglob("*") if p.is_file() and p.suffix != ".json")
             print(f"{photos} photos ({args.coins} coins, one day), {os.cpu_count()} CPU(s)")
-            compare_executors(source, Path(tmp), photos)
+            compare_executors(source, Path(tmp), photos, args.rounds)
             return
         shutil.copytree(source, root / "uploads")
         paths = sorted(str(p) for p in (root / "uploads").rglob("*") if p.is_file() and p.suffix != ".json")
