@@ -25,7 +25,13 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 from PIL import Image
 
-from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, decoded_images, gold_images, silver_images
+from coin_assets.defs.assets.ingestion import (
+    bronze_images,
+    coin_uploads,
+    decoded_images,
+    gold_images,
+    silver_images,
+)
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.resources import CoinStorage
 

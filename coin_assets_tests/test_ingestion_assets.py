@@ -12,7 +12,13 @@ from PIL import Image
 
 from coin_assets.core import audit
 from coin_assets.core.metadata import GOLD_REQUIRED_COLUMNS
-from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, decoded_images, gold_images, silver_images
+from coin_assets.defs.assets.ingestion import (
+    bronze_images,
+    coin_uploads,
+    decoded_images,
+    gold_images,
+    silver_images,
+)
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.jobs import ingestion_job
 from coin_assets_tests.conftest import (

@@ -4,7 +4,6 @@ purpose after materialization (the checks are then re-run alone, through Dagster
 from __future__ import annotations
 
 import os
-
 import shutil
 
 import duckdb
