@@ -242,7 +242,7 @@ def decode_staged(store: ObjectStore, partition: str, workers: int | None = None
         if old and old["max_side"] == max_side and ("rejected" in old or store.exists(old["key"])):
             entries.append(old)
             report.skipped += 1
-        else:
+        elif store.exists(item["bronze_path"]):  # moved since the plan (archived): the writer decodes it
             todo.append((item["sha256"], item["bronze_path"]))
     for sha, clean in clean_many(store, todo, max_side, workers):
         key = f"{prefix}/{sha}.jpg"
