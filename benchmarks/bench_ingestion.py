@@ -8,10 +8,19 @@ Generates ``--coins`` coins (2 photos + sidecar each, mixed formats and sizes) f
    (``clean_image``, which is exactly that);
 2. the same loop on every core (a process pool of ``--workers``, default all cores);
 3. a full-decode loop, one process (no draft);
-4. the headless ingestion (bronze + silver + gold and their checks, through Dagster, in-process)
-   on a fresh data root: images/s and its ratio to loop 2;
+4. the headless ingestion (bronze + decode + silver + gold and their checks, through Dagster,
+   in-process) on a fresh data root: images/s and its ratio to loop 2. The command also runs
+   coin_crops (the model's coin finding, not part of this comparison): its seconds are printed
+   apart and left out of the ratio;
 5. the same command again with nothing new: seconds, and its ratio to run 4;
 6. peak RSS of the ingestion process.
+
+    python benchmarks/bench_ingestion.py --executors [--coins 150] [--rounds 2]
+
+instead runs ``ingestion_job`` (with its checks) through ``dagster job execute`` on a persistent
+instance (deploy/dagster.yaml), once with COIN_ASSETS_EXECUTOR=in_process and once with
+multiprocess, each on a fresh copy of the same uploads, and prints both (the run's own duration
+from the instance, and the command's wall time with its process start) and their ratio.
 """
 
 from __future__ import annotations
@@ -72,7 +81,49 @@ def headless(root: Path) -> tuple[float, dict, float]:
             "s['rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; print(json.dumps(s, default=str))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    return summary["seconds"]["ingestion"], summary, summary["rss"]
+    return summary["seconds"]["ingestion"] - summary["seconds"]["of_which_coin_crops"], summary, summary["rss"]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def executor_run(source: Path, base: Path, executor: str) -> tuple[float, float]:
+    """(run seconds as recorded by the instance, command wall seconds) of one ingestion_job run."""
+    from dagster import DagsterInstance
+
+    root, home = base / executor / "data", base / executor / "dagster_home"
+    shutil.copytree(source, root / "uploads")
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "DAGSTER_", "MLFLOW_"))}
+    env.update(COIN_ASSETS_DATA_DIR=str(root), COIN_ASSETS_SETTLE_SECONDS="0", DAGSTER_HOME=str(home),
+               COIN_ASSETS_EXECUTOR=executor, PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "coin_assets.definitions",
+                    "-j", "ingestion_job", "--tags", json.dumps({"dagster/partition": DAY.isoformat()})],
+                   env=env, cwd=base, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    with DagsterInstance.from_config(str(home)) as instance:
+        (record,) = instance.get_run_records()
+        assert record.dagster_run.status.value == "SUCCESS", record.dagster_run.status
+        return record.end_time - record.start_time, wall
+
+
+def compare_executors(source: Path, tmp: Path, photos: int, rounds: int) -> None:
+    """Alternating rounds (the machine may be shared: compare medians, not one pair)."""
+    import statistics
+
+    results: dict[str, list[tuple[float, float]]] = {"in_process": [], "multiprocess": []}
+    for i in range(rounds):
+        for name in results:
+            run_s, wall = executor_run(source, tmp / f"round-{i}", name)
+            results[name].append((run_s, wall))
+            print(f"round {i + 1} {name:13s}: run {run_s:6.2f} s ({photos / run_s:6.1f} images/s), "
+                  f"command {wall:6.2f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
+    median = {name: (statistics.median(r for r, _ in v), statistics.median(w for _, w in v)) for name, v in results.items()}
+    (ip_run, ip_wall), (mp_run, mp_wall) = median["in_process"], median["multiprocess"]
+    print(f"median of {rounds}: in_process run {ip_run:.2f} s, multiprocess run {mp_run:.2f} s; "
+          f"multiprocess / in_process: run {mp_run / ip_run:.2f}x, command {mp_wall / ip_wall:.2f}x")
 
 
 def main() -> None:
@@ -80,12 +131,19 @@ def main() -> None:
     parser.add_argument("--coins", type=int, default=150)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--uploads", help="reuse this upload folder (generated there if missing)")
+    parser.add_argument("--executors", action="store_true", help="compare the multiprocess executor with in_process")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of --executors")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         source = Path(args.uploads) if args.uploads else Path(tmp) / "generated"
         if not source.is_dir():
             generate_uploads(source, args.coins, days=1, seed=1, end_date=DAY)
+        if args.executors:
+            photos = sum(1 for p in source.rglob("*") if p.is_file() and p.suffix != ".json")
+            print(f"{photos} photos ({args.coins} coins, one day), {os.cpu_count()} CPU(s)")
+            compare_executors(source, Path(tmp), photos, args.rounds)
+            return
         shutil.copytree(source, root / "uploads")
         paths = sorted(str(p) for p in (root / "uploads").rglob("*") if p.is_file() and p.suffix != ".json")
         mib = sum(Path(p).stat().st_size for p in paths) / 2**20
@@ -102,6 +160,8 @@ def main() -> None:
     print(f"full-decode loop, 1 process  : {full:7.1f} images/s")
     print(f"headless ingestion           : {rate:7.1f} images/s ({first_s:.2f} s) = "
           f"{rate / every:.2f} x the all-cores loop")
+    print(f"coin_crops (apart)           : {summary['seconds']['of_which_coin_crops']:.2f} s first run, "
+          f"{second['seconds']['of_which_coin_crops']:.2f} s second")
     print(f"second run, nothing new      : {second_s:.2f} s = {second_s / first_s:.1%} of the first")
     print(f"ingestion peak RSS           : {rss:.0f} MiB")
     print("layers: " + json.dumps({k: {m: round(v, 2) if isinstance(v, float) else v for m, v in t.items()}

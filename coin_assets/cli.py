@@ -87,16 +87,19 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
                      "seconds": {}, "recovered_runs": recover_runs(instance)}
-    ingest_sel = AssetSelection.assets("bronze_images", "silver_images", "gold_images", "coin_crops")
+    ingest_sel = AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
-                    for name in ("bronze_images", "silver_images", "gold_images")}
+                    for name in ("bronze_images", "decoded_images", "silver_images", "gold_images")}
     started = time.perf_counter()
+    crops_seconds = 0.0
     for day in days:
         result = materialize(assets, partition_key=day, selection=ingest_sel,
                              resources=resources, instance=instance, raise_on_error=True)
         for event in result.get_asset_materialization_events():
             mat = event.step_materialization_data.materialization
             name = mat.asset_key.to_user_string()
+            if name == "coin_crops":
+                crops_seconds += mat.metadata["seconds"].value
             if name not in layer_totals:
                 continue
             totals = layer_totals[name]
@@ -104,6 +107,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
                 totals[key] += mat.metadata[key].value
         _add_checks(summary, result, day)
     summary["seconds"]["ingestion"] = round(time.perf_counter() - started, 2)
+    summary["seconds"]["of_which_coin_crops"] = round(crops_seconds, 2)
     summary["layers"] = layer_totals
     with resources["duckdb"].get_connection() as conn:
         summary["tables"] = md.row_counts(conn, ("uploads", "silver_images", "gold_images", "quarantine"))

@@ -7,6 +7,7 @@ from coin_assets.defs.assets.ingestion import (
     archived_bronze,
     bronze_images,
     coin_uploads,
+    decoded_images,
     gold_images,
     silver_images,
 )
@@ -43,7 +44,7 @@ from coin_assets.defs.sensors import abandoned_run_sensor, retraining_sensor, re
 
 defs = Definitions(
     assets=[
-        coin_uploads, bronze_images, silver_images, gold_images, coin_crops, archived_bronze,
+        coin_uploads, bronze_images, decoded_images, silver_images, gold_images, coin_crops, archived_bronze,
         review_labels, training_set, synthetic_pretraining, coin_year_model, model_evaluation, promotion_decision,
         coin_predictions, review_queue, serving_deployment, serving_requests,
     ],

@@ -25,14 +25,20 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 from PIL import Image
 
-from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
+from coin_assets.defs.assets.ingestion import (
+    bronze_images,
+    coin_uploads,
+    decoded_images,
+    gold_images,
+    silver_images,
+)
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.resources import CoinStorage
 
 DAY = "2026-11-20"
 DAY2 = "2026-11-21"
-INGESTION_ASSETS = [coin_uploads, bronze_images, silver_images, gold_images]
-LAYERS = ["bronze_images", "silver_images", "gold_images"]
+INGESTION_ASSETS = [coin_uploads, bronze_images, decoded_images, silver_images, gold_images]
+LAYERS = ["bronze_images", "decoded_images", "silver_images", "gold_images"]
 PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF",
                "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF"}
 EXIF_ORIENTATION = 0x0112

@@ -260,7 +260,7 @@ def test_runs_with_bad_inputs_succeed(bad):
     for result in results.values():
         assert result.success
         assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {
-            "bronze_images", "silver_images", "gold_images"}
+            "bronze_images", "decoded_images", "silver_images", "gold_images"}
 
 
 @pytest.mark.parametrize("name, stage, reason", [
@@ -395,7 +395,7 @@ def test_nothing_is_written_outside_the_data_root(bad):
     before, after = lake.siblings
     assert after == before  # nothing appeared next to the lake's folder either
     top = {p.name for p in lake.root.iterdir()}
-    assert top == {"uploads", "bronze", "silver", "gold"}
+    assert top == {"uploads", "bronze", "silver", "gold", "staging", "audit"}
 
 
 def test_front_without_back_is_in_gold_and_listed_unpaired_by_a_passing_lineage_check(bad, gold):

@@ -12,7 +12,13 @@ from PIL import Image
 
 from coin_assets.core import audit
 from coin_assets.core.metadata import GOLD_REQUIRED_COLUMNS
-from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
+from coin_assets.defs.assets.ingestion import (
+    bronze_images,
+    coin_uploads,
+    decoded_images,
+    gold_images,
+    silver_images,
+)
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.jobs import ingestion_job
 from coin_assets_tests.conftest import (
@@ -286,12 +292,13 @@ def test_ingestion_job_runs_the_three_layers_and_their_checks(lake):
     from coin_assets.defs.assets.crops import coin_crops
 
     lake.coin(DAY, "c1")
-    defs = Definitions(assets=[coin_uploads, bronze_images, silver_images, gold_images, coin_crops],
+    defs = Definitions(assets=[coin_uploads, bronze_images, decoded_images, silver_images, gold_images, coin_crops],
                        asset_checks=ingestion_checks, jobs=[ingestion_job], resources=lake.resources)
     result = defs.resolve_job_def("ingestion_job").execute_in_process(partition_key=DAY, instance=lake.instance)
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {
-        AssetKey("bronze_images"), AssetKey("silver_images"), AssetKey("gold_images"), AssetKey("coin_crops")}
+        AssetKey("bronze_images"), AssetKey("decoded_images"), AssetKey("silver_images"), AssetKey("gold_images"),
+        AssetKey("coin_crops")}
     assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.check_key.name for c in ingestion_checks}
     assert len(lake.gold()) == 2
 
@@ -311,7 +318,30 @@ def test_definitions_load_and_resolve_the_ingestion_job(project_defs):
     job = project_defs.resolve_job_def("ingestion_job")
     assert job.partitions_def is not None
     selected = {k.path[-1] for k in job.asset_layer.executable_asset_keys}
-    assert selected == {"bronze_images", "silver_images", "gold_images", "coin_crops"}
+    assert selected == {"bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops"}
+
+
+def test_only_the_steps_that_write_duckdb_hold_the_writer_pool(project_defs):
+    """Issue 6 item 11: decoding and the read-only checks run outside pool `duckdb_writer`."""
+    from coin_assets.defs.pools import DUCKDB_WRITER_POOL
+
+    job = project_defs.resolve_job_def("ingestion_job")
+    pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
+    assert {name for name, pool in pools.items() if pool == DUCKDB_WRITER_POOL} == {
+        "bronze_images", "silver_images", "gold_images", "coin_crops"}
+    assert all(c.op.pool is None for c in ingestion_checks)
+
+
+def test_the_decode_step_does_the_decoding_and_silver_only_moves_and_records(lake):
+    lake.coin(DAY, "c1")
+    lake.upload(DAY, "broken", "front", data=b"not an image")
+    result = lake.materialize(DAY)
+    decoded = materialization_metadata(result, "decoded_images")
+    silver = materialization_metadata(result, "silver_images")
+    assert (decoded["processed"], decoded["quarantined"]) == (2, 1)
+    assert (silver["processed"], silver["decoded_here"], silver["quarantined"]) == (2, 0, 1)
+    assert not list((lake.root / "staging").rglob("*.jpg")), "the writer empties the staging folder"
+    assert len(lake.gold(DAY)) == 2 and ("broken__front.jpg", "silver") in lake.quarantine(DAY)
 
 
 def test_every_asset_and_check_has_a_description(project_defs):

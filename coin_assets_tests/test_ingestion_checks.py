@@ -3,6 +3,7 @@ purpose after materialization (the checks are then re-run alone, through Dagster
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import duckdb
@@ -231,3 +232,50 @@ def test_quarantine_clears_when_the_bad_file_is_fixed(lake):
     result = lake.materialize(DAY)
     assert check_evaluations(result)["quarantine_is_empty"].passed
     assert ("broken", "front") in lake.gold(DAY)
+
+
+def _counting_hashes(monkeypatch) -> list[str]:
+    """The bronze keys the lineage check reads in full (audit.sha256_of, still doing the hashing)."""
+    read: list[str] = []
+    real = audit.sha256_of
+
+    def counting(store, key):
+        read.append(key)
+        return real(store, key)
+
+    monkeypatch.setattr(audit, "sha256_of", counting)
+    return read
+
+
+def test_lineage_hashing_is_incremental_and_a_changed_file_is_hashed_again(lake, monkeypatch):
+    read = _counting_hashes(monkeypatch)
+    with conn_of(lake) as conn:
+        facts = audit.lineage_facts(conn, DAY)
+    lake.store.delete(f"{audit.VERIFIED_PREFIX}/{DAY}.json")  # what the run's own check verified
+    assert audit.lineage_problems(lake.store, facts, DAY, sample=0)[0] == []
+    assert sorted(read) == sorted(facts.gold.raw_path) and read  # nothing verified yet: every file read
+    read.clear()
+    assert audit.lineage_problems(lake.store, facts, DAY, sample=0)[0] == []
+    assert read == []  # same size and mtime as when verified: not read again
+    raw_path = facts.gold.raw_path.iloc[0]
+    path = lake.store.path(raw_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))  # a new mtime
+    problems, _ = audit.lineage_problems(lake.store, facts, DAY, sample=0)
+    assert read == [raw_path] and len(problems) == 1
+
+
+def test_lineage_sample_finds_a_change_that_kept_size_and_mtime(lake):
+    with conn_of(lake) as conn:
+        facts = audit.lineage_facts(conn, DAY)
+    assert audit.lineage_problems(lake.store, facts, DAY)[0] == []
+    raw_path = facts.gold.raw_path.iloc[0]
+    path = lake.store.path(raw_path)
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as silent corruption would
+    problems, _ = audit.lineage_problems(lake.store, facts, DAY, sample=len(facts.gold))
+    assert len(problems) == 1 and "hashes to" in problems[0]

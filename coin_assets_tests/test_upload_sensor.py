@@ -173,3 +173,19 @@ def test_sensor_only_reads_the_upload_zone(lake):
     assert set(requested(tick(lake))) == {DAY}  # bronze/silver/gold files are not uploads
     assert lake.files("bronze", "silver", "gold") == before
     assert {p: p.stat().st_mtime for p in (lake.root / "uploads").rglob("*")} == mtimes
+
+
+def test_after_the_requested_run_a_second_tick_starts_no_run_and_records_no_empty_materialization(lake):
+    """Issue 6 item 12: the run a tick requested changes nothing the sensor watches, so the next tick
+    with nothing new requests no run; the day's latest bronze materialization stays the real one."""
+    from dagster import AssetKey
+
+    lake.coin(DAY, "c1")
+    first = tick(lake)
+    assert set(requested(first)) == {DAY}
+    lake.materialize(DAY)  # what the requested run does
+    second = tick(lake, first.cursor)
+    assert requested(second) == {} and second.skip_reason is not None
+    events = lake.instance.fetch_materializations(AssetKey("bronze_images"), limit=10).records
+    assert len(events) == 1
+    assert events[0].asset_materialization.metadata["processed"].value == 3

@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 from coin_assets.core.images import CleanImage, ImageRejected, clean_image
+from coin_assets.core.parallel import forkserver_for
 from coin_assets.core.storage import LocalStore, ObjectStore
 
 POOL_MIN_IMAGES = 24
@@ -45,7 +46,7 @@ def clean_many(store: ObjectStore, items: Iterable[tuple[T, str]], max_side: int
         for item, key in items:
             yield item, _clean(local, key, None if local else store.read_bytes(key), max_side)
         return
-    context = multiprocessing.get_context("forkserver")
+    context = forkserver_for(__name__)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque = deque()
         for item, key in items:

@@ -5,6 +5,7 @@ Each function is idempotent: running it again for the same day gives the same fi
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from coin_assets.core.uploads import (
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
 SILVER_BATCH = 128  # silver rows per INSERT
+BRONZE_BATCH = 64  # uploads copied, then looked up and recorded together
 PAIRING = "pairing"  # quarantine stage of uploads that lost their coin side to another upload
 
 
@@ -72,6 +74,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     sidecars = {}
     unread_sidecars = {}
     changed_coins = set()
+    changed = []
     for f in files:
         if f.problem == NOT_A_REGULAR_FILE:
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem)
@@ -88,40 +91,53 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
             continue
         if f.kind == "image":
             changed_coins.add(f.coin_id)
-        try:
-            staged = stage_copy(store, f.key, f"bronze/{partition}")
-        except (UnsafeKeyError, OSError) as err:
-            # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
-            reason = f"upload cannot be read safely: {err}"
-            md.record_quarantine(conn, f.key, BRONZE, partition, reason)
-            report.quarantine(reason.split(":")[0])
-            continue
-        with staged:
-            sha, size = staged.sha256, staged.size
-            if f.kind == "sidecar":
-                sidecars[f.coin_id] = (f, parse_sidecar(staged.read()))
-            duplicate_of = md.first_upload_with_sha(conn, sha, f.key, f.kind)
-            if duplicate_of:
-                bronze_path = md.bronze_path_of(conn, duplicate_of)
-                report.duplicates += 1
-            else:
-                bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
-                if store.exists(bronze_path):
-                    report.skipped += 1
+        changed.append(f)
+    # Changed files in chunks: copy and hash each once, look their checksums up in one query, write
+    # their ledger rows in one statement. The rows of files changed in this run are stale in the
+    # ledger, so they never count as the first copy; the first copy seen in this run does.
+    changed_keys = [f.key for f in changed]
+    first_this_run: dict[tuple[str, str], tuple[str, str]] = {}
+    for start in range(0, len(changed), BRONZE_BATCH):
+        staged = []
+        for f in changed[start:start + BRONZE_BATCH]:
+            try:
+                staged.append((f, stage_copy(store, f.key, f"bronze/{partition}")))
+            except (UnsafeKeyError, OSError) as err:
+                # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
+                reason = f"upload cannot be read safely: {err}"
+                md.record_quarantine(conn, f.key, BRONZE, partition, reason)
+                report.quarantine(reason.split(":")[0])
+        earlier = md.first_uploads_with_shas(conn, [c.sha256 for _, c in staged], changed_keys)
+        rows = []
+        for f, copy in staged:
+            with copy:
+                sha, size = copy.sha256, copy.size
+                if f.kind == "sidecar":
+                    sidecars[f.coin_id] = (f, parse_sidecar(copy.read()))
+                first = earlier.get((f.kind, sha)) or first_this_run.get((f.kind, sha))
+                if first:
+                    duplicate_of, bronze_path = first
+                    report.duplicates += 1
                 else:
-                    staged.place(bronze_path)
-                    report.processed += 1
-                    report.bytes_written += size
-        row = dict(
-            upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
-            raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
-            user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
-            source_modified=f.modified,
-        )
-        md.upsert_upload(conn, row)
-        if f.kind == "other":
-            md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
-            report.quarantine(f.problem)
+                    duplicate_of = None
+                    bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
+                    first_this_run[(f.kind, sha)] = (f.key, bronze_path)
+                    if store.exists(bronze_path):
+                        report.skipped += 1
+                    else:
+                        copy.place(bronze_path)
+                        report.processed += 1
+                        report.bytes_written += size
+            rows.append(dict(
+                upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
+                raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
+                user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
+                source_modified=f.modified,
+            ))
+            if f.kind == "other":
+                md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
+                report.quarantine(f.problem)
+        md.upsert_uploads(conn, rows)
     # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
     for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
         f, bronze_path = unread_sidecars[coin_id]
@@ -159,64 +175,158 @@ def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
     return _remove_orphans(store, f"bronze/{partition}", md.bronze_paths_under(conn, f"bronze/{partition}/"))
 
 
+STAGING = "staging/silver"  # decoded files waiting for the writer: staging/silver/<day>/<sha256>.jpg
+_PLAN, _DECODED = "plan.json", "decoded.json"
+
+
+def staging_prefix(partition: str) -> str:
+    return f"{STAGING}/{partition}"
+
+
+def _silver_todo(store: ObjectStore, conn, partition: str) -> tuple[list, int]:
+    """(rows of the day's distinct images whose checksum has no silver file yet, how many have one)."""
+    images = md.uploads_for_partition(conn, partition, kind="image")
+    images = images[images["duplicate_of"].isna()]
+    done = md.silver_paths_for_partition(conn, partition)
+    listed = {o.key for o in store.list(f"silver/{partition}")}  # one listing, not a stat per file
+    todo, skipped = [], 0
+    for row in images.itertuples(index=False):
+        path = done.get(row.sha256)
+        if path and (path in listed or (not path.startswith(f"silver/{partition}/") and store.exists(path))):
+            skipped += 1
+        else:
+            todo.append(row)
+    return todo, skipped
+
+
+def write_decode_plan(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE) -> int:
+    """The checksums the decode step must turn into clean JPEGs (``staging/silver/<day>/plan.json``),
+    so that step needs no DuckDB connection (it may run on any worker). Returns how many."""
+    todo, _ = _silver_todo(store, conn, partition)
+    plan = {"partition": partition, "max_side": max_side,
+            "images": [{"sha256": r.sha256, "bronze_path": r.bronze_path} for r in todo]}
+    store.write_bytes(f"{staging_prefix(partition)}/{_PLAN}", json.dumps(plan).encode())
+    return len(todo)
+
+
+def _read_json(store: ObjectStore, key: str) -> dict | None:
+    try:
+        return json.loads(store.read_bytes(key)) if store.exists(key) else None
+    except (OSError, ValueError):
+        return None  # half-written by a crash cannot happen (atomic writes), but never trust it blindly
+
+
+def _decoded_entry(sha: str, clean, key: str, max_side: int) -> dict:
+    if isinstance(clean, ImageRejected):
+        return {"sha256": sha, "max_side": max_side, "rejected": str(clean)}
+    return {"sha256": sha, "max_side": max_side, "key": key, "clean_size": len(clean.data),
+            "clean_width": clean.width, "clean_height": clean.height, "raw_format": clean.raw_format,
+            "raw_mode": clean.raw_mode, "raw_width": clean.raw_width, "raw_height": clean.raw_height,
+            "exif_orientation": clean.exif_orientation, "notes": "; ".join(clean.notes) or None}
+
+
+def decode_staged(store: ObjectStore, partition: str, workers: int | None = None) -> LayerReport:
+    """The CPU-heavy half of silver, with no DuckDB: decode every checksum of the day's decode plan
+    into ``staging/silver/<day>/<sha256>.jpg`` on every core (bounded), and list the results (clean
+    sizes or the rejection reason) in ``decoded.json``. Entries of an earlier, interrupted decode
+    whose file is there are reused. ``build_silver`` then only moves files and records rows."""
+    started = time.perf_counter()
+    report = LayerReport(partition)
+    prefix = staging_prefix(partition)
+    plan = _read_json(store, f"{prefix}/{_PLAN}") or {"images": [], "max_side": MAX_SIDE}
+    max_side = plan["max_side"]
+    previous = {e["sha256"]: e for e in (_read_json(store, f"{prefix}/{_DECODED}") or {}).get("images", [])}
+    entries, todo = [], []
+    for item in plan["images"]:
+        old = previous.get(item["sha256"])
+        if old and old["max_side"] == max_side and ("rejected" in old or store.exists(old["key"])):
+            entries.append(old)
+            report.skipped += 1
+        elif store.exists(item["bronze_path"]):  # moved since the plan (archived): the writer decodes it
+            todo.append((item["sha256"], item["bronze_path"]))
+    for sha, clean in clean_many(store, todo, max_side, workers):
+        key = f"{prefix}/{sha}.jpg"
+        if isinstance(clean, ImageRejected):
+            report.quarantine(str(clean).split(":")[0])
+        else:
+            try:
+                store.write_bytes(key, clean.data)
+            except OSError:
+                continue  # e.g. the folder emptied by a concurrent writer step: the writer decodes it itself
+            report.processed += 1
+            report.bytes_written += len(clean.data)
+        entries.append(_decoded_entry(sha, clean, key, max_side))
+    store.write_bytes(f"{prefix}/{_DECODED}", json.dumps({"partition": partition, "images": entries}).encode())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_SIDE,
                  workers: int | None = None) -> LayerReport:
-    """Decode every new checksum of the day into ``silver/<day>/<sha256>.jpg``; quarantine failures.
+    """Record every new checksum of the day in ``silver/<day>/<sha256>.jpg`` and ``silver_images``;
+    quarantine failures.
 
-    Checksums already in silver are skipped, so only changed bytes are recomputed. Decoding runs on
-    ``workers`` processes (default: every core) with a bounded number of images in flight; rows are
-    written in batches, each after its files (a crash leaves at most files without rows, which the
-    next run removes).
+    Checksums already in silver are skipped. What the decode step (``decode_staged``) left in
+    ``staging/silver/<day>/`` is moved into place (a rename on a local store) and recorded; any
+    checksum it did not decode (no decode step ran, a crash, a concurrent run) is decoded here on
+    ``workers`` processes (default: every core), bounded. Rows are written in batches, each after its
+    files (a crash leaves at most files without rows, which the next run removes). The day's staging
+    folder is emptied at the end.
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
     report = LayerReport(partition)
     md.clear_quarantine(conn, partition, SILVER)
-    images = md.uploads_for_partition(conn, partition, kind="image")
-    images = images[images["duplicate_of"].isna()]
-    done = md.silver_paths_for_partition(conn, partition)
-    todo = []
-    for row in images.itertuples(index=False):
-        if row.sha256 in done and store.exists(done[row.sha256]):
-            report.skipped += 1
-        else:
-            todo.append((row, row.bronze_path))
+    todo, report.skipped = _silver_todo(store, conn, partition)
+    prefix = staging_prefix(partition)
+    decoded = {e["sha256"]: e for e in (_read_json(store, f"{prefix}/{_DECODED}") or {}).get("images", [])
+               if e.get("max_side") == max_side}
     batch: list[dict] = []
-    for row, clean in clean_many(store, todo, max_side, workers):
-        if isinstance(clean, ImageRejected):
-            md.record_quarantine(conn, row.upload_key, SILVER, partition, str(clean), row.bronze_path, row.sha256)
-            report.quarantine(str(clean).split(":")[0])
-            continue
+
+    def record(row, entry: dict, data: bytes | None) -> None:
+        if "rejected" in entry:
+            md.record_quarantine(conn, row.upload_key, SILVER, partition, entry["rejected"], row.bronze_path, row.sha256)
+            report.quarantine(entry["rejected"].split(":")[0])
+            return
         clean_name = f"{row.sha256}.jpg"
         clean_path = f"silver/{partition}/{clean_name}"
-        store.write_bytes(clean_path, clean.data)
+        if data is None:
+            store.copy(entry["key"], clean_path)
+        else:
+            store.write_bytes(clean_path, data)
         batch.append(dict(
             sha256=row.sha256, partition_date=partition, bronze_path=row.bronze_path, clean_name=clean_name,
-            clean_path=clean_path, clean_size=len(clean.data), clean_width=clean.width,
-            clean_height=clean.height, raw_format=clean.raw_format, raw_mode=clean.raw_mode,
-            raw_width=clean.raw_width, raw_height=clean.raw_height,
-            exif_orientation=clean.exif_orientation, notes="; ".join(clean.notes) or None,
-            processed_at=md.utcnow(),
+            clean_path=clean_path, clean_size=entry["clean_size"], clean_width=entry["clean_width"],
+            clean_height=entry["clean_height"], raw_format=entry["raw_format"], raw_mode=entry["raw_mode"],
+            raw_width=entry["raw_width"], raw_height=entry["raw_height"],
+            exif_orientation=entry["exif_orientation"], notes=entry["notes"], processed_at=md.utcnow(),
         ))
         report.processed += 1
-        report.bytes_written += len(clean.data)
+        report.bytes_written += entry["clean_size"]
         if len(batch) >= SILVER_BATCH:
             md.insert_silver_rows(conn, batch)
-            batch = []
+            batch.clear()
+
+    missing = []
+    for row in todo:
+        entry = decoded.get(row.sha256)
+        if entry is not None and ("rejected" in entry or store.exists(entry["key"])):
+            record(row, entry, None)
+        else:
+            missing.append((row, row.bronze_path))
+    report.extra["decoded_here"] = len(missing)
+    for row, clean in clean_many(store, missing, max_side, workers):
+        record(row, _decoded_entry(row.sha256, clean, "", max_side),
+               None if isinstance(clean, ImageRejected) else clean.data)
     md.insert_silver_rows(conn, batch)
     for key, bronze_path, sha, first_key, reason in md.duplicates_of_quarantined(conn, partition):
         md.record_quarantine(conn, key, SILVER, partition,
                              f"same bytes as {first_key}, which is quarantined: {reason}", bronze_path, sha)
         report.quarantine("same bytes as a quarantined file")
-    report.extra["superseded_removed"] = conn.execute(
-        "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
-        "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
-    ).fetchall()[0][0]
+    report.extra["superseded_removed"] = md.delete_superseded_silver(conn, partition)
     report.extra["orphans_removed"] = _remove_orphans(
-        store, f"silver/{partition}",
-        {r[0] for r in conn.execute(
-            "SELECT clean_path FROM silver_images WHERE partition_date = ?", [partition]).fetchall()},
-    )
+        store, f"silver/{partition}", md.silver_paths_recorded(conn, partition))
+    _remove_orphans(store, prefix, set())
     report.seconds = time.perf_counter() - started
     return report
 

@@ -173,6 +173,35 @@ def upsert_upload(conn, row: dict) -> None:
     )
 
 
+def upsert_uploads(conn, rows: list[dict]) -> None:
+    """Insert or refresh many bronze ledger rows in one statement; first ingestion times are kept."""
+    if not rows:
+        return
+    frame = pd.DataFrame(rows)
+    cols = list(frame.columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("upload_key", "ingested_at"))
+    conn.register("uploads_batch", frame)
+    try:
+        conn.execute(f"INSERT INTO uploads ({', '.join(cols)}) SELECT {', '.join(cols)} FROM uploads_batch "
+                     f"ON CONFLICT (upload_key) DO UPDATE SET {updates}")
+    finally:
+        conn.unregister("uploads_batch")
+
+
+def first_uploads_with_shas(conn, shas: list[str], excluding_keys: list[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """{(kind, sha256): (upload key, bronze path)} of the upload that first brought each checksum
+    (per kind), among ledger rows other than ``excluding_keys``."""
+    if not shas:
+        return {}
+    rows = conn.execute(
+        "SELECT kind, sha256, upload_key, bronze_path FROM uploads WHERE list_contains(?, sha256) "
+        "AND NOT list_contains(?, upload_key) AND duplicate_of IS NULL "
+        "QUALIFY row_number() OVER (PARTITION BY kind, sha256 ORDER BY ingested_at, upload_key) = 1",
+        [list(set(shas)), excluding_keys],
+    ).fetchall()
+    return {(kind, sha): (key, path) for kind, sha, key, path in rows}
+
+
 def first_upload_with_sha(conn, sha256: str, excluding_key: str, kind: str | None = None) -> str | None:
     """The upload that first brought these bytes, if another upload (of the same kind) did."""
     found = conn.execute(
@@ -287,6 +316,19 @@ def insert_silver_rows(conn, rows: list[dict]) -> None:
         conn.execute("INSERT OR REPLACE INTO silver_images BY NAME SELECT * FROM silver_batch")
     finally:
         conn.unregister("silver_batch")
+
+
+def delete_superseded_silver(conn, partition: str) -> int:
+    """Drop the day's silver rows whose checksum no upload has any more (replaced by a newer version)."""
+    return conn.execute(
+        "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
+        "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
+    ).fetchall()[0][0]
+
+
+def silver_paths_recorded(conn, partition: str) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT clean_path FROM silver_images WHERE partition_date = ?", [partition]).fetchall()}
 
 
 def insert_silver(conn, row: dict) -> None:

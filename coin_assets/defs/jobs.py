@@ -5,7 +5,13 @@ from pydantic import Field
 
 from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.crops import coin_crops
-from coin_assets.defs.assets.ingestion import archived_bronze, bronze_images, gold_images, silver_images
+from coin_assets.defs.assets.ingestion import (
+    archived_bronze,
+    bronze_images,
+    decoded_images,
+    gold_images,
+    silver_images,
+)
 from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
 from coin_assets.defs.assets.review import review_labels
@@ -15,7 +21,7 @@ from coin_assets.ml import registry as reg
 
 ingestion_job = define_asset_job(
     "ingestion_job",
-    selection=AssetSelection.assets(bronze_images, silver_images, gold_images, coin_crops),
+    selection=AssetSelection.assets(bronze_images, decoded_images, silver_images, gold_images, coin_crops),
     partitions_def=daily_partitions,
     description="uploads → bronze → silver → gold (+ coin-centred crops) for one UTC day, with the ingestion checks.",
 )

@@ -1,14 +1,18 @@
-"""How ingestion steps open the DuckDB file, and how they retry.
+"""How ingestion steps and checks open the DuckDB file, and how they retry.
 
-A step opens the writer's connection once, without dagster-duckdb's silent ~100 s connect loop:
-if another process holds the file, the step fails at once with a message that names the holder
-and the reader path (coin_assets.core.readers), and Dagster's retry policy waits and tries again,
-each attempt visible in the run's log. Every ingestion step is idempotent, so a retry is safe;
-file-level problems never raise (they go to the quarantine table), so they are never retried.
+A writer step (pool `duckdb_writer`) opens a read-write connection; a check opens a read-only one
+and holds it only while it copies the rows it audits (milliseconds), outside the pool. Both wait
+up to a second for the file (another run's check reading it, or a step of another run writing
+it), polling every 20 ms, instead of dagster-duckdb's silent ~100 s connect loop; if the file is
+still held, the step fails with a message that names the holder and the reader path
+(coin_assets.core.readers), and Dagster's retry policy waits and tries again, each attempt visible
+in the run's log. Every ingestion step is idempotent, so a retry is safe; file-level problems never
+raise (they go to the quarantine table), so they are never retried.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,17 +27,40 @@ from coin_assets.core.readers import is_lock_conflict, lock_conflict_message
 INGESTION_RETRY = RetryPolicy(max_retries=6, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
+LOCK_WAIT_SECONDS = 1.0
+_POLL_SECONDS = 0.02
+
+
+def _connect(resource: DuckDBResource, read_only: bool) -> duckdb.DuckDBPyConnection:
+    database = resource.database
+    if not read_only and database not in ("", ":memory:") and "://" not in database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return duckdb.connect(database, read_only=read_only, config=dict(resource.connection_config))
+        except duckdb.IOException as err:
+            if not is_lock_conflict(err):
+                raise
+            if time.monotonic() >= deadline:
+                raise Failure(description=lock_conflict_message(err, database)) from err
+            time.sleep(_POLL_SECONDS)
+
+
 @contextmanager
 def writer_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
-    database = resource.database
-    if database not in ("", ":memory:") and "://" not in database:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    conn = _connect(resource, read_only=False)
     try:
-        conn = duckdb.connect(database, read_only=False, config=dict(resource.connection_config))
-    except duckdb.IOException as err:
-        if is_lock_conflict(err):
-            raise Failure(description=lock_conflict_message(err, database)) from err
-        raise
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def reader_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for a check: it takes no writer slot; close it as soon as the rows
+    are read (while it is open, writers of other runs wait)."""
+    conn = _connect(resource, read_only=True)
     try:
         yield conn
     finally:

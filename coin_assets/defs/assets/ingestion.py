@@ -55,10 +55,12 @@ def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     """The day's settled uploads copied byte for byte into `bronze/<day>/<sha256><ext>`, sha256
     computed while copying. A file modified in the last COIN_ASSETS_SETTLE_SECONDS is left for a later
     run. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice. Crash
-    leftovers and bronze files no ledger row points to are removed; links are quarantined, never read."""
+    leftovers and bronze files no ledger row points to are removed; links are quarantined, never read.
+    Ends by listing the checksums still to decode (`staging/silver/<day>/plan.json`) for `decoded_images`."""
     with writer_connection(duckdb) as conn:
         report = ingest.ingest_bronze(storage.store(), conn, context.partition_key,
                                       settle_seconds=Settings.from_env().settle_seconds)
+        report.extra["to_decode"] = ingest.write_decode_plan(storage.store(), conn, context.partition_key, MAX_SIDE)
     if report.quarantined:
         context.log.warning(f"{report.quarantined} file(s) quarantined: {report.reasons}")
     return MaterializeResult(metadata=_layer_metadata(report))
@@ -68,13 +70,31 @@ def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     partitions_def=daily_partitions,
     deps=[bronze_images],
     group_name="ingestion",
+    kinds={"pillow", "files"},
+    retry_policy=INGESTION_RETRY,
+)
+def decoded_images(context: AssetExecutionContext, storage: CoinStorage) -> MaterializeResult:
+    """The CPU-heavy half of silver, outside the `duckdb_writer` pool and without DuckDB (it can run
+    on any worker): the checksums listed by `bronze_images` decoded, EXIF-rotated, converted to RGB
+    and shrunk to 512 px on every core, into `staging/silver/<day>/<sha256>.jpg`, with the results
+    (sizes, or why a file is not a usable image) in `staging/silver/<day>/decoded.json`."""
+    report = ingest.decode_staged(storage.store(), context.partition_key)
+    return MaterializeResult(metadata=_layer_metadata(report))
+
+
+@asset(
+    partitions_def=daily_partitions,
+    deps=[decoded_images],
+    group_name="ingestion",
     kinds={"pillow", "duckdb"},
     pool=DUCKDB_WRITER_POOL,
     retry_policy=INGESTION_RETRY,
 )
 def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
-    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named `silver/<day>/<sha256>.jpg`.
-    Checksums already processed are skipped; undecodable files go to the quarantine table."""
+    """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named `silver/<day>/<sha256>.jpg` and
+    the `silver_images` table: what `decoded_images` staged is moved into place and recorded (the
+    short part that holds the writer slot); anything it did not decode is decoded here. Checksums
+    already processed are skipped; undecodable files go to the quarantine table."""
     with writer_connection(duckdb) as conn:
         report = ingest.build_silver(storage.store(), conn, context.partition_key, max_side=MAX_SIDE)
         quarantined = audit.quarantine_for(conn, context.partition_key)[["upload_key", "stage", "reason"]]

@@ -1,0 +1,31 @@
+"""Issue 6 item 12: loading the definitions prints none of the known Preview/Beta warnings, and
+the filter is narrow (any other warning is still printed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+WORKTREE = Path(__file__).resolve().parents[1]
+
+PROGRAM = """
+import warnings
+import coin_assets.definitions
+from coin_assets.defs.resources import default_resources
+import dagster
+warnings.warn("an unrelated preview", dagster.PreviewWarning)
+warnings.warn("an unrelated beta", dagster.BetaWarning)
+"""
+
+
+def test_loading_the_definitions_prints_no_known_warning_but_others_still_show(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "DAGSTER_", "MLFLOW_"))}
+    env.update(COIN_ASSETS_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(WORKTREE))
+    done = subprocess.run([sys.executable, "-c", PROGRAM], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "partitions_def on an AssetCheckSpec" not in done.stderr
+    assert "_create_mlflow_run_hook" not in done.stderr
+    assert "an unrelated preview" in done.stderr and "an unrelated beta" in done.stderr
