@@ -60,7 +60,8 @@ def in_process_reference(base: Path, uploads: Path, days: list[str]) -> dict:
     try:
         for day in days:
             materialize(assets, partition_key=day, resources=resources, instance=instance,
-                        selection=AssetSelection.assets("bronze_images", "silver_images", "gold_images", "coin_crops"))
+                        selection=AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images",
+                                                        "coin_crops"))
         materialize(assets, resources=resources, instance=instance, run_config=TRAINING_CONFIG,
                     selection=AssetSelection.assets("review_labels", "training_set", "coin_year_model",
                                                     "model_evaluation", "promotion_decision"))
@@ -301,7 +302,7 @@ def test_backfill_and_model_chain_on_two_celery_workers_equal_an_in_process_run(
     placements = {}
     for run in [*ingestion_runs, training_run]:
         placements.update({(run.run_id, k): v for k, v in step_workers(instance, run.run_id).items()})
-    assert {k for (_, k) in placements} >= {"bronze_images", "silver_images", "gold_images",
+    assert {k for (_, k) in placements} >= {"bronze_images", "decoded_images", "silver_images", "gold_images",
                                              "training_set", "coin_year_model", "model_evaluation"}
     duckdb_steps = steps_in_pool("duckdb_writer", "ingestion_job", "training_job")
     for (_, step), worker in placements.items():
