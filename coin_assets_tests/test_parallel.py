@@ -19,3 +19,30 @@ def test_bounded_map_keeps_order_and_answers(min_items):
 def test_bounded_map_raises_the_workers_error():
     with pytest.raises(ValueError):
         list(bounded_map(math.isqrt, [(0, (4,)), (1, (-1,))], workers=2, min_items=1))
+
+
+def _map_in_daemon(queue) -> None:
+    import threading
+
+    seen_threads = set()
+
+    def isqrt_noting_thread(n):
+        seen_threads.add(threading.current_thread().name)
+        return math.isqrt(n)
+
+    out = list(bounded_map(isqrt_noting_thread, ((i, (i * i,)) for i in range(40)), workers=2, min_items=1))
+    queue.put((out, sorted(seen_threads)))
+
+
+def test_a_daemonic_process_maps_on_threads():
+    """A Celery prefork child is daemonic and may not start processes: it uses threads, not one core."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_map_in_daemon, args=(queue,), daemon=True)
+    child.start()
+    out, threads = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert out == [(i, i) for i in range(40)]
+    assert threads and all(name.startswith("bounded_map") for name in threads)

@@ -3,7 +3,8 @@
 Few items run in this process (starting workers costs more than it saves). More go to a process pool
 (``forkserver``: never fork a process that runs Dagster's threads) with at most ``2 × workers`` items in
 flight, so memory does not grow with the partition. A daemonic process (a Celery prefork child) may not
-start processes, so it runs everything itself.
+start processes: it uses as many threads instead (Pillow and NumPy release the GIL while they decode,
+resize, encode and compute, which is where these functions spend their time).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TypeVar
 
 POOL_MIN_ITEMS = 24
@@ -30,8 +31,6 @@ def bounded_map(fn: Callable[..., R], items: Iterable[tuple[T, tuple]], workers:
     ``fn`` and the args must pickle (they cross to the workers)."""
     workers = workers or default_workers()
     min_items = POOL_MIN_ITEMS if min_items is None else min_items
-    if multiprocessing.current_process().daemon:
-        workers = 1
     items = iter(items)
     head = []
     for pair in items:  # look ahead just far enough to know whether a pool pays
@@ -42,8 +41,7 @@ def bounded_map(fn: Callable[..., R], items: Iterable[tuple[T, tuple]], workers:
         for item, args in _chain(head, items):
             yield item, fn(*args)
         return
-    context = forkserver_for(fn.__module__)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with _pool(fn, workers) as pool:
         pending: deque = deque()
         for item, args in _chain(head, items):
             pending.append((item, pool.submit(fn, *args)))
@@ -53,6 +51,12 @@ def bounded_map(fn: Callable[..., R], items: Iterable[tuple[T, tuple]], workers:
         while pending:
             done_item, future = pending.popleft()
             yield done_item, future.result()
+
+
+def _pool(fn: Callable, workers: int) -> Executor:
+    if multiprocessing.current_process().daemon:
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bounded_map")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=forkserver_for(fn.__module__))
 
 
 def forkserver_for(module: str):
