@@ -56,6 +56,15 @@ def data_path_ratio(model, corpus_x, corpus_y, batch_size: int, rounds: int = 6)
     return n / t_path, n / t_mem, t_mem / t_path
 
 
+@torch.inference_mode()
+def orientation_errors(model, pairs_u8, true_deg) -> np.ndarray:
+    """|estimated − true| front rotation in degrees (on the circle), in eval mode."""
+    model.eval()
+    est = torch.cat([model.forward_heads(to_input(pairs_u8[i:i + 128]))["angle"] for i in range(0, len(pairs_u8), 128)])
+    d = (est.numpy() - np.asarray(true_deg)) % 360
+    return np.minimum(d, 360 - d)
+
+
 def report(name: str, model, pairs, years, review_width: float, train_mean: float) -> dict:
     t0 = time.perf_counter()
     out = read_arrays(model, pairs)
@@ -77,7 +86,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--minutes", type=float, default=9.0, help="training time budget")
     p.add_argument("--epochs", type=int, default=30, help="upper bound; the time budget decides")
-    p.add_argument("--backbone", default="mobilenet_v3_small")
+    p.add_argument("--backbone", default=PretrainConfig.backbone)
+    p.add_argument("--reader", default=PretrainConfig.reader, help="pooled | oriented")
+    p.add_argument("--easy-fraction", type=float, default=PretrainConfig.easy_fraction,
+                   help="share of the budget on printed digits first (curriculum)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads while training")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--test", type=int, default=500)
@@ -89,7 +102,8 @@ def main() -> None:
     args = p.parse_args()
     config = PretrainConfig(corpus_size=args.corpus, val_size=args.val, image_size=args.size, backbone=args.backbone,
                             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                            max_seconds=args.minutes * 60, corpus_workers=args.workers, device=args.device)
+                            max_seconds=args.minutes * 60, corpus_workers=args.workers, device=args.device,
+                            reader=args.reader, easy_fraction=args.easy_fraction, num_threads=args.threads)
     print(f"torch threads {torch.get_num_threads()}, config {config}")
     t0 = time.perf_counter()
     corpus = build_corpus(config)
@@ -112,6 +126,12 @@ def main() -> None:
     train_mean = float(corpus[1].astype(float).mean())
     test_x, test_y = make_corpus(args.test, args.size, seed=config.corpus_seed + 2_000_029, workers=args.workers)
     report("generator test", result.model, test_x, test_y, review_width, train_mean)
+    if result.model.reader == "oriented":
+        from coin_assets.synth.varied import corpus_orientations
+
+        err = orientation_errors(result.model, test_x, corpus_orientations(args.test, config.corpus_seed + 2_000_029))
+        print(f"{'orientation (test)':>22}: median error {np.median(err):.1f} deg, within 15 deg {np.mean(err < 15):.1%}, "
+              f"off by more than 90 deg {np.mean(err > 90):.1%}")
     hx, hy = holdout_set(args.holdout, args.size)
     report("held-out renderer", result.model, hx, hy, review_width, train_mean)
     nx = no_year_set(args.no_year, args.size)

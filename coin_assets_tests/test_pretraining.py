@@ -78,3 +78,14 @@ def test_fine_tuning_starts_from_the_pretraining_and_mlflow_records_the_lineage(
     observations = [e for e in again.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     assert observations and "not retrained" in observations[0].asset_observation_data.asset_observation.metadata[
         "skipped"].value
+
+
+def test_pretraining_an_oriented_reader_supervises_its_orientation_head():
+    from coin_assets.synth.varied import corpus_orientations
+
+    corpus = (*make_corpus(32, 32, seed=0, workers=1), *make_corpus(20, 32, seed=1, workers=1),
+              corpus_orientations(32, seed=0))
+    result = pretrain(PretrainConfig(**{**TINY_PRETRAIN, "corpus_size": 32, "val_size": 20, "reader": "oriented"}),
+                      corpus=corpus)
+    assert result.steps == 2 and result.model.reader == "oriented"
+    assert result.val_metrics["n"] == 20 and result.val_metrics["coverage_90"] >= 0.9
