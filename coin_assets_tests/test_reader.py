@@ -311,3 +311,16 @@ def test_oriented_reader_reads_through_the_model_contract_and_learns_orientation
         assert torch.equal(again.eval()(pairs), out)
     with pytest.raises(ValueError, match="unknown reader"):
         CoinYearRegressor("mobilenet_v3_small", reader="sideways")
+
+
+def test_unreadable_threshold_keeps_the_readings_that_reach_the_precision():
+    from coin_assets.ml.calibration import unreadable_threshold
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0, 1, 2000)
+    correct = rng.uniform(0, 1, 2000) < confidence  # right with probability = confidence
+    t = unreadable_threshold(confidence, correct, precision=0.9)
+    kept = confidence >= t
+    assert correct[kept].mean() >= 0.9 and 0.7 < t < 0.9  # precision of [t, 1] is (1 + t) / 2
+    assert unreadable_threshold(confidence, np.zeros(2000, bool)) == 1.0  # nothing is ever right: all unreadable
+    assert unreadable_threshold(confidence, np.ones(2000, bool)) == pytest.approx(0.35, abs=0.01)  # the floor

@@ -180,6 +180,7 @@ def synthetic_pretraining(
         "val_mae": float(result.val_metrics.get("mae", np.nan)),
         "val_exact": float(result.val_metrics.get("exact", np.nan)),
         "val_coverage_90": float(result.val_metrics.get("coverage_90", np.nan)),
+        "unreadable_threshold": float(result.min_confidence),
         "history": markdown_table(pd.DataFrame(result.history), limit=50),
     })
 
