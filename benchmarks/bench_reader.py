@@ -3,7 +3,8 @@ the model's figures on our generator's test coins, the held-out renderer and coi
 
     python benchmarks/bench_reader.py [--corpus 20000] [--val 1000] [--size 64] [--minutes 9]
                                       [--backbone mobilenet_v3_small] [--epochs 3] [--test 500]
-                                      [--holdout 300] [--no-year 100] [--save reader.pt] [--load reader.pt]
+                                      [--holdout 300] [--no-year 100] [--save reader.pt] [--reader oriented]
+                                      [--threads 1] [--corpus-cache corpus.npz]
 
 Prints (a) corpus generation pairs/s; (b) training seconds, steps, pairs/s; (c) the data path
 (uint8 corpus → normalised, rotated batch → step) against stepping the same model on a batch already in
@@ -16,6 +17,7 @@ flagged unreadable or given an interval wider than the review threshold (COIN_AS
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -99,6 +101,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--save", default=None, help="write the trained model's state_dict here")
+    p.add_argument("--corpus-cache", default=None, help="an .npz: loaded if it exists (same sizes and size), else "
+                   "written after generating the corpus")
     args = p.parse_args()
     config = PretrainConfig(corpus_size=args.corpus, val_size=args.val, image_size=args.size, backbone=args.backbone,
                             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
@@ -106,7 +110,15 @@ def main() -> None:
                             reader=args.reader, easy_fraction=args.easy_fraction, num_threads=args.threads)
     print(f"torch threads {torch.get_num_threads()}, config {config}")
     t0 = time.perf_counter()
-    corpus = build_corpus(config)
+    if args.corpus_cache and os.path.exists(args.corpus_cache):
+        with np.load(args.corpus_cache) as cached:
+            corpus = tuple(cached[f"a{i}"] for i in range(6))
+        if (len(corpus[0]), len(corpus[2]), corpus[0].shape[2]) != (args.corpus, args.val, args.size):
+            raise SystemExit(f"{args.corpus_cache} holds another corpus: delete it or pick another path")
+    else:
+        corpus = build_corpus(config)
+        if args.corpus_cache:
+            np.savez(args.corpus_cache, **{f"a{i}": a for i, a in enumerate(corpus)})
     gen_s = time.perf_counter() - t0
     n_pairs = len(corpus[0]) + len(corpus[2])
     print(f"corpus: {n_pairs} pairs at {args.size} px in {gen_s:.1f} s ({n_pairs / gen_s:.0f} pairs/s), "
