@@ -111,7 +111,8 @@ def main() -> None:
                             reader=args.reader, easy_fraction=args.easy_fraction, num_threads=args.threads)
     print(f"torch threads {torch.get_num_threads()}, config {config}")
     t0 = time.perf_counter()
-    if args.corpus_cache and os.path.exists(args.corpus_cache):
+    cached_corpus = bool(args.corpus_cache and os.path.exists(args.corpus_cache))
+    if cached_corpus:
         with np.load(args.corpus_cache) as cached:
             corpus = tuple(cached[f"a{i}"] for i in range(6))
         if (len(corpus[0]), len(corpus[2]), corpus[0].shape[2]) != (args.corpus, args.val, args.size):
@@ -122,7 +123,8 @@ def main() -> None:
             np.savez(args.corpus_cache, **{f"a{i}": a for i, a in enumerate(corpus)})
     gen_s = time.perf_counter() - t0
     n_pairs = len(corpus[0]) + len(corpus[2])
-    print(f"corpus: {n_pairs} pairs at {args.size} px in {gen_s:.1f} s ({n_pairs / gen_s:.0f} pairs/s), "
+    how = "loaded from the cache" if cached_corpus else "generated"
+    print(f"corpus: {n_pairs} pairs at {args.size} px {how} in {gen_s:.1f} s ({n_pairs / gen_s:.0f} pairs/s), "
           f"{corpus[0].nbytes / 2**20:.0f} MiB")
     if args.load:  # a model saved by an earlier run (--save): evaluate only
         from types import SimpleNamespace
