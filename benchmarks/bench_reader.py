@@ -3,7 +3,8 @@ the model's figures on our generator's test coins, the held-out renderer and coi
 
     python benchmarks/bench_reader.py [--corpus 20000] [--val 1000] [--size 64] [--minutes 9]
                                       [--backbone mobilenet_v3_small] [--epochs 3] [--test 500]
-                                      [--holdout 300] [--no-year 100] [--save reader.pt] [--load reader.pt]
+                                      [--holdout 300] [--no-year 100] [--save reader.pt] [--reader oriented]
+                                      [--threads 1] [--corpus-cache corpus.npz] [--load reader.pt]
 
 Prints (a) corpus generation pairs/s; (b) training seconds, steps, pairs/s; (c) the data path
 (uint8 corpus → normalised, rotated batch → step) against stepping the same model on a batch already in
@@ -16,6 +17,7 @@ flagged unreadable or given an interval wider than the review threshold (COIN_AS
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -56,6 +58,15 @@ def data_path_ratio(model, corpus_x, corpus_y, batch_size: int, rounds: int = 6)
     return n / t_path, n / t_mem, t_mem / t_path
 
 
+@torch.inference_mode()
+def orientation_errors(model, pairs_u8, true_deg) -> np.ndarray:
+    """|estimated − true| front rotation in degrees (on the circle), in eval mode."""
+    model.eval()
+    est = torch.cat([model.forward_heads(to_input(pairs_u8[i:i + 128]))["angle"] for i in range(0, len(pairs_u8), 128)])
+    d = (est.numpy() - np.asarray(true_deg)) % 360
+    return np.minimum(d, 360 - d)
+
+
 def report(name: str, model, pairs, years, review_width: float, train_mean: float) -> dict:
     t0 = time.perf_counter()
     out = read_arrays(model, pairs)
@@ -77,7 +88,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--minutes", type=float, default=9.0, help="training time budget")
     p.add_argument("--epochs", type=int, default=30, help="upper bound; the time budget decides")
-    p.add_argument("--backbone", default="mobilenet_v3_small")
+    p.add_argument("--backbone", default=PretrainConfig.backbone)
+    p.add_argument("--reader", default=PretrainConfig.reader, help="pooled | oriented")
+    p.add_argument("--easy-fraction", type=float, default=PretrainConfig.easy_fraction,
+                   help="share of the budget on printed digits first (curriculum)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads while training")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--test", type=int, default=500)
@@ -86,23 +101,49 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--save", default=None, help="write the trained model's state_dict here")
+    p.add_argument("--load", default=None, help="evaluate this saved state_dict (from --save) instead of training")
+    p.add_argument("--corpus-cache", default=None, help="an .npz: loaded if it exists (same sizes and size), else "
+                   "written after generating the corpus")
     args = p.parse_args()
     config = PretrainConfig(corpus_size=args.corpus, val_size=args.val, image_size=args.size, backbone=args.backbone,
                             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                            max_seconds=args.minutes * 60, corpus_workers=args.workers, device=args.device)
+                            max_seconds=args.minutes * 60, corpus_workers=args.workers, device=args.device,
+                            reader=args.reader, easy_fraction=args.easy_fraction, num_threads=args.threads)
     print(f"torch threads {torch.get_num_threads()}, config {config}")
     t0 = time.perf_counter()
-    corpus = build_corpus(config)
+    cached_corpus = bool(args.corpus_cache and os.path.exists(args.corpus_cache))
+    if cached_corpus:
+        with np.load(args.corpus_cache) as cached:
+            corpus = tuple(cached[f"a{i}"] for i in range(6))
+        if (len(corpus[0]), len(corpus[2]), corpus[0].shape[2]) != (args.corpus, args.val, args.size):
+            raise SystemExit(f"{args.corpus_cache} holds another corpus: delete it or pick another path")
+    else:
+        corpus = build_corpus(config)
+        if args.corpus_cache:
+            np.savez(args.corpus_cache, **{f"a{i}": a for i, a in enumerate(corpus)})
     gen_s = time.perf_counter() - t0
     n_pairs = len(corpus[0]) + len(corpus[2])
-    print(f"corpus: {n_pairs} pairs at {args.size} px in {gen_s:.1f} s ({n_pairs / gen_s:.0f} pairs/s), "
+    how = "loaded from the cache" if cached_corpus else "generated"
+    print(f"corpus: {n_pairs} pairs at {args.size} px {how} in {gen_s:.1f} s ({n_pairs / gen_s:.0f} pairs/s), "
           f"{corpus[0].nbytes / 2**20:.0f} MiB")
-    result = pretrain(config, corpus=corpus, on_epoch_end=lambda row: print("  epoch", {
-        k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True))
-    print(f"training: {result.seconds:.0f} s, {result.steps} steps, {result.pairs_per_second:.1f} pairs/s, "
-          f"interval scale {result.interval_scale:.3f}; validation after calibration: "
-          f"{ {k: round(v, 3) for k, v in result.val_metrics.items()} }")
-    if args.save:
+    if args.load:  # a model saved by an earlier run (--save): evaluate only
+        from types import SimpleNamespace
+
+        from coin_assets.ml.model import CoinYearRegressor
+
+        model = CoinYearRegressor(config.backbone, config.mode, config.projection_dim, reader=config.reader,
+                                  reader_resolution=config.image_size)
+        model.load_state_dict(torch.load(args.load, map_location="cpu", weights_only=True))
+        result = SimpleNamespace(model=model.eval())
+        print(f"loaded {args.load} (min_confidence {float(model.min_confidence):.3f}, "
+              f"interval scale {float(model.interval_scale):.3f})")
+    else:
+        result = pretrain(config, corpus=corpus, on_epoch_end=lambda row: print("  epoch", {
+            k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True))
+        print(f"training: {result.seconds:.0f} s, {result.steps} steps, {result.pairs_per_second:.1f} pairs/s, "
+              f"interval scale {result.interval_scale:.3f}, unreadable below {result.min_confidence:.3f}; "
+              f"validation after calibration: { {k: round(v, 3) for k, v in result.val_metrics.items()} }")
+    if args.save and not args.load:
         torch.save(result.model.state_dict(), args.save)
         print(f"saved {args.save}")
     path, mem, ratio = data_path_ratio(result.model, corpus[0], corpus[1], args.batch_size)
@@ -112,6 +153,18 @@ def main() -> None:
     train_mean = float(corpus[1].astype(float).mean())
     test_x, test_y = make_corpus(args.test, args.size, seed=config.corpus_seed + 2_000_029, workers=args.workers)
     report("generator test", result.model, test_x, test_y, review_width, train_mean)
+    if result.model.reader == "oriented":
+        from coin_assets.synth.varied import corpus_orientations
+
+        true_angles = corpus_orientations(args.test, config.corpus_seed + 2_000_029)
+        err = orientation_errors(result.model, test_x, true_angles)
+        with torch.inference_mode():
+            upright = torch.cat([result.model.read_heads(result.model.forward_heads(
+                to_input(test_x[i:i + 128]), reader_angles=torch.as_tensor(true_angles[i:i + 128])))["year"]
+                for i in range(0, len(test_x), 128)]).numpy()
+        print(f"{'orientation (test)':>22}: median error {np.median(err):.1f} deg, within 15 deg {np.mean(err < 15):.1%}, "
+              f"off by more than 90 deg {np.mean(err > 90):.1%}; exact when read at the true angle "
+              f"{np.mean(upright == test_y):.1%}")
     hx, hy = holdout_set(args.holdout, args.size)
     report("held-out renderer", result.model, hx, hy, review_width, train_mean)
     nx = no_year_set(args.no_year, args.size)

@@ -288,7 +288,7 @@ def test_loss_decreases_on_a_trivially_learnable_set(tmp_path):
     records = brightness_coins(tmp_path, 16)
     config = TrainConfig(backbone="resnet18", mode="shared", projection_dim=32, image_size=32, epochs=15,
                          batch_size=8, learning_rate=2e-3, augment=False, num_workers=0, seed=0, device="cpu",
-                         max_steps=30, num_threads=1)
+                         max_steps=30, num_threads=1, reader="pooled")  # the loop, not the digit reader
     years = np.array([r.year for r in records])
     baseline = float(np.mean(np.abs(years - years.mean())))  # 15.5 years
     before, _ = predict(CoinYearRegressor("resnet18", "shared", 32, float(years.mean()), float(years.std())),

@@ -78,3 +78,25 @@ def test_fine_tuning_starts_from_the_pretraining_and_mlflow_records_the_lineage(
     observations = [e for e in again.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     assert observations and "not retrained" in observations[0].asset_observation_data.asset_observation.metadata[
         "skipped"].value
+
+
+def test_pretraining_an_oriented_reader_supervises_its_orientation_head():
+    from coin_assets.synth.varied import corpus_orientations
+
+    corpus = (*make_corpus(32, 32, seed=0, workers=1), *make_corpus(20, 32, seed=1, workers=1),
+              corpus_orientations(32, seed=0))
+    result = pretrain(PretrainConfig(**{**TINY_PRETRAIN, "corpus_size": 32, "val_size": 20, "reader": "oriented"}),
+                      corpus=corpus)
+    assert result.steps == 2 and result.model.reader == "oriented"
+    assert result.val_metrics["n"] == 20 and result.val_metrics["coverage_90"] >= 0.9
+
+
+def test_curriculum_phase_is_the_first_share_of_the_budget():
+    from coin_assets.ml.pretrain import _in_easy_phase
+
+    timed = PretrainConfig(max_seconds=100.0, easy_fraction=0.25)
+    assert _in_easy_phase(timed, step=10_000, total_steps=10, elapsed=24.0)
+    assert not _in_easy_phase(timed, step=0, total_steps=10, elapsed=26.0)
+    stepped = PretrainConfig(max_seconds=None, easy_fraction=0.5)
+    assert _in_easy_phase(stepped, step=4, total_steps=10, elapsed=1e9)
+    assert not _in_easy_phase(stepped, step=5, total_steps=10, elapsed=0.0)

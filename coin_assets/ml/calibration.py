@@ -58,3 +58,27 @@ def calibrate_model(model, y_true, year, sigma, coverage_: float = COVERAGE) -> 
     new = max(float(model.interval_scale) * factor, 1.0 / Z_90)
     model.interval_scale.fill_(new)
     return new
+
+
+def unreadable_threshold(confidence, correct, precision: float = 0.9, floor: float = 0.35,
+                         min_kept: int = 20) -> float:
+    """The posterior peak below which a coin is called unreadable, chosen on validation coins: the smallest
+    threshold (never below ``floor``) above which at least ``precision`` of the readings are exactly right,
+    judged on at least ``min_kept`` coins; 1.0 (every coin unreadable) when no threshold reaches it."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    order = np.argsort(-confidence)
+    conf, hits = confidence[order], np.cumsum(correct[order])
+    kept = np.arange(1, len(conf) + 1)
+    ok = (kept >= min_kept) & (hits / kept >= precision) & (conf >= floor)
+    if not ok.any():
+        return 1.0
+    # the largest kept set that still reaches the precision: its lowest confidence is the threshold
+    return float(conf[np.flatnonzero(ok)[-1]])
+
+
+def calibrate_unreadable(model, confidence, correct, precision: float = 0.9, floor: float = 0.35) -> float:
+    """Store :func:`unreadable_threshold` as the model's ``min_confidence``; returns it."""
+    threshold = unreadable_threshold(confidence, correct, precision, floor)
+    model.min_confidence.fill_(threshold)
+    return threshold

@@ -13,6 +13,18 @@ year is the posterior's mode; sigma is its standard deviation (at least half a y
 whose posterior peak is below ``min_confidence`` is *unreadable*: its sigma is raised to at least
 ``UNREADABLE_SIGMA`` years, so its interval is wide and it goes to the review queue.
 
+Two digit readers (``reader``):
+
+* ``pooled``: the four digit heads on the globally pooled backbone features. Measured: it does not learn to
+  read (at 64 px mobilenet_v3_small ends on a 2×2 map, so the digits' order is gone before the heads, and
+  the digits lie at any angle): generator test MAE 20 vs 19.3 for the mean, 0 % exact.
+* ``oriented``: an orientation head (36 bins of 10°) on the front's pooled backbone features estimates the
+  coin's rotation; the front is turned back by it inside the model (``affine_grid``/``grid_sample``, so
+  the pickled model and the pyfunc need nothing else) and the band below the centre, where the year lies
+  on an upright coin, is read by a small CNN (:class:`DigitReader`) that keeps the digits' left-to-right
+  layout. Trained on generated coins whose rotation is known (the orientation head's target; the reader
+  then reads fronts turned back by the true angle ± 10°); on people's coins the estimate is used.
+
 The year scale (``year_center``, ``year_scale``), the range, the calibration and the threshold are
 buffers: they travel with the state_dict and the pickled model.
 """
@@ -43,6 +55,8 @@ DEFAULT_L1_WEIGHT = 0.0
 YEAR_MIN, YEAR_MAX = 1900, 2039  # the plausible range the digit heads decode over
 DIGITS = 4
 UNREADABLE_SIGMA = 40.0
+READERS = ("pooled", "oriented")
+ORIENT_BINS = 36  # the orientation head's classes: 10° each
 DEFAULT_MIN_CONFIDENCE = 0.35
 Z_90 = 1.6448536269514722
 
@@ -68,6 +82,73 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
             # statistics would lag far behind on runs of a few hundred steps, making eval-mode outputs useless
             module.momentum = BN_MOMENTUM
     return net, FEATURE_DIMS[name]
+
+
+def _conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def upright_band(images: Tensor, angle_deg: Tensor, rows: int, cols: int,
+                 band: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+    """Turn each image [B, C, H, W] back by its angle (degrees, counter-clockwise as drawn, the generator's
+    ``Style.rotation``) and sample the band ``band`` (vertical extent in [-1, 1] image units, +1 = bottom)
+    of the upright coin, full width, as [B, C, rows, cols]. Bilinear and differentiable (affine_grid)."""
+    t = torch.deg2rad(angle_deg.to(images.dtype))
+    c, s = torch.cos(t), torch.sin(t)
+    half, mid = (band[1] - band[0]) / 2, (band[1] + band[0]) / 2
+    theta = torch.stack([torch.stack([c, s * half, s * mid], 1), torch.stack([-s, c * half, c * mid], 1)], 1)
+    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], rows, cols], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def angle_from_logits(logits: Tensor) -> Tensor:
+    """[B, ORIENT_BINS] → [B] degrees in [0, 360): the circular mean of the probabilities within two bins of the
+    most likely bin (unbiased for a symmetric peak; a second, opposite peak does not pull it)."""
+    k_bins = logits.shape[1]
+    width = 360.0 / k_bins
+    p = torch.softmax(logits.float(), 1)
+    k = p.argmax(1)
+    offsets = torch.arange(-2, 3, device=logits.device)
+    w = p.gather(1, (k[:, None] + offsets[None]) % k_bins)
+    rad = torch.deg2rad(offsets.float() * width)
+    shift = torch.rad2deg(torch.atan2((w * torch.sin(rad)).sum(1), (w * torch.cos(rad)).sum(1)))
+    return (k.float() * width + shift) % 360.0
+
+
+def orientation_targets(angle_deg: Tensor, bins: int = ORIENT_BINS) -> Tensor:
+    """[B] degrees → [B, bins] soft targets (a Gaussian of one bin's width around the angle, on the circle)."""
+    centres = torch.arange(bins, device=angle_deg.device, dtype=torch.float32) * (360.0 / bins)
+    d = (angle_deg.float()[:, None] - centres[None]) % 360.0
+    d = torch.minimum(d, 360.0 - d)
+    t = torch.exp(-0.5 * (d / (360.0 / bins)).square())
+    return t / t.sum(1, keepdim=True)
+
+
+class DigitReader(nn.Module):
+    """Reads the four digits from the front once it is turned upright: the band below the centre, where the
+    year lies on an upright coin (across the field or along the bottom rim), sampled at the input's own
+    resolution, in grey standardised per coin (relief digits differ from the field by a little shading whatever
+    the metal: measured, a reader on RGB did not start learning in 350 steps, on the standardised grey band it
+    did), through a small CNN that keeps the horizontal layout (digit order) and collapses the height (the
+    digits' height varies with the placement), then four 10-way classifiers on the flattened row."""
+
+    def __init__(self, width: int = 32, band_rows: int = 32, band_cols: int = 64, dropout: float = DEFAULT_DROPOUT):
+        super().__init__()
+        self.band_rows, self.band_cols = int(band_rows), int(band_cols)
+        w = int(width)
+        self.features = nn.Sequential(
+            _conv(1, w), _conv(w, w), nn.MaxPool2d(2),
+            _conv(w, 2 * w), _conv(2 * w, 2 * w), nn.MaxPool2d(2),
+            _conv(2 * w, 4 * w), _conv(4 * w, 4 * w), nn.MaxPool2d((2, 1)), _conv(4 * w, 4 * w),
+            nn.AdaptiveMaxPool2d((1, self.band_cols // 4)))
+        self.classify = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * w * (self.band_cols // 4), 256),
+                                      nn.ReLU(inplace=True), nn.Linear(256, DIGITS * 10))
+
+    def forward(self, front: Tensor, angle_deg: Tensor) -> Tensor:
+        """front [B, 3, H, W] (normalised), angle [B] degrees → digit logits [B, 4, 10]."""
+        band = upright_band(front, angle_deg, self.band_rows, self.band_cols).mean(1, keepdim=True)
+        band = (band - band.mean((2, 3), keepdim=True)) / (band.std((2, 3), keepdim=True) + 1e-3)
+        return self.classify(self.features(band)).reshape(-1, DIGITS, 10)
 
 
 def _extract_state_dict(obj) -> Mapping[str, Tensor]:
@@ -105,12 +186,17 @@ class CoinYearRegressor(nn.Module):
         dropout: float = DEFAULT_DROPOUT,
         digit_heads: bool = True,
         year_range: tuple[int, int] = (YEAR_MIN, YEAR_MAX),
+        reader: str = "pooled",
+        reader_width: int = 32,
+        reader_resolution: int = 64,
     ):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}: expected one of {BACKBONES}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: expected one of {MODES}")
+        if reader not in READERS:
+            raise ValueError(f"unknown reader {reader!r}: expected one of {READERS}")
         if not year_scale > 0:
             raise ValueError(f"year_scale must be > 0, got {year_scale}")
         self.backbone_name = backbone
@@ -130,8 +216,13 @@ class CoinYearRegressor(nn.Module):
         else:
             self.projection = nn.Dropout(dropout)
         self.head = nn.Linear(width, 2)  # (mu_normalised, log_var)
+        self.reader = reader if digit_heads else "pooled"
         self.has_digit_heads = bool(digit_heads)
-        if digit_heads:
+        if digit_heads and self.reader == "oriented":
+            # the orientation from the front's pooled features; the digits from the front turned upright
+            self.orientation_head = nn.Linear(feat, ORIENT_BINS)
+            self.digit_reader = DigitReader(reader_width, reader_resolution // 2, reader_resolution, dropout)
+        elif digit_heads:
             # from the fused features before the projection: reading needs more than 128 numbers
             self.digit_head = nn.Sequential(nn.Linear(2 * feat, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                             nn.Linear(256, DIGITS * 10))
@@ -194,13 +285,24 @@ class CoinYearRegressor(nn.Module):
         out = self.head(self.projection(self.encode(pairs)))
         return out[:, 0], out[:, 1].clamp(LOG_VAR_MIN, LOG_VAR_MAX)
 
-    def forward_heads(self, pairs: Tensor) -> dict[str, Tensor]:
+    def forward_heads(self, pairs: Tensor, reader_angles: Tensor | None = None) -> dict[str, Tensor]:
         """Raw heads: ``mu``, ``log_var`` (normalised units) and ``digit_logits`` [B, 4, 10] (absent without
-        digit heads)."""
+        digit heads); with the oriented reader also ``orient_logits`` [B, ORIENT_BINS] and ``angle`` [B], the
+        angle the front was turned back by: ``reader_angles`` where given and finite (training on generated
+        coins whose rotation is known), else the orientation head's estimate."""
         feats = self.encode(pairs)
         out = self.head(self.projection(feats))
         heads = {"mu": out[:, 0], "log_var": out[:, 1].clamp(LOG_VAR_MIN, LOG_VAR_MAX)}
-        if self.has_digit_heads:
+        # getattr: a model pickled before the oriented reader existed has no ``reader`` attribute
+        if self.has_digit_heads and getattr(self, "reader", "pooled") == "oriented":
+            heads["orient_logits"] = self.orientation_head(feats[:, :self.feature_dim])
+            angle = angle_from_logits(heads["orient_logits"].detach())
+            if reader_angles is not None:
+                given = reader_angles.to(angle)
+                angle = torch.where(torch.isfinite(given), given, angle)
+            heads["angle"] = angle
+            heads["digit_logits"] = self.digit_reader(pairs[:, 0], angle)
+        elif self.has_digit_heads:
             heads["digit_logits"] = self.digit_head(feats).reshape(-1, DIGITS, 10)
         return heads
 
@@ -255,8 +357,11 @@ def digit_targets(years: Tensor) -> Tensor:
     return torch.where(known[:, None], digits, torch.full_like(digits, -100))
 
 
-def reader_loss(model: CoinYearRegressor, heads: dict[str, Tensor], years: Tensor, digit_weight: float = 1.0) -> Tensor:
-    """Gaussian NLL of the regression head plus the mean cross-entropy of the four digit heads."""
+def reader_loss(model: CoinYearRegressor, heads: dict[str, Tensor], years: Tensor, digit_weight: float = 1.0,
+                angles: Tensor | None = None, orientation_weight: float = 1.0) -> Tensor:
+    """Gaussian NLL of the regression head plus the mean cross-entropy of the four digit heads, plus (where the
+    front's true rotation ``angles`` is known, NaN elsewhere) the orientation head's cross-entropy against a
+    soft target around it."""
     mean = model.year_center + model.year_scale * heads["mu"]
     sigma = model.year_scale * torch.exp(0.5 * heads["log_var"])
     loss = gaussian_nll(torch.stack([mean, sigma], 1), years, model.year_center, model.year_scale)
@@ -265,6 +370,12 @@ def reader_loss(model: CoinYearRegressor, heads: dict[str, Tensor], years: Tenso
         if bool((targets >= 0).any()):
             loss = loss + digit_weight * F.cross_entropy(heads["digit_logits"].reshape(-1, 10).float(),
                                                          targets.reshape(-1), ignore_index=-100)
+    if "orient_logits" in heads and angles is not None and orientation_weight:
+        angles = angles.to(heads["orient_logits"].device)
+        known = torch.isfinite(angles)
+        if bool(known.any()):
+            logp = F.log_softmax(heads["orient_logits"][known].float(), 1)
+            loss = loss - orientation_weight * (orientation_targets(angles[known]) * logp).sum(1).mean()
     return loss
 
 

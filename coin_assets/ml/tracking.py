@@ -43,7 +43,8 @@ def log_pretraining(result, config, weights_key: str, weights_uri: str, dagster_
         mlflow.log_metrics({f"val_{k}": float(v) for k, v in result.val_metrics.items()})
         mlflow.log_metrics({"train_seconds": result.seconds, "corpus_seconds": result.corpus_seconds,
                             "train_pairs_per_second": result.pairs_per_second, "steps": result.steps,
-                            "interval_scale": result.interval_scale})
+                            "interval_scale": result.interval_scale,
+                            "min_confidence": getattr(result, "min_confidence", math.nan)})
         fig, ax = plt.subplots(figsize=(6, 2.6))
         ax.plot([h["epoch"] for h in result.history], [h["val_mae"] for h in result.history], marker="o",
                 label="val MAE")

@@ -111,10 +111,29 @@ def make_optimizer(model: nn.Module, config: TrainConfig, total_steps: int):
     return optimizer, scheduler
 
 
-def train_step(model: CoinYearRegressor, optimizer, scheduler, pairs: torch.Tensor, years: torch.Tensor):
-    """One optimiser step on a batch already on the model's device; returns (loss, predictions [B, 2]), detached."""
-    heads = model.forward_heads(pairs)
-    loss = reader_loss(model, heads, years)
+ANGLE_JITTER_DEG = 10.0  # the reader is trained on fronts turned back by the true angle ± this: the head's error
+# An oriented reader also reads the backs of a quarter of each batch (no year there) at a random angle, against
+# a uniform target: a coin without digits should give a flat posterior (unreadable), not a hallucinated year.
+# Measured before this term (reader alone, 61 % exact): 96 % of no-year coins under the 0.35 confidence threshold.
+BLANK_WEIGHT = 0.5
+BLANK_SHARE = 0.25
+
+
+def train_step(model: CoinYearRegressor, optimizer, scheduler, pairs: torch.Tensor, years: torch.Tensor,
+               angles: torch.Tensor | None = None):
+    """One optimiser step on a batch already on the model's device; returns (loss, predictions [B, 2]), detached.
+    ``angles``: the fronts' true rotation in degrees (NaN where unknown), for an oriented reader: it supervises
+    the orientation head, and the digit reader reads the front turned back by it (± ANGLE_JITTER_DEG)."""
+    reader_angles = None
+    if angles is not None:
+        angles = angles.to(pairs.device)
+        reader_angles = angles + (torch.rand_like(angles) * 2 - 1) * ANGLE_JITTER_DEG
+    heads = model.forward_heads(pairs, reader_angles=reader_angles)
+    loss = reader_loss(model, heads, years, angles=angles)
+    if getattr(model, "reader", "pooled") == "oriented" and BLANK_WEIGHT:
+        backs = pairs[: max(1, int(len(pairs) * BLANK_SHARE)), 1]
+        blank = model.digit_reader(backs, torch.rand(len(backs), device=pairs.device) * 360.0)
+        loss = loss - BLANK_WEIGHT * torch.log_softmax(blank.float(), -1).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
@@ -128,7 +147,8 @@ def train_step(model: CoinYearRegressor, optimizer, scheduler, pairs: torch.Tens
 def build_model(config: TrainConfig, year_center: float, year_scale: float) -> CoinYearRegressor:
     return CoinYearRegressor(backbone=config.backbone, mode=config.mode, projection_dim=config.projection_dim,
                              year_center=year_center, year_scale=year_scale, weights_path=config.weights_path,
-                             digit_heads=config.digit_heads)
+                             digit_heads=config.digit_heads, reader=config.reader,
+                             reader_resolution=config.image_size)
 
 
 @torch.inference_mode()

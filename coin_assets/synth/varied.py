@@ -443,6 +443,18 @@ def _chunk(args) -> tuple[np.ndarray, np.ndarray]:
     return pairs, years
 
 
+def corpus_styles(n: int, seed: int = 0, start: int = 0) -> list[Style]:
+    """The styles of coins ``start .. start + n`` of ``make_corpus(..., seed)`` (drawn again, not rendered:
+    microseconds per coin): the generator's ground truth beyond the year, e.g. the front's rotation for an
+    orientation head, or the relief for a curriculum."""
+    return [sample_style(coin_rngs(seed, i)[1]) for i in range(start, start + n)]
+
+
+def corpus_orientations(n: int, seed: int = 0, start: int = 0) -> np.ndarray:
+    """float32 [n]: the fronts' rotation (degrees, counter-clockwise as drawn, ``Style.rotation``)."""
+    return np.array([s.rotation for s in corpus_styles(n, seed, start)], np.float32)
+
+
 def make_corpus(n: int, size: int = 64, seed: int = 0, workers: int | None = None,
                 start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Coins ``start .. start + n`` of seed ``seed``: (uint8 [n, 2, size, size, 3], int16 years [n]).

@@ -42,6 +42,8 @@ class TrainingRunConfig(Config):
     max_steps: int | None = Field(None, description="stop after this many optimiser steps (smoke runs)")
     num_threads: int | None = Field(None, description="torch threads while training (default: the loop decides)")
     digit_heads: bool = Field(DEFAULT_TRAIN.digit_heads, description="four digit classifiers beside the Gaussian head")
+    reader: str = Field(DEFAULT_TRAIN.reader, description="pooled: digit heads on the pooled features; oriented: an "
+                        "orientation head turns the front upright for a small digit CNN")
     rotation_deg: float = Field(DEFAULT_TRAIN.rotation_deg, description="augmentation rotation range, ± degrees")
     use_crops: bool = Field(DEFAULT_TRAIN.use_crops, description="train on the gold coin crops where found")
     retrain_same_data: bool = Field(False, description="train even if a version exists for this data and config")
@@ -68,6 +70,9 @@ class PretrainRunConfig(Config):
     backbone: str = DEFAULT_PRETRAIN.backbone
     mode: str = DEFAULT_PRETRAIN.mode
     projection_dim: int | None = DEFAULT_PRETRAIN.projection_dim
+    reader: str = Field(DEFAULT_PRETRAIN.reader, description="pooled | oriented (see coin_year_model)")
+    easy_fraction: float = Field(DEFAULT_PRETRAIN.easy_fraction, description="curriculum: share of the budget "
+                                 "trained on printed digits first")
     epochs: int = DEFAULT_PRETRAIN.epochs
     batch_size: int = DEFAULT_PRETRAIN.batch_size
     learning_rate: float = DEFAULT_PRETRAIN.learning_rate
@@ -162,7 +167,7 @@ def synthetic_pretraining(
     store.write_bytes(key, state_bytes(result.model))
     run_id = log_pretraining(result, pc, key, store.uri(key), dagster_run_id=context.run.run_id)
     value = {"weights_key": key, "mlflow_run_id": run_id, "backbone": pc.backbone, "mode": pc.mode,
-             "image_size": pc.image_size, "projection_dim": pc.projection_dim,
+             "image_size": pc.image_size, "projection_dim": pc.projection_dim, "reader": pc.reader,
              "val_metrics": result.val_metrics, "interval_scale": result.interval_scale}
     store.write_bytes(PRETRAINED_POINTER, json.dumps(value, default=float).encode())  # after the weights
     return Output(value, metadata={
@@ -176,6 +181,7 @@ def synthetic_pretraining(
         "val_mae": float(result.val_metrics.get("mae", np.nan)),
         "val_exact": float(result.val_metrics.get("exact", np.nan)),
         "val_coverage_90": float(result.val_metrics.get("coverage_90", np.nan)),
+        "unreadable_threshold": float(result.min_confidence),
         "history": markdown_table(pd.DataFrame(result.history), limit=50),
     })
 
@@ -190,8 +196,10 @@ def _pretrained_for(storage: CoinStorage, train_config: TrainConfig) -> tuple[di
     if not store.exists(PRETRAINED_POINTER):
         return None, "synthetic_pretraining has not been materialized"
     latest = json.loads(store.read_bytes(PRETRAINED_POINTER))
-    wanted = (train_config.backbone, train_config.mode, train_config.image_size, train_config.projection_dim)
-    have = (latest["backbone"], latest["mode"], latest["image_size"], latest.get("projection_dim"))
+    wanted = (train_config.backbone, train_config.mode, train_config.image_size, train_config.projection_dim,
+              train_config.reader if train_config.digit_heads else "pooled")
+    have = (latest["backbone"], latest["mode"], latest["image_size"], latest.get("projection_dim"),
+            latest.get("reader", "pooled"))
     if wanted != have:
         return None, f"pre-trained {have} does not match this config {wanted}"
     return latest, "ok"
