@@ -25,7 +25,6 @@ import base64
 import io
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -105,14 +104,9 @@ def start(cmd: list[str], env: dict, log: Path, health_url: str, timeout: float 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+    from coin_assets.core.processes import stop_process_group
+
+    stop_process_group(proc, grace=15)
 
 
 def memory_kib(pid: int) -> dict[str, int]:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coin_assets.core.processes import stop_process_group
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_USER_WHEN_ROOT = "pgserver"  # Postgres refuses to run as root; pgserver creates this user
@@ -72,23 +74,7 @@ class Proc:
 
     def stop(self, grace: float = 8.0, sig: int = signal.SIGTERM) -> None:
         """Signal the whole group, then SIGKILL it after `grace` seconds."""
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # children that outlive the leader (e.g. Celery pool processes) go too
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
+        stop_process_group(self.popen, grace, sig)
 
 
 def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | None = None,

@@ -9,7 +9,6 @@ import pytest
 from dagster import materialize
 
 from coin_assets.core import parallel
-
 from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.synth import varied
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from coin_assets.core.processes import stop_process_group
 from coin_assets.ml import pyfunc as pf
 from coin_assets.ml.model import CoinYearRegressor
 from coin_assets.synth import render_coin_pair
@@ -157,9 +157,4 @@ def test_mlflow_models_serve_answers_a_raw_photo_request(registry, photo_version
         assert set(pf.OUTPUT_COLUMNS) <= set(row) and row["error"] == ""
         assert row["lower_90"] < row["year"] < row["upper_90"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, grace=10)

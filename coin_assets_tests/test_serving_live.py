@@ -5,7 +5,6 @@ reaches the service by polling, the streaming body limit and the bounded number 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from coin_assets.core import serving_client
+from coin_assets.core.processes import stop_process_group
 from coin_assets.ml import registry as reg
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     RELOAD_TOKEN,
@@ -72,12 +72,7 @@ def server(registry, tmp_path_factory):
             pytest.fail("the API did not become ready: " + (data / "server.log").read_text()[-3000:])
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, grace=15)
         log.close()
 
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from coin_assets.core.processes import stop_process_group
 from coin_assets.serving.metrics import worker_pids
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     coin_photos,
@@ -66,12 +67,7 @@ def server(serving_registry, tmp_path_factory):
             pytest.fail("2 workers did not become ready: " + (data / "server.log").read_text()[-3000:])
         yield base, folder
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, grace=20)
         log.close()
 
 
