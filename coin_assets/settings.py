@@ -34,7 +34,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_MAX_PHOTO_BYTES       | 20000000                               | largest photo the API accepts             |
 | COIN_ASSETS_SERVING_MAX_BATCH     | 16                                     | coins per forward pass in the API         |
 | COIN_ASSETS_SERVING_QUEUE         | 64                                     | requests the API holds before 503         |
-| COIN_ASSETS_WEBAPP_PORT           | 8501                                   | Streamlit web app port (make demo)        |
+| COIN_ASSETS_WEBAPP_HOST / _PORT   | 127.0.0.1 / 8501                       | Streamlit web app address (make demo)     |
 | COIN_ASSETS_DAGSTER_PORT          | 3000                                   | dagster dev port (make demo)              |
 | COIN_ASSETS_WORKERS               | 1                                      | async request workers started by make demo|
 | COIN_ASSETS_REQUEST_LEASE         | 30                                     | seconds a worker holds a claimed request  |
@@ -91,6 +91,7 @@ class Settings:
     max_photo_bytes: int = 20_000_000
     serving_max_batch: int = 16
     serving_queue: int = 64
+    webapp_host: str = "127.0.0.1"
     webapp_port: int = 8501
     dagster_port: int = 3000
     workers: int = 1
@@ -138,6 +139,7 @@ class Settings:
             max_photo_bytes=int(_get(env, "COIN_ASSETS_MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
             serving_max_batch=int(_get(env, "COIN_ASSETS_SERVING_MAX_BATCH", str(d.serving_max_batch))),
             serving_queue=int(_get(env, "COIN_ASSETS_SERVING_QUEUE", str(d.serving_queue))),
+            webapp_host=_get(env, "COIN_ASSETS_WEBAPP_HOST", d.webapp_host),
             webapp_port=int(_get(env, "COIN_ASSETS_WEBAPP_PORT", str(d.webapp_port))),
             dagster_port=int(_get(env, "COIN_ASSETS_DAGSTER_PORT", str(d.dagster_port))),
             workers=int(_get(env, "COIN_ASSETS_WORKERS", str(d.workers))),

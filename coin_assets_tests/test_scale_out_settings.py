@@ -91,3 +91,22 @@ def test_a_pool_process_that_ran_a_step_can_be_shrunk_again():
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+def test_the_web_app_address_comes_from_the_settings(monkeypatch):
+    """`python -m coin_assets.webapp` hands Streamlit the address the settings give, not its own reads."""
+    import sys
+
+    import streamlit.web.cli as stcli
+
+    from coin_assets.webapp import __main__ as webapp_main
+
+    monkeypatch.setenv("COIN_ASSETS_WEBAPP_HOST", "0.0.0.0")
+    monkeypatch.setenv("COIN_ASSETS_WEBAPP_PORT", "8599")
+    monkeypatch.setattr(stcli, "main", lambda: 0)
+    monkeypatch.setattr("sys.argv", ["python"])
+    with pytest.raises(SystemExit):
+        webapp_main.main()
+    args = sys.argv
+    assert args[args.index("--server.address") + 1] == "0.0.0.0"
+    assert args[args.index("--server.port") + 1] == "8599"
