@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import os
 import random
 import shutil
@@ -27,17 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 from dagster import DagsterEventType, DagsterInstance
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from coin_assets.core.audit import lake_state  # noqa: E402
 from coin_assets.synth import generate_uploads  # noqa: E402
 
 DAY = "2026-11-20"
 NEXT_RUN_GOAL_S = 60.0
-LAYERS = ("bronze", "silver", "gold", "crops")
 
 
 def _env(root: Path, home: Path) -> dict:
@@ -59,17 +57,7 @@ def _lake(base: Path, name: str, uploads: Path) -> tuple[Path, Path]:
 
 
 def _state(root: Path) -> tuple[dict, list]:
-    files = {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-             for layer in LAYERS for p in sorted((root / layer).rglob("*")) if p.is_file()}
-    with duckdb.connect(str(root / "coin_assets.duckdb"), read_only=True) as conn:
-        rows = conn.execute("SELECT coin_id, side, raw_path, clean_path, gold_path, sha256, clean_size, label_year "
-                            "FROM gold_images ORDER BY coin_id, side").fetchall()
-        rows += conn.execute("SELECT upload_key, sha256, bronze_path, duplicate_of, label_year FROM uploads "
-                             "ORDER BY upload_key").fetchall()
-        rows += conn.execute("SELECT sha256, clean_path, clean_size FROM silver_images ORDER BY sha256").fetchall()
-        rows += conn.execute("SELECT upload_key, stage, reason FROM quarantine ORDER BY ALL").fetchall()
-        rows += conn.execute("SELECT coin_id, side, found, crop_path FROM coin_crops ORDER BY ALL").fetchall()
-    return files, rows
+    return lake_state(root, root / "coin_assets.duckdb")
 
 
 def _where(home: Path) -> str:

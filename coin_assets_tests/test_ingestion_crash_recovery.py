@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 from dagster import DagsterInstance, DagsterRunStatus
 
+from coin_assets.core.audit import lake_state
 from coin_assets.synth import generate_uploads
-from coin_assets_tests.conftest import sha256_of_file
 
 WORKTREE = Path(__file__).resolve().parents[1]
 DAY = "2026-11-20"
@@ -45,15 +44,7 @@ def _lake(tmp_path: Path, name: str, uploads: Path) -> tuple[Path, Path]:
 
 
 def _state(root: Path) -> tuple[dict, list]:
-    files = {p.relative_to(root).as_posix(): sha256_of_file(p)
-             for layer in ("bronze", "silver", "gold") for p in sorted((root / layer).rglob("*")) if p.is_file()}
-    with duckdb.connect(str(root / "coin_assets.duckdb"), read_only=True) as conn:
-        gold = conn.execute("SELECT coin_id, side, raw_path, clean_path, gold_path, sha256, clean_size, label_year "
-                            "FROM gold_images ORDER BY coin_id, side").fetchall()
-        gold += conn.execute("SELECT upload_key, sha256, bronze_path, duplicate_of, label_year FROM uploads "
-                             "ORDER BY upload_key").fetchall()
-        gold += conn.execute("SELECT sha256, clean_path, clean_size FROM silver_images ORDER BY sha256").fetchall()
-    return files, gold
+    return lake_state(root, root / "coin_assets.duckdb")
 
 
 def test_kill_9_while_a_step_holds_the_writer_slot_does_not_block_the_next_run(tmp_path):

@@ -165,3 +165,29 @@ def quarantine_for(conn, partition: str) -> pd.DataFrame:
         "SELECT upload_key, stage, reason, bronze_path FROM quarantine WHERE partition_date = ? ORDER BY upload_key",
         [partition],
     ).df()
+
+
+LAKE_LAYERS = ("bronze", "silver", "gold", "crops")
+
+
+def lake_state(root, db_file) -> tuple[dict[str, str], list[tuple]]:
+    """(sha256 of every file under the image layers of a local lake, every metadata row that defines it),
+    in a stable order: two lakes built from the same uploads compare equal exactly when a crash or a
+    re-run left nothing different behind."""
+    import duckdb
+
+    store = LocalStore(root)
+    files = {key: sha256_of(store, key) for layer in LAKE_LAYERS
+             for key in sorted(p.relative_to(store.root).as_posix() for p in (store.root / layer).rglob("*")
+                               if p.is_file())}
+    with duckdb.connect(str(db_file), read_only=True) as conn:
+        rows = conn.execute("SELECT coin_id, side, raw_path, clean_path, gold_path, sha256, clean_size, label_year "
+                            "FROM gold_images ORDER BY coin_id, side").fetchall()
+        rows += conn.execute("SELECT upload_key, sha256, bronze_path, duplicate_of, label_year FROM uploads "
+                             "ORDER BY upload_key").fetchall()
+        rows += conn.execute("SELECT sha256, clean_path, clean_size FROM silver_images ORDER BY sha256").fetchall()
+        rows += conn.execute("SELECT upload_key, stage, reason FROM quarantine ORDER BY ALL").fetchall()
+        tables = {t for (t,) in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "coin_crops" in tables:
+            rows += conn.execute("SELECT coin_id, side, found, crop_path FROM coin_crops ORDER BY ALL").fetchall()
+    return files, rows
