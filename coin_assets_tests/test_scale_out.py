@@ -386,3 +386,33 @@ def test_promotions_on_any_worker_share_one_postgres_advisory_lock(deployment):
         assert held.returncode != 0 and "TimeoutError: registry lock" in held.stderr, held.stderr[-500:]
     free = subprocess.run([*other, "10"], capture_output=True, text=True, env=deployment.cluster.env, timeout=60)
     assert free.returncode == 0 and free.stdout.strip() == "acquired", free.stderr[-500:]
+
+
+def test_predictions_and_a_rollback_go_through_the_tracking_server(deployment):
+    """Last in this file: it changes the registry that the tests above compare with the reference.
+    A day's predictions (prediction_job) and a rollback (rollback_job) run through the daemon on the
+    Celery workers against the MLflow server: the predictions name the production version; the rollback
+    moves production back (under the Postgres registry lock) and records who and why."""
+    from coin_assets.ml import registry as reg
+
+    d = deployment
+    server = d.cluster.procs["mlflow"].url
+    client = MlflowClient(server, server)
+    production = reg.get_alias_version(client, MODEL, reg.PRODUCTION)
+    assert production is not None
+
+    run = d.wait(d.submit("prediction_job", tags={"dagster/partition": d.days[0]}))
+    assert run.status == DagsterRunStatus.SUCCESS, run_failure_text(d.instance, run.run_id)
+    with duckdb.connect(d.cluster.env["COIN_ASSETS_DUCKDB"], read_only=True) as conn:
+        scored = conn.execute("SELECT model_version, count(*) FROM predictions GROUP BY ALL").fetchall()
+    assert [v for v, _ in scored] == [production.version] and scored[0][1] > 0
+
+    # a second version put in production over the first (set up directly: the rollback is what is tested)
+    second = client.copy_model_version(f"models:/{MODEL}/{production.version}", MODEL)
+    client.set_registered_model_alias(MODEL, reg.PREVIOUS_PRODUCTION, production.version)
+    client.set_registered_model_alias(MODEL, reg.PRODUCTION, second.version)
+    config = {"ops": {"rollback_production": {"config": {"actor": "ops-on-call", "reason": "scale-out drill"}}}}
+    run = d.wait(d.submit("rollback_job", config))
+    assert run.status == DagsterRunStatus.SUCCESS, run_failure_text(d.instance, run.run_id)
+    assert reg.get_alias_version(client, MODEL, reg.PRODUCTION).version == production.version
+    assert client.get_model_version(MODEL, second.version).tags.get("rolled_back_by") == "ops-on-call"
