@@ -86,7 +86,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     assets = [*defs.assets, *defs.asset_checks]
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
-                     "seconds": {}, "recovered_runs": recover_runs(instance)}
+                     "seconds": {}, "recovered_runs": recover_runs(instance), "up_to_date": []}
     ingest_sel = AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
                     for name in ("bronze_images", "decoded_images", "silver_images", "gold_images")}
@@ -95,6 +95,8 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     for day in days:
         result = materialize(assets, partition_key=day, selection=ingest_sel,
                              resources=resources, instance=instance, raise_on_error=True)
+        if not result.asset_materializations_for_node("bronze_images"):
+            summary["up_to_date"].append(day)  # nothing new since the last complete run: the chain skipped
         for event in result.get_asset_materialization_events():
             mat = event.step_materialization_data.materialization
             name = mat.asset_key.to_user_string()
@@ -143,6 +145,8 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
 
 def _print_summary(summary: dict) -> None:
     print(f"days: {', '.join(summary['days'])}")
+    if summary.get("up_to_date"):
+        print(f"nothing new since the last complete ingestion (skipped): {', '.join(summary['up_to_date'])}")
     for name, totals in summary["layers"].items():
         examined = totals["processed"] + totals["skipped_unchanged"] + totals["quarantined"]
         rate = examined / totals["seconds"] if totals["seconds"] else 0.0

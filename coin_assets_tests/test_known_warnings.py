@@ -17,6 +17,11 @@ from coin_assets.defs.resources import default_resources
 import dagster
 warnings.warn("an unrelated preview", dagster.PreviewWarning)
 warnings.warn("an unrelated beta", dagster.BetaWarning)
+import logging
+plan_log = logging.getLogger("dagster._core.execution.plan.active")
+plan_log.warning("Blocking asset check 'gold_images:x' emitted no result in step 'gold_images_x'; "
+                 "downstream step 'coin_crops' will proceed without gating on it.")
+plan_log.warning("an unrelated record")
 """
 
 
@@ -29,3 +34,4 @@ def test_loading_the_definitions_prints_no_known_warning_but_others_still_show(t
     assert "partitions_def on an AssetCheckSpec" not in done.stderr
     assert "_create_mlflow_run_hook" not in done.stderr
     assert "an unrelated preview" in done.stderr and "an unrelated beta" in done.stderr
+    assert "emitted no result" not in done.stderr and "an unrelated record" in done.stderr

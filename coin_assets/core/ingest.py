@@ -17,6 +17,7 @@ from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
 from coin_assets.core.uploads import (
     IMAGE_EXTENSIONS,
     NOT_A_REGULAR_FILE,
+    UploadFile,
     list_uploads,
     parse_sidecar,
     path_safe_id,
@@ -51,7 +52,7 @@ def _bronze_extension(name: str) -> str:
 
 
 def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: float = 0.0,
-                  now: datetime | None = None) -> LayerReport:
+                  now: datetime | None = None, files: list[UploadFile] | None = None) -> LayerReport:
     """Copy the day's settled uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
 
     Only files unmodified for ``settle_seconds`` are taken (a file still being written is left for
@@ -59,13 +60,15 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     Byte-identical uploads of the same kind are stored once; later copies point at the first
     (``duplicate_of``). Sidecars are kept in bronze too; their fields fill the image rows of the same
     coin. Crash leftovers (``.tmp-*``) and bronze files no ledger row points to are removed first.
-    Links and special files are quarantined and never read.
+    Links and special files are quarantined and never read. ``files``: the day's settled uploads when
+    the caller has listed them already.
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
     report = LayerReport(partition)
     report.extra["leftovers_removed"] = remove_unreferenced_bronze(store, conn, partition)
-    files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
+    if files is None:
+        files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
     known = md.known_uploads(conn, partition)
     unchanged = {f.key for f in files if _unchanged(store, f, known.get(f.key))}
     md.clear_quarantine(conn, partition, BRONZE)

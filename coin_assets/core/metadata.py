@@ -65,6 +65,19 @@ SCHEMA = [
         PRIMARY KEY (upload_key, stage)
     )
     """,
+    # One row per day: the fingerprint of the day after the last run in which the whole ingestion chain ran
+    # (coin_assets.core.ingest_state); a run that finds it unchanged has nothing to do.
+    """
+    CREATE TABLE IF NOT EXISTS ingest_state (
+        partition_date DATE PRIMARY KEY,
+        run_id VARCHAR NOT NULL,
+        uploads_digest VARCHAR NOT NULL,
+        gold_inputs_digest VARCHAR,
+        complete_fingerprint VARCHAR,
+        completed_by VARCHAR,
+        completed_at TIMESTAMPTZ
+    )
+    """,
     # Review verdicts: labels given by a person; they win over sidecar labels.
     """
     CREATE TABLE IF NOT EXISTS review_labels (
@@ -438,3 +451,28 @@ def table_counts(conn, partition: str | None = None) -> dict[str, int]:
         table: conn.execute(f"SELECT count(*) FROM {table}{where}", params).fetchall()[0][0]
         for table in ("uploads", "silver_images", "quarantine", "gold_images")
     }
+
+
+INGESTION_TABLES = ("uploads", "silver_images", "quarantine", "gold_images", "coin_crops")
+
+
+def ingestion_rows_by_day(conn, partition: str) -> dict[str, list]:
+    """[row count, xor of row hashes] of the day in each ingestion table (a table not created yet: absent)."""
+    existing = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return {t: list(conn.execute(f"SELECT count(*), bit_xor(hash(t)) FROM {t} t WHERE partition_date = ?",
+                                 [partition]).fetchall()[0])
+            for t in INGESTION_TABLES if t in existing}
+
+
+def ingest_state(conn, partition: str) -> dict | None:
+    cursor = conn.execute("SELECT * EXCLUDE (partition_date) FROM ingest_state WHERE partition_date = ?", [partition])
+    row = cursor.fetchone()
+    return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+
+def set_ingest_state(conn, partition: str, *, run_id: str, uploads_digest: str, gold_inputs_digest: str | None,
+                     complete_fingerprint: str | None, completed_by: str | None, **_ignored) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO ingest_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [partition, run_id, uploads_digest, gold_inputs_digest, complete_fingerprint, completed_by,
+         utcnow() if complete_fingerprint else None])

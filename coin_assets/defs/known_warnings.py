@@ -8,6 +8,8 @@ loads the definitions: the CLI, `dagster dev`'s code server, each step process.
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 
 # (category's module, category name, message prefix as a regex, why we accept it)
@@ -21,6 +23,23 @@ KNOWN = (
 )
 
 
+# (logger name, message prefix as a regex, why we accept it): log records, not warnings
+KNOWN_LOG_RECORDS = (
+    ("dagster._core.execution.plan.active", r"Blocking asset check '[^']+' emitted no result in step",
+     "logged for each blocking check of an asset a run with nothing new skipped (bronze_images yields "
+     "nothing); the check's downstream steps are skipped with its asset"),
+)
+
+
+class _DropKnownRecords(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
 def silence_known_warnings() -> None:
     import importlib
 
@@ -28,3 +47,7 @@ def silence_known_warnings() -> None:
         category = getattr(importlib.import_module(module), name, None)
         if category is not None:
             warnings.filterwarnings("ignore", message=message, category=category)
+    for logger_name, message, _why in KNOWN_LOG_RECORDS:
+        logger = logging.getLogger(logger_name)
+        if not any(isinstance(f, _DropKnownRecords) and f.pattern.pattern == message for f in logger.filters):
+            logger.addFilter(_DropKnownRecords(message))

@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.core import crops
+from coin_assets.core import crops, ingest_state
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.metadata import markdown_table
 from coin_assets.defs.partitions import daily_partitions
@@ -22,9 +22,12 @@ from coin_assets.defs.resources import CoinStorage
 def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
     """The model's input: for every gold image, the coin found by a circle Hough transform and a
     crops/<day>/<coin>__<side>.png centred on it at a fixed scale, in the DuckDB table `coin_crops`
-    (centre, radius, edge support) or `found = false` with the reason. Unchanged images are skipped."""
+    (centre, radius, edge support) or `found = false` with the reason. Unchanged images are skipped.
+    Last step of the ingestion chain: when the whole chain ran in this run, it records the day's
+    fingerprint (`chain_complete`), which lets the next run with nothing new skip the chain."""
     with duckdb.get_connection() as conn:
         report, table = crops.build_crops(storage.store(), conn, context.partition_key)
+        chain_complete = ingest_state.complete_chain(storage.store(), conn, context.partition_key, context.run_id)
     if report.not_found:
         context.log.warning(f"{report.not_found} image(s) without a coin found: {report.reasons}")
     reasons = pd.DataFrame(
@@ -36,6 +39,7 @@ def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: Duc
         "not_found": report.not_found,
         "removed": report.removed,
         "seconds": round(report.seconds, 3),
+        "chain_complete": chain_complete,
         "no_coin_reasons": markdown_table(reasons),
         "preview": markdown_table(table[["coin_id", "side", "found", "centre_x", "centre_y", "radius", "support",
                                          "reason"]] if len(table) else table),

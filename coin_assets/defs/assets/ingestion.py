@@ -3,10 +3,11 @@
 
 from datetime import datetime, timezone
 
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from coin_assets.core import archive, audit, ingest, readers
+from coin_assets.core import archive, audit, ingest, ingest_state, readers
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
 from coin_assets.defs.metadata import markdown_table, reasons_table
@@ -43,6 +44,11 @@ def _layer_metadata(report: LayerReport) -> dict:
     return meta
 
 
+class BronzeConfig(Config):
+    force: bool = Field(False, description="run the whole ingestion chain even when nothing changed since the "
+                                           "last complete run (e.g. to re-hash files changed in place)")
+
+
 @asset(
     partitions_def=daily_partitions,
     deps=[coin_uploads],
@@ -50,20 +56,28 @@ def _layer_metadata(report: LayerReport) -> dict:
     kinds={"files", "duckdb"},
     pool=DUCKDB_WRITER_POOL,
     retry_policy=INGESTION_RETRY,
+    output_required=False,
 )
-def bronze_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
+def bronze_images(context: AssetExecutionContext, config: BronzeConfig, storage: CoinStorage, duckdb: DuckDBResource):
     """The day's settled uploads copied byte for byte into `bronze/<day>/<sha256><ext>`, sha256
     computed while copying. A file modified in the last COIN_ASSETS_SETTLE_SECONDS is left for a later
     run. Never modified afterwards; a byte-identical re-upload is recorded, not stored twice. Crash
     leftovers and bronze files no ledger row points to are removed; links are quarantined, never read.
-    Ends by listing the checksums still to decode (`staging/silver/<day>/plan.json`) for `decoded_images`."""
+    Ends by listing the checksums still to decode (`staging/silver/<day>/plan.json`) for `decoded_images`.
+    When nothing changed since the last run in which the whole chain ran (uploads, lake files, rows,
+    labels: the `ingest_state` table), it materializes nothing and the rest of the chain is skipped."""
+    store = storage.store()
     with writer_connection(duckdb) as conn:
-        report = ingest.ingest_bronze(storage.store(), conn, context.partition_key,
-                                      settle_seconds=Settings.from_env().settle_seconds)
-        report.extra["to_decode"] = ingest.write_decode_plan(storage.store(), conn, context.partition_key, MAX_SIDE)
+        day = ingest_state.check_day(store, conn, context.partition_key, Settings.from_env().settle_seconds)
+        if day.up_to_date and not config.force:
+            context.log.info(f"{context.partition_key}: {day.reason}; the ingestion chain has nothing to do")
+            return
+        ingest_state.start_chain(conn, context.partition_key, context.run_id, day)
+        report = ingest.ingest_bronze(store, conn, context.partition_key, files=day.files)
+        report.extra["to_decode"] = ingest.write_decode_plan(store, conn, context.partition_key, MAX_SIDE)
     if report.quarantined:
         context.log.warning(f"{report.quarantined} file(s) quarantined: {report.reasons}")
-    return MaterializeResult(metadata=_layer_metadata(report))
+    yield MaterializeResult(metadata={**_layer_metadata(report), "why_run": day.reason})
 
 
 @asset(
@@ -120,6 +134,7 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
     with the `coins` view pairing front and back."""
     with writer_connection(duckdb) as conn:
         report, frame = ingest.build_gold(storage.store(), conn, context.partition_key)
+        ingest_state.gold_written(conn, context.partition_key, context.run_id)
         snapshot = readers.refresh_snapshot(conn, duckdb.database)
     if not len(frame):
         context.log.warning(f"partition {context.partition_key} has no usable coin image")
