@@ -18,7 +18,16 @@ from coin_assets.defs.checks import (
     quarantine_is_empty,
     silver_images_are_clean,
 )
-from coin_assets_tests.conftest import DAY, DAY2, IngestionLake, check_evaluations, encode, metadata_values
+from coin_assets_tests.conftest import (
+    DAY,
+    DAY2,
+    INGESTION_ASSETS,
+    LAYERS,
+    IngestionLake,
+    check_evaluations,
+    encode,
+    metadata_values,
+)
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +273,22 @@ def test_lineage_hashing_is_incremental_and_a_changed_file_is_hashed_again(lake,
     path.write_bytes(bytes(data))  # a new mtime
     problems, _ = audit.lineage_problems(lake.store, facts, DAY, sample=0)
     assert read == [raw_path] and len(problems) == 1
+
+
+def test_bronze_bytes_are_hashed_once_bronze_seeds_the_lineage_cache(tmp_path, monkeypatch):
+    from dagster import materialize
+
+    fresh = IngestionLake(tmp_path / "fresh")
+    fresh.coin(DAY, "c1")
+    fresh.coin(DAY, "c2", shade=40)
+    materialize(INGESTION_ASSETS, partition_key=DAY, resources=fresh.resources, instance=fresh.instance,
+                selection=LAYERS)  # no checks ran
+    read = _counting_hashes(monkeypatch)
+    with conn_of(fresh) as conn:
+        facts = audit.lineage_facts(conn, DAY)
+    assert audit.lineage_problems(fresh.store, facts, DAY, sample=0)[0] == []
+    assert read == []  # hashed by bronze while it wrote them
+    fresh.close()
 
 
 def test_lineage_sample_finds_a_change_that_kept_size_and_mtime(lake):

@@ -16,6 +16,15 @@ def test_bounded_map_keeps_order_and_answers(min_items):
     assert out == [(i, i) for i in range(40)]
 
 
+def test_unordered_results_do_not_wait_behind_a_slow_item():
+    import time
+
+    items = [(0, (1.0,)), *((i, (0.01,)) for i in range(1, 21))]  # a slow item first, then quick ones
+    out = [item for item, _ in bounded_map(time.sleep, iter(items), workers=2, min_items=1, ordered=False)]
+    assert sorted(out) == list(range(21))
+    assert out[0] != 0 and out.index(0) > 10  # the other worker went on with the quick items meanwhile
+
+
 def test_bounded_map_raises_the_workers_error():
     with pytest.raises(ValueError):
         list(bounded_map(math.isqrt, [(0, (4,)), (1, (-1,))], workers=2, min_items=1))

@@ -76,6 +76,30 @@ VERIFIED_PREFIX = "audit/bronze_verified"
 LINEAGE_SAMPLE = 8  # cached files re-hashed anyway on each check, chosen at random
 
 
+def _verified_cache_key(partition: str) -> str:
+    return f"{VERIFIED_PREFIX}/{partition}.json"
+
+
+def _read_verified(store: ObjectStore, partition: str) -> dict:
+    key = _verified_cache_key(partition)
+    try:
+        return json.loads(store.read_bytes(key)) if store.exists(key) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def record_verified_bronze(store: ObjectStore, partition: str, hashed: dict[str, str]) -> None:
+    """Bronze files whose bytes were hashed while they were written ({key: sha256}) count as verified
+    at their current size and mtime: the lineage check does not read them again (bytes hashed once),
+    except when its random sample picks them or they change."""
+    if not hashed:
+        return
+    listing = {o.key: o for o in store.list(f"bronze/{partition}") if o.key in hashed}
+    verified = _read_verified(store, partition)
+    verified.update({key: [o.size, o.modified.timestamp(), hashed[key]] for key, o in listing.items()})
+    store.write_bytes(_verified_cache_key(partition), json.dumps(verified).encode())
+
+
 def lineage_problems(store: ObjectStore, conn_or_facts, partition: str,
                      sample: int = LINEAGE_SAMPLE) -> tuple[list[str], list[str]]:
     """(problems, unpaired coin ids). Every gold row's gold, silver and bronze file exists, bronze
@@ -83,18 +107,15 @@ def lineage_problems(store: ObjectStore, conn_or_facts, partition: str,
     orphan or a crash leftover (``.tmp-*``).
 
     Incremental: a bronze file whose size and modification time equal those recorded when its bytes
-    last hashed to the ledger's sha256 is not read again, except ``sample`` of them picked at random
+    last hashed to the ledger's sha256 (by this check, or by bronze while writing them) is not read again, except ``sample`` of them picked at random
     on every check (so silent corruption that keeps size and mtime is still found, over runs);
     any file written or changed since is hashed in full."""
     facts = conn_or_facts if isinstance(conn_or_facts, LineageFacts) else lineage_facts(conn_or_facts, partition)
     problems = []
     bronze_listing = {o.key: o for prefix in (f"bronze/{partition}", f"archive/bronze/{partition}")
                       for o in store.list(prefix)}
-    cache_key = f"{VERIFIED_PREFIX}/{partition}.json"
-    try:
-        verified = json.loads(store.read_bytes(cache_key)) if store.exists(cache_key) else {}
-    except (OSError, ValueError):
-        verified = {}
+    cache_key = _verified_cache_key(partition)
+    verified = _read_verified(store, partition)
     cached_ok = [k for k, v in verified.items() if k in bronze_listing
                  and [bronze_listing[k].size, bronze_listing[k].modified.timestamp()] == v[:2]]
     resample = set(random.sample(cached_ok, min(sample, len(cached_ok))))

@@ -106,7 +106,7 @@ def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[Cro
         for g in todo:
             yield g, (local, g.gold_path, None if local else store.read_bytes(g.gold_path), size)
 
-    for g, (finding, png) in bounded_map(_find_and_crop, work()):
+    for g, (finding, png) in bounded_map(_find_and_crop, work(), ordered=False):
         report.processed += 1
         row = {"coin_id": g.coin_id, "side": g.side, "partition_date": partition, "gold_path": g.gold_path,
                "gold_sha256": g.sha256, "found": finding.found, "centre_x": None, "centre_y": None, "radius": None,

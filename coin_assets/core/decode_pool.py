@@ -27,7 +27,7 @@ def _clean(store: LocalStore | None, key: str, data: bytes | None, max_side: int
 
 def clean_many(store: ObjectStore, items: Iterable[tuple[T, str]], max_side: int, workers: int | None = None
                ) -> Iterator[tuple[T, CleanImage | ImageRejected]]:
-    """(item, CleanImage or ImageRejected) for each (item, bronze key), in order."""
+    """(item, CleanImage or ImageRejected) for each (item, bronze key), as they finish."""
     local = store if isinstance(store, LocalStore) else None
     calls = ((item, (local, key, None if local else store.read_bytes(key), max_side)) for item, key in items)
-    yield from bounded_map(_clean, calls, workers, min_items=POOL_MIN_IMAGES)
+    yield from bounded_map(_clean, calls, workers, min_items=POOL_MIN_IMAGES, ordered=False)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from coin_assets.core import metadata as md
+from coin_assets.core.audit import record_verified_bronze
 from coin_assets.core.decode_pool import clean_many
 from coin_assets.core.images import MAX_SIDE, ImageRejected
+from coin_assets.core.parallel import default_workers
 from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
 from coin_assets.core.uploads import (
     IMAGE_EXTENSIONS,
@@ -100,47 +103,59 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     # ledger, so they never count as the first copy; the first copy seen in this run does.
     changed_keys = [f.key for f in changed]
     first_this_run: dict[tuple[str, str], tuple[str, str]] = {}
-    for start in range(0, len(changed), BRONZE_BATCH):
-        staged = []
-        for f in changed[start:start + BRONZE_BATCH]:
-            try:
-                staged.append((f, stage_copy(store, f.key, f"bronze/{partition}")))
-            except (UnsafeKeyError, OSError) as err:
+    hashed: dict[str, str] = {}  # bronze key → sha256 of the bytes as they were written there
+
+    def stage(f):
+        try:
+            return f, stage_copy(store, f.key, f"bronze/{partition}"), None
+        except (UnsafeKeyError, OSError) as err:
+            return f, None, err
+
+    # reading, hashing and writing release the GIL: a thread per core copies several uploads at once
+    with ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="bronze_copy") as copier:
+        for start in range(0, len(changed), BRONZE_BATCH):
+            staged = []
+            for f, copy, err in copier.map(stage, changed[start:start + BRONZE_BATCH]):
+                if copy is not None:
+                    staged.append((f, copy))
+                    continue
                 # e.g. a backslash in the name, or a symlink out of the data root: refused, never read
                 reason = f"upload cannot be read safely: {err}"
                 md.record_quarantine(conn, f.key, BRONZE, partition, reason)
                 report.quarantine(reason.split(":")[0])
-        earlier = md.first_uploads_with_shas(conn, [c.sha256 for _, c in staged], changed_keys)
-        rows = []
-        for f, copy in staged:
-            with copy:
-                sha, size = copy.sha256, copy.size
-                if f.kind == "sidecar":
-                    sidecars[f.coin_id] = (f, parse_sidecar(copy.read()))
-                first = earlier.get((f.kind, sha)) or first_this_run.get((f.kind, sha))
-                if first:
-                    duplicate_of, bronze_path = first
-                    report.duplicates += 1
-                else:
-                    duplicate_of = None
-                    bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
-                    first_this_run[(f.kind, sha)] = (f.key, bronze_path)
-                    if store.exists(bronze_path):
-                        report.skipped += 1
+            earlier = md.first_uploads_with_shas(conn, [c.sha256 for _, c in staged], changed_keys)
+            rows = []
+            for f, copy in staged:
+                with copy:
+                    sha, size = copy.sha256, copy.size
+                    if f.kind == "sidecar":
+                        sidecars[f.coin_id] = (f, parse_sidecar(copy.read()))
+                    first = earlier.get((f.kind, sha)) or first_this_run.get((f.kind, sha))
+                    if first:
+                        duplicate_of, bronze_path = first
+                        report.duplicates += 1
                     else:
-                        copy.place(bronze_path)
-                        report.processed += 1
-                        report.bytes_written += size
-            rows.append(dict(
-                upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
-                raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
-                user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
-                source_modified=f.modified,
-            ))
-            if f.kind == "other":
-                md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
-                report.quarantine(f.problem)
-        md.upsert_uploads(conn, rows)
+                        duplicate_of = None
+                        bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
+                        first_this_run[(f.kind, sha)] = (f.key, bronze_path)
+                        if store.exists(bronze_path):
+                            report.skipped += 1
+                        else:
+                            copy.place(bronze_path)
+                            hashed[bronze_path] = sha
+                            report.processed += 1
+                            report.bytes_written += size
+                rows.append(dict(
+                    upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
+                    raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
+                    user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
+                    source_modified=f.modified,
+                ))
+                if f.kind == "other":
+                    md.record_quarantine(conn, f.key, BRONZE, partition, f.problem, bronze_path, sha)
+                    report.quarantine(f.problem)
+            md.upsert_uploads(conn, rows)
+    record_verified_bronze(store, partition, hashed)
     # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
     for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
         f, bronze_path = unread_sidecars[coin_id]
