@@ -12,7 +12,9 @@ resize, encode and compute, which is where these functions spend their time).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
@@ -91,6 +93,15 @@ def forkserver_for(module: str):
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([module])
     return context
+
+
+def start_workers_early(module: str) -> None:
+    """Start this process's forkserver (preloading ``module``) in the background, so that a pool started
+    later (the next step, in-process) forks its workers at once instead of first importing ``module``."""
+    if multiprocessing.current_process().daemon:
+        return  # threads, no pool
+    forkserver_for(module)
+    threading.Thread(target=multiprocessing.forkserver.ensure_running, name="forkserver_start", daemon=True).start()
 
 
 def _chain(head: list, rest: Iterator) -> Iterator:
