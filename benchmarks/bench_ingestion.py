@@ -152,6 +152,7 @@ def main() -> None:
         full = loop(paths, use_draft=False)
         first_s, summary, rss = headless(root)
         second_s, second, _ = headless(root)
+        db_mib = (root / "coin_assets.duckdb").stat().st_size / 2**20
     rate = len(paths) / first_s
     print(f"{len(paths)} photos ({args.coins} coins, one day, {mib:.1f} MiB), {args.workers} worker(s), "
           f"{os.cpu_count()} CPU(s)")
@@ -163,6 +164,8 @@ def main() -> None:
     print(f"coin_crops (apart)           : {summary['seconds']['of_which_coin_crops']:.2f} s first run, "
           f"{second['seconds']['of_which_coin_crops']:.2f} s second")
     print(f"second run, nothing new      : {second_s:.2f} s = {second_s / first_s:.1%} of the first")
+    print(f"reader snapshot refresh      : {summary['seconds']['of_which_reader_snapshot'] * 1000:.0f} ms "
+          f"(copy of the {db_mib:.1f} MiB database, inside gold_images)")
     print(f"ingestion peak RSS           : {rss:.0f} MiB")
     print("layers: " + json.dumps({k: {m: round(v, 2) if isinstance(v, float) else v for m, v in t.items()}
                                    for k, t in summary["layers"].items()}))

@@ -91,7 +91,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
                     for name in ("bronze_images", "decoded_images", "silver_images", "gold_images")}
     started = time.perf_counter()
-    crops_seconds = 0.0
+    crops_seconds = snapshot_seconds = 0.0
     for day in days:
         result = materialize(assets, partition_key=day, selection=ingest_sel,
                              resources=resources, instance=instance, raise_on_error=True)
@@ -102,6 +102,8 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
             name = mat.asset_key.to_user_string()
             if name == "coin_crops":
                 crops_seconds += mat.metadata["seconds"].value
+            if name == "gold_images":
+                snapshot_seconds += mat.metadata["reader_snapshot_seconds"].value
             if name not in layer_totals:
                 continue
             totals = layer_totals[name]
@@ -110,6 +112,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         _add_checks(summary, result, day)
     summary["seconds"]["ingestion"] = round(time.perf_counter() - started, 2)
     summary["seconds"]["of_which_coin_crops"] = round(crops_seconds, 2)
+    summary["seconds"]["of_which_reader_snapshot"] = round(snapshot_seconds, 3)
     summary["layers"] = layer_totals
     with resources["duckdb"].get_connection() as conn:
         summary["tables"] = md.row_counts(conn, ("uploads", "silver_images", "gold_images", "quarantine"))

@@ -1,6 +1,7 @@
 """uploads → bronze → silver → gold: thin Dagster assets over coin_assets.core.ingest."""
 
 
+import time
 from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, asset
@@ -135,7 +136,9 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
     with writer_connection(duckdb) as conn:
         report, frame = ingest.build_gold(storage.store(), conn, context.partition_key)
         ingest_state.gold_written(conn, context.partition_key, context.run_id)
+        snapshot_started = time.perf_counter()
         snapshot = readers.refresh_snapshot(conn, duckdb.database)
+        snapshot_seconds = time.perf_counter() - snapshot_started
     if not len(frame):
         context.log.warning(f"partition {context.partition_key} has no usable coin image")
     meta = _layer_metadata(report)
@@ -146,6 +149,7 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
                                if len(frame) else frame),
         table=MetadataValue.text("gold_images (view: coins)"),
         reader_snapshot=MetadataValue.path(str(snapshot)),
+        reader_snapshot_seconds=round(snapshot_seconds, 3),
     )
     return MaterializeResult(metadata=meta)
 
