@@ -4,8 +4,9 @@ version, and the in-process floor, in one command on one machine with the same p
     python benchmarks/bench_serving.py [--backbone resnet18] [--image-size 128] [--seconds 8]
                                        [--clients 1,4,16] [--soak-seconds 600] [--soak-clients 4]
 
-1. in-process floor: decode + preprocess + forward of one pair (PhotoPredictor.predict_photos), in
-   rounds alternating with one client on our API (the ratio is the median of the rounds' ratios);
+1. in-process floor: decode + preprocess + forward of one pair (PhotoPredictor.predict_photos, on the
+   optimised module the API serves), in rounds alternating with one client on our API (the ratio is the
+   median of the rounds' ratios);
 2. p50/p95/p99 latency and throughput at 1, 4 and 16 concurrent clients, for our service
    (``python -m coin_assets.serving``, multipart) and ``mlflow models serve --env-manager local``
    (JSON ``dataframe_split`` with base64 photos) of the same version;
@@ -219,8 +220,17 @@ def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> d
 
 def floor_predictor(uri_version: str, pairs):
     from coin_assets.ml.pyfunc import load_photo_predictor
+    from coin_assets.settings import Settings
 
+    # the module the API serves: the traced, frozen copy (coin_assets.ml.inference), eager if that fails or
+    # with COIN_ASSETS_SERVING_OPTIMISE=0 (which the API, started with this environment, also follows)
     predictor = load_photo_predictor(uri_version)
+    if Settings.from_env().serving_optimise:
+        predictor = predictor.optimised(pairs[:1])
+    if predictor.inference is None:
+        print("floor module: eager (COIN_ASSETS_SERVING_OPTIMISE=0)")
+    else:
+        print(f"floor module: {predictor.inference['method']} ({predictor.inference['detail']})")
     for pair in pairs[:3]:
         predictor.predict_photos([pair[0]], [pair[1]])
     return predictor

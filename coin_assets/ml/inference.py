@@ -8,7 +8,7 @@ batch 1 and 16.7 → 11.8 ms at batch 8, same outputs.
 
 A trace records one run's operations: Python branches are fixed to the ones the example took and a shape
 read as a plain number becomes a constant. So the traced module is only accepted when it matches the eager
-module at every batch size of ``check_batch_sizes``, on random inputs and on the given example pairs (year
+module at every batch size of ``check_batch_sizes``, on random inputs mixed with the given example pairs (year
 and sigma within ``atol + rtol · |eager|``, the unreadable flag equal). When tracing raises or an output
 differs, the eager module is kept and :attr:`InferenceModule.detail` says why: a model that cannot be
 optimised still serves, only slower.
@@ -95,16 +95,18 @@ class TracedYearModel:
 
 
 def _check_batches(image_size: int, batch_sizes: Sequence[int], examples, seed: int) -> list:
-    """Per batch size: a batch of standard-normal pairs and, with examples, a batch of the examples
-    (cycled to the size)."""
+    """One batch per size: standard-normal pairs, with the examples (when given) in every other row
+    from the first, so a batch of one is an example and every larger batch mixes both."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     batches = []
     for n in batch_sizes:
-        batches.append(torch.randn(n, 2, 3, image_size, image_size, generator=gen))
+        batch = torch.randn(n, 2, 3, image_size, image_size, generator=gen)
         if examples is not None and len(examples):
-            batches.append(examples[torch.arange(n) % len(examples)])
+            rows = torch.arange(0, n, 2)
+            batch[rows] = examples[torch.arange(len(rows)) % len(examples)]
+        batches.append(batch)
     return batches
 
 
@@ -128,7 +130,7 @@ def optimise_for_inference(module, image_size: int, example_pairs=None,
                            check_batch_sizes: Sequence[int] = CHECK_BATCH_SIZES, seed: int = 0) -> InferenceModule:
     """``module`` (a year model in eval mode: ``predict_year`` or a [B, 2] forward) → an
     :class:`InferenceModule`: the traced, frozen and optimised module when it matches the eager one at
-    every batch size of ``check_batch_sizes`` (on random pairs and on ``example_pairs``, normalised
+    every batch size of ``check_batch_sizes`` (on random pairs mixed with ``example_pairs``, normalised
     [N, 2, 3, S, S] arrays or tensors such as preprocessed generated coins), else the eager module with
     the reason. Never raises for a module that cannot be traced."""
     import torch
