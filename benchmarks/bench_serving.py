@@ -170,8 +170,12 @@ def mlflow_serve(base: str) -> Target:
 
 
 def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> dict:
-    """``clients`` threads send requests for ``seconds``; latencies, failures, answer times, versions."""
-    stop_at = time.perf_counter() + seconds
+    """``clients`` threads send requests for ``seconds``, and with ``on_tick`` (run in this thread) until
+    2 s after it returned; latencies, failures, answer times, versions."""
+    stop_at = [time.perf_counter() + seconds]  # a list: on_tick's end may push it back
+    ticked = threading.Event()
+    if on_tick is None:
+        ticked.set()
     lat: list[float] = []
     answered: list[float] = []
     failures: list[str] = []
@@ -181,7 +185,7 @@ def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> d
     def worker(k: int) -> None:
         with httpx.Client(timeout=60) as client:
             i = k
-            while time.perf_counter() < stop_at:
+            while not ticked.is_set() or time.perf_counter() < stop_at[0]:
                 t0 = time.perf_counter()
                 try:
                     r = target.make_request(client, pairs[i % len(pairs)])
@@ -206,7 +210,11 @@ def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> d
     for t in threads:
         t.start()
     if on_tick:
-        on_tick()
+        try:
+            on_tick()
+        finally:
+            stop_at[0] = max(stop_at[0], time.perf_counter() + 2.0)  # answers after the last swap, however late
+            ticked.set()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
