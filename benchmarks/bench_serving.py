@@ -4,8 +4,9 @@ version, and the in-process floor, in one command on one machine with the same p
     python benchmarks/bench_serving.py [--backbone resnet18] [--image-size 128] [--seconds 8]
                                        [--clients 1,4,16] [--soak-seconds 600] [--soak-clients 4]
 
-1. in-process floor: decode + preprocess + forward of one pair (PhotoPredictor.predict_photos), in
-   rounds alternating with one client on our API (the ratio is the median of the rounds' ratios);
+1. in-process floor: decode + preprocess + forward of one pair (PhotoPredictor.predict_photos, on the
+   optimised module the API serves), in rounds alternating with one client on our API (the ratio is the
+   median of the rounds' ratios);
 2. p50/p95/p99 latency and throughput at 1, 4 and 16 concurrent clients, for our service
    (``python -m coin_assets.serving``, multipart) and ``mlflow models serve --env-manager local``
    (JSON ``dataframe_split`` with base64 photos) of the same version;
@@ -169,8 +170,12 @@ def mlflow_serve(base: str) -> Target:
 
 
 def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> dict:
-    """``clients`` threads send requests for ``seconds``; latencies, failures, answer times, versions."""
-    stop_at = time.perf_counter() + seconds
+    """``clients`` threads send requests for ``seconds``, and with ``on_tick`` (run in this thread) until
+    2 s after it returned; latencies, failures, answer times, versions."""
+    stop_at = [time.perf_counter() + seconds]  # a list: on_tick's end may push it back
+    ticked = threading.Event()
+    if on_tick is None:
+        ticked.set()
     lat: list[float] = []
     answered: list[float] = []
     failures: list[str] = []
@@ -180,7 +185,7 @@ def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> d
     def worker(k: int) -> None:
         with httpx.Client(timeout=60) as client:
             i = k
-            while time.perf_counter() < stop_at:
+            while not ticked.is_set() or time.perf_counter() < stop_at[0]:
                 t0 = time.perf_counter()
                 try:
                     r = target.make_request(client, pairs[i % len(pairs)])
@@ -205,7 +210,11 @@ def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> d
     for t in threads:
         t.start()
     if on_tick:
-        on_tick()
+        try:
+            on_tick()
+        finally:
+            stop_at[0] = max(stop_at[0], time.perf_counter() + 2.0)  # answers after the last swap, however late
+            ticked.set()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
@@ -217,13 +226,42 @@ def load(target: Target, pairs, clients: int, seconds: float, on_tick=None) -> d
             "longest_gap_ms": float(gaps.max() * 1000), "versions": versions}
 
 
-def floor_predictor(uri_version: str, pairs):
+def floor_predictors(uri_version: str, pairs):
+    """(the predictor the API serves, the eager one): the traced, frozen copy (coin_assets.ml.inference),
+    eager if that fails or with COIN_ASSETS_SERVING_OPTIMISE=0 (which the API, started with this
+    environment, also follows)."""
     from coin_assets.ml.pyfunc import load_photo_predictor
+    from coin_assets.settings import Settings
 
-    predictor = load_photo_predictor(uri_version)
+    eager = load_photo_predictor(uri_version)
+    predictor = eager.optimised(pairs[:1]) if Settings.from_env().serving_optimise else eager
+    if predictor.inference is None:
+        print("floor module: eager (COIN_ASSETS_SERVING_OPTIMISE=0)")
+    else:
+        print(f"floor module: {predictor.inference['method']} ({predictor.inference['detail']}; "
+              f"{predictor.inference['seconds']:.1f} s)")
     for pair in pairs[:3]:
         predictor.predict_photos([pair[0]], [pair[1]])
-    return predictor
+    return predictor, eager
+
+
+def forward_per_pair(predictors: dict, image_size: int, sizes=(1, 8), rounds: int = 3, repeats: int = 4) -> dict:
+    """Forward pass alone (predict_arrays on normalised pairs), ms per pair: the median over ``rounds``
+    rounds that alternate the predictors, so that the shared machine's load hits them alike."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in sizes:
+        batch = rng.standard_normal((n, 2, 3, image_size, image_size)).astype(np.float32)
+        times = {name: [] for name in predictors}
+        for _ in range(rounds):
+            for name, predictor in predictors.items():
+                predictor.predict_arrays(batch)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    predictor.predict_arrays(batch)
+                times[name].append((time.perf_counter() - t0) * 1000 / repeats / n)
+        out[n] = {name: float(np.median(t)) for name, t in times.items()}
+    return out
 
 
 def floor(predictor, pairs, repeats: int) -> dict:
@@ -297,7 +335,13 @@ def main() -> None:
 
         # The floor (while both servers sit idle), in rounds alternating with one client on our API, so
         # that the shared machine's changing load hits both sides of the ratio alike.
-        predictor = floor_predictor(client.get_model_version_download_uri(NAME, versions[0]), pairs)
+        predictor, eager = floor_predictors(client.get_model_version_download_uri(NAME, versions[0]), pairs)
+        if predictor is not eager:
+            fw = forward_per_pair({"eager": eager, "optimised": predictor}, args.image_size)
+            print("forward pass alone (random pairs, 1 process, servers idle): " + "; ".join(
+                f"batch {n}: eager {v['eager']:.1f} ms/pair, optimised {v['optimised']:.1f} ms/pair = "
+                f"{v['eager'] / v['optimised']:.2f}×" for n, v in fw.items()) + f" (load average {os.getloadavg()[0]:.1f})")
+        del eager
         load(targets[0], pairs, 1, 2.0)  # warm-up
         print(f"\nin-process floor (decode + preprocess + forward of one pair, {args.torch_threads or 'default'} "
               f"torch threads) against one client on our API, {args.rounds} alternating rounds:")
@@ -333,18 +377,22 @@ def main() -> None:
 
             time.sleep(args.seconds / 2)
             client.set_registered_model_alias(NAME, "production", versions[1])
-            reloads.append(request_reload(base_url=base, token=TOKEN))
+            t0 = time.perf_counter()
+            reloads.append({**request_reload(base_url=base, token=TOKEN), "s": time.perf_counter() - t0})
             time.sleep(args.seconds / 2)
             reg.rollback(client, NAME, actor="bench", reason="benchmark rollback", to_version=versions[0])
-            reloads.append(request_reload(base_url=base, token=TOKEN))
+            t0 = time.perf_counter()
+            reloads.append({**request_reload(base_url=base, token=TOKEN), "s": time.perf_counter() - t0})
 
         swap = load(targets[0], pairs, 16, args.seconds * 2, on_tick=promote_then_rollback)
+        reload_seconds = ", ".join(f"{r['s']:.1f}" for r in reloads)
         switches = sum(1 for a, b in zip(swap["versions"], swap["versions"][1:], strict=False) if a != b)
         print(f"\n16 clients through a promotion (v{versions[0]} → v{versions[1]}) and a rollback (→ v{versions[0]}): "
               f"{swap['requests']} answered, {swap['failed']} failed, longest gap without an answer "
               f"{swap['longest_gap_ms']:.0f} ms, slowest request {swap['max']:.0f} ms, versions seen "
               f"{sorted(set(swap['versions']))}, version changes in answer order {switches}; reload reports "
-              f"{[{k: r.get(k) for k in ('ok', 'changed', 'version', 'error')} for r in reloads]}")
+              f"{[{k: r.get(k) for k in ('ok', 'changed', 'version', 'error')} for r in reloads]}, each reload call took "
+              f"{reload_seconds} s (load, optimisation, smoke prediction, swap)")
 
         # soak
         load(targets[0], pairs, args.soak_clients, 3.0)

@@ -91,6 +91,7 @@ class Settings:
     max_photo_bytes: int = 20_000_000
     serving_max_batch: int = 16
     serving_queue: int = 64
+    serving_optimise: bool = True  # serve a traced, frozen TorchScript copy of the model (checked against eager)
     webapp_host: str = "127.0.0.1"
     webapp_port: int = 8501
     dagster_port: int = 3000
@@ -139,6 +140,7 @@ class Settings:
             max_photo_bytes=int(_get(env, "COIN_ASSETS_MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
             serving_max_batch=int(_get(env, "COIN_ASSETS_SERVING_MAX_BATCH", str(d.serving_max_batch))),
             serving_queue=int(_get(env, "COIN_ASSETS_SERVING_QUEUE", str(d.serving_queue))),
+            serving_optimise=_get(env, "COIN_ASSETS_SERVING_OPTIMISE", "1").strip().lower() not in ("0", "false", "no", "off"),
             webapp_host=_get(env, "COIN_ASSETS_WEBAPP_HOST", d.webapp_host),
             webapp_port=int(_get(env, "COIN_ASSETS_WEBAPP_PORT", str(d.webapp_port))),
             dagster_port=int(_get(env, "COIN_ASSETS_DAGSTER_PORT", str(d.dagster_port))),

@@ -171,6 +171,9 @@ def test_models_metadata_docs_and_metrics(served, registry):
     assert meta["dagster_run_id"] == "run-1" and meta["mlflow_run_id"]
     assert {i["name"] for i in json.loads(meta["signature"]["inputs"])} == {"front", "back"}
     assert meta["input_limits"]["max_photo_bytes"] == 300_000
+    assert meta["inference"]["optimised"] is True, meta["inference"]  # the traced, frozen copy, checked
+    assert meta["inference"]["checked_batch_sizes"] == [1, 3, 8, 16]
+    assert served.get("/health").json()["optimised"] is True
     assert served.get("/docs").status_code == 200
     spec = served.get("/openapi.json").json()
     assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
@@ -190,6 +193,7 @@ def test_models_metadata_docs_and_metrics(served, registry):
     assert counter(after, "bad_input") == counter(before, "bad_input") + 1
     assert f'coin_serving_model_version{{model_name="{NAME}",version="{registry.v1}"}} 1.0' in after
     assert "coin_serving_request_latency_seconds_bucket" in after and "coin_serving_queue_depth" in after
+    assert "coin_serving_model_optimised 1.0" in after
 
 
 def test_reload_needs_the_token(served):

@@ -118,9 +118,36 @@ def needs_review(lower: np.ndarray, upper: np.ndarray, unreadable: np.ndarray, m
 class PhotoPredictor:
     """A loaded torch module plus its preprocessing: raw photo pairs in, years out (the fast path)."""
 
-    def __init__(self, module, config: PhotoModelConfig):
+    def __init__(self, module, config: PhotoModelConfig, inference: dict | None = None):
         self.module = module.eval() if hasattr(module, "eval") else module
         self.config = config
+        # how ``module`` was optimised for inference (InferenceModule.summary()); None: as loaded, eager
+        self.inference = inference
+
+    def optimised(self, example_photos: Sequence[tuple] = (), check_batch_sizes: Sequence[int] | None = None
+                  ) -> PhotoPredictor:
+        """A predictor on the traced, frozen, optimised module (:func:`coin_assets.ml.inference.optimise_for_inference`),
+        checked against this one on random pairs and on ``example_photos`` (front, back) at several batch sizes;
+        on the eager module when that fails (``inference["detail"]`` says why). Same config, same answers."""
+        from coin_assets.ml.inference import CHECK_BATCH_SIZES, optimise_for_inference
+
+        examples = np.stack([self.prepare_pair(f, b) for f, b in example_photos]) if example_photos else None
+        result = optimise_for_inference(self.module, self.config.image_size, examples,
+                                        check_batch_sizes or CHECK_BATCH_SIZES)
+        return PhotoPredictor(result.module, self.config, result.summary())
+
+    def prepare_pair(self, front, back) -> np.ndarray:
+        """Front and back photos (bytes or base64) → the normalised [2, 3, S, S] model input;
+        :class:`PhotoRejected` naming the side that cannot be scored."""
+        size, limit = self.config.image_size, self.config.max_pixels
+        crop = bool(self.config.extra.get("coin_crop", False))
+        pair = []
+        for side, value in (("front", front), ("back", back)):
+            try:
+                pair.append(preprocess_photo(photo_bytes(value), size, limit, coin_crop=crop))
+            except PhotoRejected as err:
+                raise PhotoRejected(f"{side}: {err}") from None
+        return np.stack(pair)
 
     def predict_arrays(self, pairs: np.ndarray) -> dict[str, np.ndarray]:
         """[B, 2, 3, S, S] normalised arrays → year, sigma, unreadable per coin (one forward pass)."""
@@ -149,17 +176,9 @@ class PhotoPredictor:
         errors = [""] * n
         arrays: list[np.ndarray] = []
         scored: list[int] = []
-        size, limit = self.config.image_size, self.config.max_pixels
-        crop = bool(self.config.extra.get("coin_crop", False))
         for i, (front, back) in enumerate(zip(fronts, backs, strict=True)):
             try:
-                pair = []
-                for side, value in (("front", front), ("back", back)):
-                    try:
-                        pair.append(preprocess_photo(photo_bytes(value), size, limit, coin_crop=crop))
-                    except PhotoRejected as err:
-                        raise PhotoRejected(f"{side}: {err}") from None
-                arrays.append(np.stack(pair))
+                arrays.append(self.prepare_pair(front, back))
                 scored.append(i)
             except PhotoRejected as err:
                 errors[i] = str(err)

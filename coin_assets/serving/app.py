@@ -184,6 +184,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         cur = holder.current
         if cur is not None:
             metrics.set_served(cur.name, cur.version)
+            metrics.optimised.set(1 if cur.inference["optimised"] else 0)
         metrics.load_failed.set(1 if holder.state.last_error else 0)
 
     @app.exception_handler(RequestValidationError)
@@ -209,7 +210,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 "model_version": cur.version if cur else None, "alias": cur.alias if cur else None,
                 "since": cur.loaded_at.isoformat() if cur else None,
                 "last_check": state.last_check.isoformat() if state.last_check else None,
-                "last_error": state.last_error, "failed_version": state.failed_version}
+                "last_error": state.last_error, "failed_version": state.failed_version,
+                "optimised": cur.inference["optimised"] if cur else None}
         if cur is None:
             body["reason"] = state.last_error or "model not loaded yet"
             return JSONResponse(body, status_code=503)
@@ -408,7 +410,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                                  "max_request_bytes": max_body},
                 "review_max_interval": cur.predictor.config.review_max_interval,
                 "training_set_hash": tags.get("training_set_hash"), "mlflow_run_id": cur.run_id,
-                "dagster_run_id": tags.get("dagster_run_id"), "tags": tags}
+                "dagster_run_id": tags.get("dagster_run_id"), "tags": tags, "inference": cur.inference}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus():

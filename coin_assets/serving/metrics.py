@@ -76,6 +76,9 @@ class ServingMetrics:
         self.load_failed = Gauge("coin_serving_model_load_failed",
                                  "1 while the latest production version could not be loaded", registry=r,
                                  multiprocess_mode="livemax")
+        self.optimised = Gauge("coin_serving_model_optimised",
+                               "1 when the served module is the traced, frozen TorchScript copy, 0 when eager "
+                               "(the least over workers)", registry=r, multiprocess_mode="livemin")
         self.feedback = Counter("coin_serving_feedback", "Feedback received by role", ["role"], registry=r)
         self.async_requests = Gauge("coin_async_requests", "Asynchronous requests in the store by status",
                                     ["status"], registry=r, multiprocess_mode="livemostrecent")

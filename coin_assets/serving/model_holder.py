@@ -3,7 +3,9 @@
 A new version is loaded off the request path (the polling thread or the reload endpoint's worker
 thread), checked with a smoke prediction on a generated coin, then swapped in by replacing one
 reference. A request holds the :class:`LoadedModel` it started with until it answers, so in-flight
-requests finish on their version. A version that fails to load or to predict is never swapped in:
+requests finish on their version. Before the smoke prediction the predictor is replaced by its traced,
+frozen TorchScript copy (:meth:`PhotoPredictor.optimised`, checked against the eager module; the eager
+one is kept when that fails). A version that fails to load or to predict is never swapped in:
 the old one keeps serving and the failure is kept for /health and /metrics.
 """
 
@@ -45,6 +47,12 @@ class LoadedModel:
     @property
     def image_size(self) -> int:
         return self.predictor.config.image_size
+
+    @property
+    def inference(self) -> dict:
+        """How the served module was optimised (coin_assets.ml.inference), for /metadata and /health."""
+        info = getattr(self.predictor, "inference", None)
+        return info or {"optimised": False, "method": "eager", "detail": "as loaded (COIN_ASSETS_SERVING_OPTIMISE=0, or a predictor without optimised())"}
 
 
 @dataclass
@@ -128,6 +136,7 @@ class ModelHolder:
                 predictor = self._loader(source)
                 if self._smoke is None:
                     self._smoke = smoke_pair()
+                predictor = self._optimised(predictor)
                 smoke_check(predictor, self._smoke)
             except Exception as err:
                 self.state.failed_version = version
@@ -152,6 +161,14 @@ class ModelHolder:
             if self._on_change:
                 self._on_change(new)
             return self._report(changed=True)
+
+    def _optimised(self, predictor: PhotoPredictor) -> PhotoPredictor:
+        """The traced, frozen copy (checked against eager at batch sizes 1, 3, 8 and the batcher's largest,
+        on random pairs and on the smoke coin), or the eager predictor with the reason in ``inference``."""
+        if not self.settings.serving_optimise or not hasattr(predictor, "optimised"):
+            return predictor
+        sizes = sorted({1, 3, 8, max(1, self.settings.serving_max_batch)})
+        return predictor.optimised([self._smoke], check_batch_sizes=sizes)
 
     def _report(self, changed: bool) -> dict:
         cur = self._current
