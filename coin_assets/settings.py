@@ -26,6 +26,7 @@ serving API, the worker) builds its resources from one ``Settings`` value.
 | COIN_ASSETS_REVIEW_MAX_INTERVAL   | 20                                     | 90 % interval width (years) sent to review|
 | COIN_ASSETS_EXECUTOR              | in_process                             | in_process, multiprocess, celery, k8s     |
 | COIN_ASSETS_API_HOST / _API_PORT  | 127.0.0.1 / 8000                       | serving API address                       |
+| COIN_ASSETS_API_WORKERS           | 1 (set by `python -m coin_assets.serving --workers N`) | API processes sharing the cores |
 | COIN_ASSETS_SERVING_DB            | sqlite:///<data dir>/serving.db        | serving request store (SQLAlchemy URL)    |
 | COIN_ASSETS_API_URL               | http://<api host>:<api port>           | where the web app finds the API           |
 | COIN_ASSETS_RELOAD_TOKEN          | (unset: reload endpoint disabled)      | token of POST /admin/reload               |
@@ -55,6 +56,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+API_WORKERS_ENV = "COIN_ASSETS_API_WORKERS"
+
 
 def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
     value = env.get(name)
@@ -83,6 +86,7 @@ class Settings:
     executor: str = "in_process"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = 1
     serving_db_url: str | None = None
     api_url: str | None = None
     reload_token: str | None = None
@@ -132,6 +136,7 @@ class Settings:
             executor=_get(env, "COIN_ASSETS_EXECUTOR", d.executor),
             api_host=_get(env, "COIN_ASSETS_API_HOST", d.api_host),
             api_port=int(_get(env, "COIN_ASSETS_API_PORT", str(d.api_port))),
+            api_workers=max(1, int(_get(env, API_WORKERS_ENV, str(d.api_workers)))),
             serving_db_url=_get(env, "COIN_ASSETS_SERVING_DB"),
             api_url=_get(env, "COIN_ASSETS_API_URL"),
             reload_token=_get(env, "COIN_ASSETS_RELOAD_TOKEN"),

@@ -110,3 +110,13 @@ def test_the_web_app_address_comes_from_the_settings(monkeypatch):
     args = sys.argv
     assert args[args.index("--server.address") + 1] == "0.0.0.0"
     assert args[args.index("--server.port") + 1] == "8599"
+
+
+def test_api_processes_share_the_cores_through_settings(monkeypatch):
+    from coin_assets.serving.app import threads_for_worker
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert Settings.from_env({}).api_workers == 1
+    assert Settings.from_env({"COIN_ASSETS_API_WORKERS": "4"}).api_workers == 4
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert threads_for_worker(1) == (8, 4) and threads_for_worker(4) == (2, 1)

@@ -107,7 +107,7 @@ def get_alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersi
         raise
 
 
-def _all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+def all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     """Every version of a registered model (paged), ordered by version number; [] when it is missing."""
     quoted = name.replace("'", "\\'")
     versions, token = [], None
@@ -128,7 +128,7 @@ def promoted_versions(client: MlflowClient, name: str, include_rolled_back: bool
     promoted, but it is no longer a model anyone should compare production with.
     """
     out = []
-    for mv in _all_versions(client, name):
+    for mv in all_versions(client, name):
         if mv.tags.get("decision") != DECISION_PROMOTED:
             continue
         if not include_rolled_back and _is_rolled_back(mv):
@@ -149,7 +149,7 @@ def _is_rolled_back(mv: ModelVersion) -> bool:
 def find_version(client: MlflowClient, name: str, training_set_hash: str, config_hash: str) -> ModelVersion | None:
     """The highest version tagged with this training_set_hash and config_hash (a retrain would repeat it)."""
     matches = [
-        mv for mv in _all_versions(client, name)
+        mv for mv in all_versions(client, name)
         if mv.tags.get("training_set_hash") == training_set_hash and mv.tags.get("config_hash") == config_hash
     ]
     return matches[-1] if matches else None

@@ -15,7 +15,7 @@ import tempfile
 
 import uvicorn
 
-from coin_assets.settings import Settings
+from coin_assets.settings import API_WORKERS_ENV, Settings
 
 APP_FACTORY = "coin_assets.serving.app:create_app"
 
@@ -41,12 +41,10 @@ def main(argv: list[str] | None = None) -> None:
                     timeout_graceful_shutdown=10)
         return
 
-    from coin_assets.serving.app import WORKERS_ENV
-
     # set before the workers start: prometheus_client picks its multiprocess mode when it is imported
     folder = given or tempfile.mkdtemp(prefix="coin_serving_metrics_")
     os.environ[MULTIPROC_ENV] = str(folder)
-    os.environ[WORKERS_ENV] = str(args.workers)
+    os.environ[API_WORKERS_ENV] = str(args.workers)  # each worker reads it back through Settings
     try:
         uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, host=args.host, port=args.port,
                     log_level=args.log_level, timeout_graceful_shutdown=10)

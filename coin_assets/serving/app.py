@@ -40,7 +40,6 @@ from coin_assets.settings import Settings
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
 CHUNK = 64 * 1024
-WORKERS_ENV = "COIN_ASSETS_API_WORKERS"  # set by ``python -m coin_assets.serving --workers N``
 
 
 def error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -145,7 +144,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     batcher = MicroBatcher(settings.serving_max_batch, settings.serving_queue, metrics)
     # Decoding (Pillow releases the GIL) on this worker's share of the cores, front and back at once;
     # the forward pass on the batcher's one thread with the torch threads set by threads_for_worker.
-    decode_threads, torch_threads = threads_for_worker()
+    decode_threads, torch_threads = threads_for_worker(settings.api_workers)
     preprocess_pool = ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="preprocess")
     # upload-zone and request-log writes (I/O): never on the decode threads
     log_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="request-log")
@@ -445,13 +444,13 @@ async def _read_capped(part: UploadFile, side: str, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def threads_for_worker() -> tuple[int, int]:
+def threads_for_worker(api_workers: int = 1) -> tuple[int, int]:
     """(decode threads, torch intra-op threads) for one API process: its share of the cores
-    (``COIN_ASSETS_API_WORKERS`` processes share them), half of it for torch, so that the forward pass
-    and the decoding never fight over more threads than cores. ``OMP_NUM_THREADS``, when set, wins for
-    torch (0 returned: leave torch alone)."""
+    (``api_workers`` processes share them), half of it for torch, so that the forward pass and the
+    decoding never fight over more threads than cores. ``OMP_NUM_THREADS``, when set, wins for torch
+    (0 returned: leave torch alone)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    workers = max(1, int(os.environ.get(WORKERS_ENV, "1") or 1))
+    workers = max(1, api_workers)
     share = max(1, cores // workers)
     torch_threads = 0 if os.environ.get("OMP_NUM_THREADS") else max(1, share // 2)
     return max(2, share), torch_threads
@@ -535,7 +534,7 @@ def _signature(source: str) -> dict | None:
 
 
 def _list_models(holder: ModelHolder) -> dict:
-    from coin_assets.ml.registry import _all_versions
+    from coin_assets.ml.registry import all_versions
 
     client = holder.client
     try:
@@ -546,7 +545,7 @@ def _list_models(holder: ModelHolder) -> dict:
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)
     out = []
-    for mv in _all_versions(client, holder.name):
+    for mv in all_versions(client, holder.name):
         tags = dict(mv.tags or {})
         metrics = {k: _float(v) for k, v in tags.items() if k.startswith("test_")}
         out.append({"version": str(mv.version), "aliases": sorted(by_version.get(str(mv.version), [])),
