@@ -49,6 +49,12 @@ def test_requests_are_ingested_labelled_and_audited(registry, lake, monkeypatch)
         assert api.post(f"/predictions/{second}/feedback", json={"year": 1900},
                         headers={"Authorization": f"Bearer {USER_TOKEN}"}).status_code == 201
 
+    # an API process killed after writing a request's photos, before recording the request
+    orphan = "api-00000000-0000-4000-8000-000000000000"
+    for side in ("front", "back"):
+        (lake.upload_dir(day) / f"{orphan}__{side}.jpg").write_bytes(coin_photos(1950, 3)[side == "back"])
+    (lake.upload_dir(day) / f"{orphan}.json").write_text('{"user_id": "visitor-8", "source": "api"}')
+
     # the next upload_sensor tick asks for the day; the ingestion run puts both coins into gold
     tick = upload_sensor(build_sensor_context(resources={"storage": lake.storage}, instance=lake.instance))
     assert isinstance(tick, SensorResult) and [r.partition_key for r in tick.run_requests] == [day]
@@ -72,8 +78,10 @@ def test_requests_are_ingested_labelled_and_audited(registry, lake, monkeypatch)
     # the day's request log lands in DuckDB, linked to the same bytes in gold; re-running is idempotent
     config = RunConfig({"serving_requests": ServingRequestsConfig(serving_db=settings.serving_db)})
     for _ in range(2):
-        materialize([serving_requests], partition_key=day, resources=lake.resources, instance=lake.instance,
-                    run_config=config)
+        audit = materialize([serving_requests], partition_key=day, resources=lake.resources,
+                            instance=lake.instance, run_config=config)
+    meta = audit.asset_materializations_for_node("serving_requests")[0].metadata
+    assert meta["uploads_without_request"].value == 1 and orphan in meta["uploads_without_request_coins"].value
     rows = lake.df("SELECT * FROM serving_lineage ORDER BY created_at")
     assert list(rows["request_id"]) == [first, second]
     assert rows["in_gold"].all() and rows["same_bytes"].all() and rows["gold_paired"].all()

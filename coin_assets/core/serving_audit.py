@@ -103,5 +103,12 @@ def day_summary(conn: duckdb.DuckDBPyConnection, day: str) -> dict:
     feedback = conn.execute(
         "SELECT role, status, count(*) AS feedback FROM serving_feedback WHERE partition_date = ? GROUP BY ALL",
         [day]).df()
+    # photos the API put into the upload zone whose request row was never committed (the process died
+    # between the two): ingested like any upload, listed here so the audit shows them
+    unrecorded = conn.execute(
+        "SELECT DISTINCT u.coin_id FROM uploads u WHERE u.partition_date = ? AND u.kind = 'image' "
+        "AND u.coin_id LIKE 'api-%' AND NOT EXISTS (SELECT 1 FROM serving_requests r WHERE r.coin_id = u.coin_id) "
+        "ORDER BY u.coin_id", [day]).df()
     return {"requests": row[0], "in_gold": row[1], "with_batch_prediction": row[2],
-            "latency_ms_p50": row[3], "latency_ms_p95": row[4], "outcomes": outcomes, "feedback": feedback}
+            "latency_ms_p50": row[3], "latency_ms_p95": row[4], "outcomes": outcomes, "feedback": feedback,
+            "uploads_without_request": unrecorded}

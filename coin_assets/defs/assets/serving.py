@@ -61,7 +61,8 @@ def serving_requests(context: AssetExecutionContext, config: ServingRequestsConf
                      duckdb: DuckDBResource) -> MaterializeResult:
     """One UTC day of the API's requests and feedback, copied from its store into DuckDB
     (serving_requests, serving_feedback) and linked to gold and the predictions (view serving_lineage).
-    Re-running a day replaces it."""
+    API uploads of the day with no request row (a process that died between writing the photos and
+    recording the request) are counted in `uploads_without_request`. Re-running a day replaces it."""
     from coin_assets.serving.store import RequestStore
 
     day = context.partition_key
@@ -74,6 +75,10 @@ def serving_requests(context: AssetExecutionContext, config: ServingRequestsConf
     with duckdb.get_connection() as conn:
         summary = load_serving_day(conn, day, requests, feedback)
     context.log.info(f"{day}: {summary['requests']} requests, {summary['in_gold']} in gold")
+    unrecorded = summary["uploads_without_request"]
+    if len(unrecorded):
+        context.log.warning(f"{day}: {len(unrecorded)} API upload(s) without a request row (the API process "
+                            "died before recording them): ingested like any upload")
     return MaterializeResult(metadata={
         "requests": summary["requests"], "in_gold": summary["in_gold"],
         "with_batch_prediction": summary["with_batch_prediction"],
@@ -81,4 +86,6 @@ def serving_requests(context: AssetExecutionContext, config: ServingRequestsConf
         "latency_ms_p95": float(summary["latency_ms_p95"] or 0.0),
         "outcomes": markdown_table(summary["outcomes"]),
         "feedback": markdown_table(summary["feedback"]),
+        "uploads_without_request": len(unrecorded),
+        "uploads_without_request_coins": markdown_table(unrecorded.head(50)),
     })
