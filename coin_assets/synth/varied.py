@@ -14,6 +14,10 @@ Two modes share one face renderer (:func:`render_face`):
 * :func:`render_photo_pair`: a full-size photo (coin anywhere on a table), for uploads, with the true
   centre and radius so that coin finding can be tested.
 
+Coins without a year for training (:func:`make_no_year`): the same fronts with letters or nothing in the
+year's place (the drawing only swaps the text), from RNG streams of their own, so that a seed's year coins
+are unchanged; the pre-training corpus labels them year NaN (``PretrainConfig.no_year_share``).
+
 Typefaces come from the fonts matplotlib ships (DejaVu, Computer Modern); STIX and the Computer Modern
 roman/typewriter faces are kept for the held-out renderer (:mod:`coin_assets.synth.holdout`).
 """
