@@ -31,6 +31,29 @@ def test_pretrain_trains_from_memory_and_calibrates_on_validation():
     assert again["mae"] == result.val_metrics["mae"]
 
 
+def test_the_corpus_holds_coins_without_a_year_with_year_nan_and_the_validation_only_measures_them():
+    from coin_assets.ml.pretrain import build_corpus
+    from coin_assets.synth.varied import corpus_orientations, make_no_year
+
+    config = PretrainConfig(**{**TINY_PRETRAIN, "corpus_size": 50, "val_size": 30, "no_year_share": 0.1,
+                               "reader": "oriented", "max_steps": 2, "corpus_workers": 1})
+    corpus = build_corpus(config)
+    train_x, train_y, val_x, val_y, rotations, printed, val_none = corpus
+    assert len(train_x) == len(train_y) == len(rotations) == len(printed) == 50
+    assert np.isnan(train_y[45:]).all() and np.isfinite(train_y[:45]).all()
+    assert np.array_equal(train_y[:45], make_corpus(45, 32, seed=0, workers=1)[1])  # the year coins as before
+    none_x, texts = make_no_year(5, 32, seed=0, workers=1)
+    assert np.array_equal(train_x[45:], none_x) and not any(ch.isdigit() for t in texts for ch in t)
+    assert np.array_equal(np.isnan(rotations[45:]), [t == "" for t in texts])  # a blank has no upright
+    assert np.allclose(rotations[:45], corpus_orientations(45, seed=0))
+    assert np.isfinite(val_y.astype(float)).all() and len(val_x) == 30 and len(val_none) == 3
+    result = pretrain(config, corpus=corpus)
+    assert np.isfinite(result.history[-1]["train_mae"])
+    assert result.val_metrics["n"] == 30 and 0.0 <= result.val_metrics["no_year_flagged"] <= 1.0
+    with pytest.raises(ValueError, match="no_year_share"):
+        build_corpus(PretrainConfig(**{**TINY_PRETRAIN, "no_year_share": 1.0}))
+
+
 def test_rotate_quarters_keeps_pixels_and_turns_each_image():
     import torch
 

@@ -128,6 +128,52 @@ def test_corpus_is_the_same_whatever_the_number_of_workers():
     assert np.array_equal(tail, x1[60:])
 
 
+def test_no_year_coins_hold_letters_or_nothing_in_the_year_place_and_leave_the_year_coins_alone():
+    texts = [varied.sample_no_year_text(varied.no_year_rngs(0, i)[0]) for i in range(400)]
+    assert not any(ch.isdigit() for t in texts for ch in t)
+    assert set("".join(texts)) <= set(varied.NO_YEAR_LETTERS) and not set("IOSBZG0123456789") & set(varied.NO_YEAR_LETTERS)
+    assert 0.15 < texts.count("") / len(texts) < 0.35 and all(2 <= len(t) <= 5 for t in texts if t)
+    pairs, drawn = varied.make_no_year(6, 32, seed=3, workers=1, start=10)
+    assert drawn == texts_of(3, 10, 6) and pairs.shape == (6, 2, 32, 32, 3) and pairs.dtype == np.uint8
+    for k, i in enumerate(range(10, 16)):  # by construction: the front shows the text, in the year's place
+        text_rng, style_rng = varied.no_year_rngs(3, i)
+        style = varied.sample_style(style_rng)
+        assert style == varied.no_year_styles(1, seed=3, start=i)[0]
+        assert np.array_equal(pairs[k], varied.render_lowres_pair(None, style, style_rng, 32, year_text=drawn[k]))
+    # same look, a year instead of letters: only the front changes
+    style = varied.sample_style(random.Random(5))
+    letters = varied.render_lowres_pair(None, style, random.Random(9), 64, year_text="KMT")
+    year = varied.render_lowres_pair(1961, style, random.Random(9), 64)
+    assert np.array_equal(letters[1], year[1]) and np.abs(letters[0].astype(int) - year[0].astype(int)).sum() > 0
+    # the negatives have streams of their own: the year coins of the seed are what they were
+    assert varied.coin_rngs(3, 10)[1].random() != varied.no_year_rngs(3, 10)[1].random()
+
+
+def texts_of(seed: int, start: int, n: int) -> list[str]:
+    return [varied.sample_no_year_text(varied.no_year_rngs(seed, i)[0]) for i in range(start, start + n)]
+
+
+def test_a_coin_without_a_year_trains_its_digits_toward_a_uniform_reading():
+    from coin_assets.ml.config import PretrainConfig
+    from coin_assets.ml.pretrain import _as_train_config
+    from coin_assets.ml.train import NO_YEAR_WEIGHT, make_optimizer, train_step
+
+    pairs = torch.randn(4, 2, 3, 32, 32)
+    years = torch.tensor([1990.0, float("nan"), 1960.0, float("nan")])
+    no_year = torch.isnan(years)
+    losses = []
+    for mask in (None, no_year):
+        torch.manual_seed(0)
+        model = CoinYearRegressor("mobilenet_v3_small", projection_dim=8, reader="oriented", reader_resolution=32)
+        opt, sched = make_optimizer(model, _as_train_config(PretrainConfig()), 10)
+        torch.manual_seed(1)
+        losses.append(float(train_step(model, opt, sched, pairs, years, no_year=mask)[0]))
+    # the extra term: the cross-entropy of the two no-year coins' digits against a uniform target (>= log 10 each),
+    # each coin weighing what a year coin weighs (summed, over the batch size)
+    assert losses[1] - losses[0] >= NO_YEAR_WEIGHT * math.log(10) * 2 / 4 - 1e-4
+    assert losses[1] - losses[0] < NO_YEAR_WEIGHT * math.log(10) * 2 / 4 * 1.5  # near-uniform at initialisation
+
+
 def test_holdout_renderer_uses_other_typefaces_and_no_year_kinds_render():
     assert not set(varied.HOLDOUT_FONTS) & set(varied.TRAIN_FONTS)
     x, y = holdout.holdout_set(4, 32)

@@ -55,6 +55,9 @@ class PretrainConfig:
     # printed-first then all, 61 % exact after 676 steps; all reliefs from the start (RGB input), still at
     # chance after 350 steps
     easy_fraction: float = 0.25
+    # share of the training corpus that carries no year (letters or nothing in the year's place, year NaN),
+    # trained toward a uniform digit reading so that such coins come out unreadable (see build_corpus)
+    no_year_share: float = 0.08
     max_seconds: float | None = 540.0  # training time budget (the demo's ≤ 10 minutes); None: all epochs
     max_steps: int | None = None
     corpus_workers: int | None = None

@@ -98,29 +98,49 @@ def reading_metrics(model: CoinYearRegressor, pairs_u8: np.ndarray, years) -> di
 
 def build_corpus(config: PretrainConfig) -> tuple:
     """(train pairs, train years, val pairs, val years, train fronts' rotations in degrees, train coins with
-    printed digits); the validation coins come from another seed."""
-    from coin_assets.synth.varied import corpus_styles, make_corpus
+    printed glyphs, validation coins without a year); the validation coins come from another seed.
 
-    train_x, train_y = make_corpus(config.corpus_size, config.image_size, seed=config.corpus_seed,
-                                   workers=config.corpus_workers)
-    val_x, val_y = make_corpus(config.val_size, config.image_size, seed=config.corpus_seed + 1_000_003,
-                               workers=config.corpus_workers)
-    styles = corpus_styles(config.corpus_size, config.corpus_seed)
+    ``config.no_year_share`` of the training corpus are coins without a year (:func:`make_no_year`: letters or
+    nothing in the year's place), at the end, year NaN; their rotation is known where letters are drawn (NaN for
+    a blank). The validation year coins carry no negatives: the unreadable threshold and the interval are
+    chosen on coins that have a year (keeping readable coins readable); the validation negatives (the same
+    share, another seed) only measure how many of them are flagged."""
+    from coin_assets.synth.varied import corpus_styles, make_corpus, make_no_year, no_year_styles
+
+    if not 0 <= config.no_year_share < 1:
+        raise ValueError(f"no_year_share must be within [0, 1), got {config.no_year_share}")
+    n_none = int(round(config.no_year_share * config.corpus_size))
+    n_years = config.corpus_size - n_none
+    val_seed = config.corpus_seed + 1_000_003
+    year_x, year_y = make_corpus(n_years, config.image_size, seed=config.corpus_seed, workers=config.corpus_workers)
+    none_x, none_text = make_no_year(n_none, config.image_size, seed=config.corpus_seed,
+                                     workers=config.corpus_workers)
+    val_x, val_y = make_corpus(config.val_size, config.image_size, seed=val_seed, workers=config.corpus_workers)
+    val_none_x, _ = make_no_year(int(round(config.no_year_share * config.val_size)), config.image_size,
+                                 seed=val_seed, workers=config.corpus_workers)
+    train_x = np.concatenate([year_x, none_x]) if n_none else year_x
+    del year_x, none_x
+    train_y = np.concatenate([year_y.astype(np.float32), np.full(n_none, np.nan, np.float32)])
+    styles = corpus_styles(n_years, config.corpus_seed) + no_year_styles(n_none, config.corpus_seed)
     rotations = np.array([s.rotation for s in styles], np.float32)
+    rotations[n_years:][[text == "" for text in none_text]] = np.nan  # a blank has no upright
     printed = np.array([s.relief.startswith("printed") for s in styles])
-    return train_x, train_y, val_x, val_y, rotations, printed
+    return train_x, train_y, val_x, val_y, rotations, printed, val_none_x
 
 
 def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict], None] | None = None) -> PretrainResult:
     """Train a CoinYearRegressor on a synthetic corpus (built here unless given: (train pairs, train years,
-    val pairs, val years[, train rotations])), then calibrate its interval on the validation corpus. Stops after
-    ``config.epochs`` or ``config.max_seconds`` of training. Without the rotations an oriented reader's
-    orientation head is not supervised."""
+    val pairs, val years[, train rotations[, train printed[, validation coins without a year]]]), see
+    :func:`build_corpus`), then calibrate its interval on the validation corpus. Stops after ``config.epochs`` or
+    ``config.max_seconds`` of training. Without the rotations an oriented reader's orientation head is not
+    supervised. A training year NaN is a coin known to carry no year: its digits are trained toward a uniform
+    reading (:func:`coin_assets.ml.train.train_step`'s ``no_year``)."""
     started = time.perf_counter()
     corpus = corpus if corpus is not None else build_corpus(config)
     train_x, train_y, val_x, val_y = corpus[:4]
     train_angles = np.asarray(corpus[4], np.float32) if len(corpus) > 4 else np.full(len(train_x), np.nan, np.float32)
     easy = np.flatnonzero(corpus[5]) if len(corpus) > 5 and config.easy_fraction > 0 else np.empty(0, int)
+    val_none_x = corpus[6] if len(corpus) > 6 else None
     corpus_seconds = time.perf_counter() - started if corpus is None else 0.0
     if len(train_x) < 2 or len(val_x) < 10:
         raise ValueError(f"corpus too small: {len(train_x)} training and {len(val_x)} validation pairs")
@@ -132,6 +152,7 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
     try:
         seed_everything(config.seed)
         years = train_y.astype(float)
+        years = years[np.isfinite(years)]
         model = CoinYearRegressor(config.backbone, config.mode, config.projection_dim,
                                   year_center=float(years.mean()), year_scale=max(1.0, float(years.std())),
                                   reader=config.reader, reader_resolution=config.image_size).to(device)
@@ -150,7 +171,7 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
             model.train()
             t0 = time.perf_counter()
             order = torch.randperm(len(train_x), generator=gen).numpy()
-            loss_sum, abs_sum, n = 0.0, 0.0, 0
+            loss_sum, abs_sum, n, n_years = 0.0, 0.0, 0, 0
             for b in range(steps_per_epoch):
                 idx = np.sort(order[b * config.batch_size:(b + 1) * config.batch_size])
                 if len(easy) >= config.batch_size and _in_easy_phase(config, step, budget_total, train_seconds
@@ -159,12 +180,15 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
                 x, turns = rotate_quarters(to_input(train_x[idx]), gen, return_turns=True)
                 y = torch.as_tensor(train_y[idx], dtype=torch.float32, device=device)
                 angles = (torch.as_tensor(train_angles[idx]) + 90.0 * turns[:, 0]) % 360.0 if oriented else None
+                no_year = torch.isnan(y)
                 loss, pred = train_step(model, optimizer, scheduler, x.to(device), y,
-                                        angles=None if angles is None else angles.to(device))
+                                        angles=None if angles is None else angles.to(device),
+                                        no_year=no_year if bool(no_year.any()) else None)
                 step += 1
                 loss_sum += float(loss) * len(idx)
-                abs_sum += float((pred[:, 0] - y).abs().sum())
+                abs_sum += float((pred[:, 0] - y)[~no_year].abs().sum())
                 n += len(idx)
+                n_years += int((~no_year).sum())
                 elapsed = train_seconds + time.perf_counter() - t0
                 if config.max_seconds and step % 25 == 0:
                     # fit the LR schedule to what the time budget still allows at the recent speed (the speed
@@ -181,7 +205,7 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
             train_seconds += epoch_seconds
             seen += n
             val = reading_metrics(model, val_x, val_y)
-            row = {"epoch": epoch, "steps": step, "train_loss": loss_sum / max(1, n), "train_mae": abs_sum / max(1, n),
+            row = {"epoch": epoch, "steps": step, "train_loss": loss_sum / max(1, n), "train_mae": abs_sum / max(1, n_years),
                    "val_mae": val["mae"], "val_exact": val["exact"], "seconds": epoch_seconds,
                    "pairs_per_second": n / epoch_seconds if epoch_seconds > 0 else math.nan}
             history.append(row)
@@ -196,6 +220,10 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
             out = read_arrays(model, val_x)
         scale = calibrate_model(model, val_y.astype(float), out["year"], out["sigma"])
         val_metrics = reading_metrics(model, val_x, val_y)
+        if val_none_x is not None and len(val_none_x):
+            none_out = read_arrays(model, val_none_x)
+            val_metrics["no_year_flagged"] = float(np.mean(none_out["unreadable"]
+                                                           | (2 * Z_90 * none_out["sigma"] > 20)))
     finally:
         torch.set_num_threads(previous_threads)
     return PretrainResult(model=model, history=history, seconds=train_seconds, corpus_seconds=corpus_seconds,

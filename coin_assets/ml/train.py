@@ -117,13 +117,22 @@ ANGLE_JITTER_DEG = 10.0  # the reader is trained on fronts turned back by the tr
 # Measured before this term (reader alone, 61 % exact): 96 % of no-year coins under the 0.35 confidence threshold.
 BLANK_WEIGHT = 0.5
 BLANK_SHARE = 0.25
+# Coins known to carry no year (the pre-training corpus's fronts with letters or nothing in the year's place)
+# are read against a uniform target, each weighing what a year coin's digits weigh (the term is summed over them
+# and divided by the batch size): without them the reader read letter tokens as digits, confidently (3 % of
+# no-year coins, all tokens, neither flagged nor sent to review). Measured (bench_reader.py --minutes 25): the
+# mean over the batch's no-year coins instead (each weighing ~12 year coins at an 8 % share) flagged them all
+# but cost the year coins 79.8 → 63.0 % exact.
+NO_YEAR_WEIGHT = 1.0
 
 
 def train_step(model: CoinYearRegressor, optimizer, scheduler, pairs: torch.Tensor, years: torch.Tensor,
-               angles: torch.Tensor | None = None):
+               angles: torch.Tensor | None = None, no_year: torch.Tensor | None = None):
     """One optimiser step on a batch already on the model's device; returns (loss, predictions [B, 2]), detached.
     ``angles``: the fronts' true rotation in degrees (NaN where unknown), for an oriented reader: it supervises
-    the orientation head, and the digit reader reads the front turned back by it (± ANGLE_JITTER_DEG)."""
+    the orientation head, and the digit reader reads the front turned back by it (± ANGLE_JITTER_DEG).
+    ``no_year`` [B] bool: coins known to carry no year (their ``years`` NaN): their digit heads are trained toward
+    a uniform reading (NO_YEAR_WEIGHT per coin), so that they come out unreadable."""
     reader_angles = None
     if angles is not None:
         angles = angles.to(pairs.device)
@@ -134,6 +143,11 @@ def train_step(model: CoinYearRegressor, optimizer, scheduler, pairs: torch.Tens
         backs = pairs[: max(1, int(len(pairs) * BLANK_SHARE)), 1]
         blank = model.digit_reader(backs, torch.rand(len(backs), device=pairs.device) * 360.0)
         loss = loss - BLANK_WEIGHT * torch.log_softmax(blank.float(), -1).mean()
+    if no_year is not None and NO_YEAR_WEIGHT and "digit_logits" in heads:
+        no_year = no_year.to(pairs.device)
+        if bool(no_year.any()):
+            flat = torch.log_softmax(heads["digit_logits"][no_year].float(), -1).mean((1, 2))
+            loss = loss - NO_YEAR_WEIGHT * flat.sum() / len(pairs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)

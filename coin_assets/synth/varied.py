@@ -14,6 +14,10 @@ Two modes share one face renderer (:func:`render_face`):
 * :func:`render_photo_pair`: a full-size photo (coin anywhere on a table), for uploads, with the true
   centre and radius so that coin finding can be tested.
 
+Coins without a year for training (:func:`make_no_year`): the same fronts with letters or nothing in the
+year's place (the drawing only swaps the text), from RNG streams of their own, so that a seed's year coins
+are unchanged; the pre-training corpus labels them year NaN (``PretrainConfig.no_year_share``).
+
 Typefaces come from the fonts matplotlib ships (DejaVu, Computer Modern); STIX and the Computer Modern
 roman/typewriter faces are kept for the held-out renderer (:mod:`coin_assets.synth.holdout`).
 """
@@ -212,10 +216,12 @@ def _low_freq(n: int, rng: np.random.Generator, cells: int = 5) -> np.ndarray:
 
 
 def render_face(year: int | None, side: str, n: int, style: Style, rng: random.Random,
-                fonts_override=None) -> tuple[np.ndarray, np.ndarray]:
+                fonts_override=None, year_text: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One face, ``n`` px square: (RGB float32 [n, n, 3] in 0..1, alpha float32 [n, n]). The coin is
     rotated by ``style.rotation``; lighting is applied after the rotation, so it stays in the world frame.
-    ``year`` is drawn only on the front; the back shows the denomination."""
+    ``year`` is drawn only on the front; the back shows the denomination. ``year_text``, where given, is drawn
+    in the year's place instead (same font, size, placement and relief): a no-year front (letters, or
+    nothing when empty)."""
     c = n / 2.0
     R = n / 2.0 - 1
     nrng = np.random.default_rng(rng.getrandbits(64))
@@ -227,11 +233,12 @@ def render_face(year: int | None, side: str, n: int, style: Style, rng: random.R
     if side == "front":
         _emblem(draw, style.emblem, c, R, rng)
         dh = max(4, round(style.digit_height * n))
+        text = str(year) if year_text is None else year_text
         if style.placement == "field":
-            _paste_text_field(digits, str(year), style.font, dh, c, c + style.digit_offset * R)
+            _paste_text_field(digits, text, style.font, dh, c, c + style.digit_offset * R)
             _paste_text_arc(design, _word(style.legend, 0), legend_font, legend_h, c, 0.80 * R, -90, bottom=False)
         else:
-            _paste_text_arc(digits, str(year), style.font, dh, c, 0.86 * R - dh / 2, 90, bottom=True)
+            _paste_text_arc(digits, text, style.font, dh, c, 0.86 * R - dh / 2, 90, bottom=True)
             _paste_text_arc(design, _word(style.legend, 0), legend_font, legend_h, c, 0.80 * R, -90, bottom=False)
     else:
         _emblem(draw, rng.choice(EMBLEMS), c, R, rng)
@@ -361,11 +368,12 @@ def _camera(img: np.ndarray, style: Style, nrng: np.random.Generator, blur_px: f
 
 
 
-def render_lowres_side(year: int | None, side: str, size: int, style: Style, rng: random.Random) -> np.ndarray:
+def render_lowres_side(year: int | None, side: str, size: int, style: Style, rng: random.Random,
+                       year_text: str | None = None) -> np.ndarray:
     """A coin-centred crop (uint8 [size, size, 3]) drawn directly: the coin at 2× then reduced."""
     n2 = 2 * size
     d = max(8, round(2 * CROP_RADIUS_FRACTION * n2 * style.scale_jitter))
-    face, alpha = render_face(year, side, d, style, rng)
+    face, alpha = render_face(year, side, d, style, rng, year_text=year_text)
     nrng = np.random.default_rng(rng.getrandbits(64))
     bg = background(n2, n2, style, nrng)
     x0 = round(n2 / 2 - d / 2 + style.shift[0] * d / 2)
@@ -376,9 +384,11 @@ def render_lowres_side(year: int | None, side: str, size: int, style: Style, rng
     return np.asarray(_camera(np.asarray(small, dtype=np.float32) / 255.0, style, nrng, style.blur))
 
 
-def render_lowres_pair(year: int, style: Style, rng: random.Random, size: int = 64) -> np.ndarray:
-    """uint8 [2, size, size, 3]: front (with the year), back (without). The back gets its own rotation."""
-    front = render_lowres_side(year, "front", size, style, rng)
+def render_lowres_pair(year: int | None, style: Style, rng: random.Random, size: int = 64,
+                       year_text: str | None = None) -> np.ndarray:
+    """uint8 [2, size, size, 3]: front (with the year, or ``year_text`` in its place), back (without). The back
+    gets its own rotation."""
+    front = render_lowres_side(year, "front", size, style, rng, year_text=year_text)
     back_style = _replace(style, rotation=rng.uniform(0, 360), relief="raised")
     back = render_lowres_side(None, "back", size, back_style, rng)
     return np.stack([front, back])
@@ -434,13 +444,31 @@ def corpus_item(seed: int, i: int, size: int, fonts=TRAIN_FONTS) -> tuple[np.nda
     return render_lowres_pair(year, style, style_rng, size), year
 
 
-def _chunk(args) -> tuple[np.ndarray, np.ndarray]:
-    seed, start, stop, size = args
+def _chunk(args) -> tuple[np.ndarray, list]:
+    seed, start, stop, size, item = args
     pairs = np.empty((stop - start, 2, size, size, 3), dtype=np.uint8)
-    years = np.empty(stop - start, dtype=np.int16)
+    labels = []
     for k, i in enumerate(range(start, stop)):
-        pairs[k], years[k] = corpus_item(seed, i, size)
-    return pairs, years
+        pairs[k], label = item(seed, i, size)
+        labels.append(label)
+    return pairs, labels
+
+
+def _render_many(item, n: int, size: int, seed: int, workers: int | None, start: int) -> tuple[np.ndarray, list]:
+    """Items ``start .. start + n`` of ``item(seed, i, size) -> (pair, label)``, in a few processes."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    workers = workers or min(4, os.cpu_count() or 1)
+    bounds = np.linspace(start, start + n, max(1, min(n, workers * 8)) + 1).round().astype(int)
+    jobs = [(seed, int(a), int(b), size, item) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if workers <= 1 or n < 64:
+        parts = [_chunk(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_chunk, jobs))
+    if not parts:
+        return np.empty((0, 2, size, size, 3), np.uint8), []
+    return np.concatenate([p[0] for p in parts]), [label for p in parts for label in p[1]]
 
 
 def corpus_styles(n: int, seed: int = 0, start: int = 0) -> list[Style]:
@@ -459,16 +487,47 @@ def make_corpus(n: int, size: int = 64, seed: int = 0, workers: int | None = Non
                 start: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Coins ``start .. start + n`` of seed ``seed``: (uint8 [n, 2, size, size, 3], int16 years [n]).
     Coin i is the same whatever n and workers are."""
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    workers = workers or min(4, os.cpu_count() or 1)
-    bounds = np.linspace(start, start + n, max(1, min(n, workers * 8)) + 1).round().astype(int)
-    jobs = [(seed, int(a), int(b), size) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    if workers <= 1 or n < 64:
-        parts = [_chunk(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_chunk, jobs))
-    if not parts:
-        return np.empty((0, 2, size, size, 3), np.uint8), np.empty(0, np.int16)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    pairs, years = _render_many(corpus_item, n, size, seed, workers, start)
+    return pairs, np.array(years, dtype=np.int16)
+
+
+# ------------------------------------------------------------------------------- coins without a year
+
+# Negatives for training: fronts of this generator (its fonts, sizes, placements, reliefs, everything) whose
+# year's place holds letters or nothing. Capital letters only, without those that are a digit's twin in some of
+# the fonts at a few pixels high (I, O, S, B, Z, G: 1, 0, 5, 8, 2, 6): a reader told that these are "no year"
+# would learn to doubt real digits.
+NO_YEAR_LETTERS = "ACDEFHJKLMNPQRTUVWXY"
+NO_YEAR_BLANK_SHARE = 0.25  # of the negatives: nothing in the year's place
+
+
+def no_year_rngs(seed: int, i: int) -> tuple[random.Random, random.Random]:
+    """(text RNG, style RNG) of negative i: streams of their own, so the year coins of a seed do not change."""
+    return random.Random(f"varied:{seed}:{i}:no-year:text"), random.Random(f"varied:{seed}:{i}:no-year:style")
+
+
+def sample_no_year_text(rng: random.Random) -> str:
+    """What stands in the year's place: '' (a blank) or 2–5 letters of :data:`NO_YEAR_LETTERS`, never a digit."""
+    if rng.random() < NO_YEAR_BLANK_SHARE:
+        return ""
+    return "".join(rng.choice(NO_YEAR_LETTERS) for _ in range(rng.randint(2, 5)))
+
+
+def no_year_item(seed: int, i: int, size: int, fonts=TRAIN_FONTS) -> tuple[np.ndarray, str]:
+    """Negative i of seed ``seed``: (uint8 [2, size, size, 3], the text in the year's place)."""
+    text_rng, style_rng = no_year_rngs(seed, i)
+    text = sample_no_year_text(text_rng)
+    style = sample_style(style_rng, fonts)
+    return render_lowres_pair(None, style, style_rng, size, year_text=text), text
+
+
+def no_year_styles(n: int, seed: int = 0, start: int = 0) -> list[Style]:
+    """The styles of negatives ``start .. start + n`` of ``make_no_year(..., seed)`` (drawn again, not rendered)."""
+    return [sample_style(no_year_rngs(seed, i)[1]) for i in range(start, start + n)]
+
+
+def make_no_year(n: int, size: int = 64, seed: int = 0, workers: int | None = None,
+                 start: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Negatives ``start .. start + n`` of seed ``seed``: (uint8 [n, 2, size, size, 3], the text in each
+    front's year place: '' or letters). Deterministic per seed, whatever n and workers are."""
+    return _render_many(no_year_item, n, size, seed, workers, start)

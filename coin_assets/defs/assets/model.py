@@ -73,6 +73,8 @@ class PretrainRunConfig(Config):
     reader: str = Field(DEFAULT_PRETRAIN.reader, description="pooled | oriented (see coin_year_model)")
     easy_fraction: float = Field(DEFAULT_PRETRAIN.easy_fraction, description="curriculum: share of the budget "
                                  "trained on printed digits first")
+    no_year_share: float = Field(DEFAULT_PRETRAIN.no_year_share, description="share of the corpus with no year "
+                                 "(letters or nothing in its place), trained to read as unreadable")
     epochs: int = DEFAULT_PRETRAIN.epochs
     batch_size: int = DEFAULT_PRETRAIN.batch_size
     learning_rate: float = DEFAULT_PRETRAIN.learning_rate
