@@ -107,8 +107,8 @@ def lineage_problems(store: ObjectStore, conn_or_facts, partition: str,
     orphan or a crash leftover (``.tmp-*``).
 
     Incremental: a bronze file whose size and modification time equal those recorded when its bytes
-    last hashed to the ledger's sha256 (by this check, or by bronze while writing them) is not read again, except ``sample`` of them picked at random
-    on every check (so silent corruption that keeps size and mtime is still found, over runs);
+    last hashed to the ledger's sha256 (by this check, or by bronze while writing them) is not read
+    again, except ``sample`` of them picked at random on every check (so silent corruption that keeps size and mtime is still found, over runs);
     any file written or changed since is hashed in full."""
     facts = conn_or_facts if isinstance(conn_or_facts, LineageFacts) else lineage_facts(conn_or_facts, partition)
     problems = []

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from coin_assets.core.images import CleanImage, ImageRejected, clean_image
-from coin_assets.core.parallel import bounded_map
+from coin_assets.core.parallel import bounded_map, start_workers_early
 from coin_assets.core.storage import LocalStore, ObjectStore
 
 POOL_MIN_IMAGES = 24
@@ -31,3 +31,8 @@ def clean_many(store: ObjectStore, items: Iterable[tuple[T, str]], max_side: int
     local = store if isinstance(store, LocalStore) else None
     calls = ((item, (local, key, None if local else store.read_bytes(key), max_side)) for item, key in items)
     yield from bounded_map(_clean, calls, workers, min_items=POOL_MIN_IMAGES, ordered=False)
+
+
+def start_decoders_early() -> None:
+    """Start the decode pool's forkserver now, in the background (a copy about to hand it work)."""
+    start_workers_early(__name__)

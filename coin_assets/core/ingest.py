@@ -13,10 +13,9 @@ from datetime import datetime
 
 from coin_assets.core import metadata as md
 from coin_assets.core.audit import record_verified_bronze
-from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many
-from coin_assets.core.decode_pool import __name__ as decode_pool_module
+from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many, start_decoders_early
 from coin_assets.core.images import MAX_SIDE, ImageRejected
-from coin_assets.core.parallel import default_workers, start_workers_early
+from coin_assets.core.parallel import default_workers
 from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
 from coin_assets.core.uploads import (
     IMAGE_EXTENSIONS,
@@ -104,7 +103,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     # ledger, so they never count as the first copy; the first copy seen in this run does.
     changed_keys = [f.key for f in changed]
     if sum(f.kind == "image" for f in changed) >= POOL_MIN_IMAGES:
-        start_workers_early(decode_pool_module)  # overlaps the decode pool's start-up with this copy
+        start_decoders_early()  # overlaps the decode pool's start-up with this copy
     first_this_run: dict[tuple[str, str], tuple[str, str]] = {}
     hashed: dict[str, str] = {}  # bronze key → sha256 of the bytes as they were written there
 
