@@ -140,6 +140,22 @@ def test_a_link_to_the_live_database_inside_the_data_root_is_quarantined_never_r
     assert lake.scalar("SELECT count(*) FROM uploads WHERE raw_name = 'evil__front.jpg'") == 0
 
 
+def test_a_file_name_that_is_not_utf8_is_quarantined_and_the_day_still_goes_through(lake):
+    """Linux names are bytes: one that is not UTF-8 reached DuckDB as a lone surrogate, failed bronze
+    on every retry and stopped the whole day."""
+    lake.upload(DAY, "good")
+    lake.upload(DAY, "good", "back", color=(90, 90, 90))
+    bad = os.path.join(os.fsencode(lake.upload_dir(DAY)), b"caf\xe9__front.jpg")
+    with open(bad, "wb") as fh:
+        fh.write(encode(tiny_photo(), "jpg"))
+    os.utime(bad, (1e9, 1e9))
+    lake.materialize(DAY)
+    assert "not valid UTF-8" in lake.quarantine(DAY)[("caf\\xe9__front.jpg", "bronze")]
+    assert set(lake.gold(DAY)) == {("good", "front"), ("good", "back")}
+    assert os.path.exists(bad)  # left in the upload zone, never read: nothing is lost
+    lake.materialize(DAY)  # and the next run is not stopped by it either
+
+
 # ------------------------------------------------------------------ 9. headless exit code
 
 

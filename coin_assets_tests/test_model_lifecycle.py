@@ -6,6 +6,7 @@ deterministic, while v1 is a really trained (tiny, few-step) model from the real
 """
 
 import json
+import os
 
 import mlflow
 import numpy as np
@@ -279,8 +280,11 @@ def test_review_verdict_becomes_a_label_used_by_training(env):
     reviews = root / "uploads" / "reviews"
     reviews.mkdir(parents=True)
     (reviews / "batch1.csv").write_text("coin_id,year,reviewer\ncoin001,1977,bob\ncoin002,99999,bob\n")
+    with open(os.path.join(os.fsencode(reviews), b"caf\xe9.csv"), "wb") as fh:  # a name that is not UTF-8
+        fh.write(b"coin_id,year,reviewer\ncoin002,1980,eve\n")
     result = run(resources, instance, ["review_labels", "training_set"])
     assert output_of(result, "review_labels")["verdicts"] == 1  # the out-of-range line is rejected, not fatal
+    assert any("caf\\xe9.csv: file name is not valid UTF-8" in p for p in output_of(result, "review_labels")["problems"])
     with resources["duckdb"].get_connection() as conn:
         row = conn.execute("SELECT label_year, label_source, labelled_by FROM gold_images "
                            "WHERE coin_id = 'coin001' AND side = 'front'").fetchall()[0]

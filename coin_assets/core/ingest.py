@@ -19,7 +19,7 @@ from coin_assets.core.parallel import default_workers
 from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
 from coin_assets.core.uploads import (
     IMAGE_EXTENSIONS,
-    NOT_A_REGULAR_FILE,
+    NEVER_READ,
     UploadFile,
     list_uploads,
     parse_sidecar,
@@ -82,7 +82,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     changed_coins = set()
     changed = []
     for f in files:
-        if f.problem == NOT_A_REGULAR_FILE:
+        if f.problem in NEVER_READ:
             md.record_quarantine(conn, f.key, BRONZE, partition, f.problem)
             report.quarantine(f.problem)
             continue
@@ -113,11 +113,16 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
         except (UnsafeKeyError, OSError) as err:
             return f, None, err
 
-    # reading, hashing and writing release the GIL: a thread per core copies several uploads at once
+    # Reading, hashing and writing release the GIL: a thread per core copies several uploads at once,
+    # one batch ahead of the batch whose rows this thread is writing.
+    batches = [changed[start:start + BRONZE_BATCH] for start in range(0, len(changed), BRONZE_BATCH)]
     with ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="bronze_copy") as copier:
-        for start in range(0, len(changed), BRONZE_BATCH):
+        copying = [copier.submit(stage, f) for f in batches[0]] if batches else []
+        for number in range(len(batches)):
+            copied = [future.result() for future in copying]
+            copying = [copier.submit(stage, f) for f in batches[number + 1]] if number + 1 < len(batches) else []
             staged = []
-            for f, copy, err in copier.map(stage, changed[start:start + BRONZE_BATCH]):
+            for f, copy, err in copied:
                 if copy is not None:
                     staged.append((f, copy))
                     continue
@@ -163,6 +168,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
         f, bronze_path = unread_sidecars[coin_id]
         sidecars[coin_id] = (f, parse_sidecar(store.read_bytes(bronze_path)))
     # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).
+    applicable = []
     for coin_id, (f, sidecar) in sidecars.items():
         problems = list(sidecar.problems)
         if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
@@ -172,9 +178,9 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
             reason = "; ".join(problems)
             md.record_quarantine(conn, f.key, "sidecar", partition, reason)
             report.quarantine(reason.split(":")[0] if len(sidecar.problems) else reason.split(";")[0])
-        if sidecar.coin_id is not None and sidecar.coin_id != coin_id:
-            continue
-        md.apply_sidecar(conn, partition, coin_id, sidecar)
+        if sidecar.coin_id is None or sidecar.coin_id == coin_id:
+            applicable.append((coin_id, sidecar))
+    md.apply_sidecars(conn, partition, applicable)
     report.extra.update(files=len(files), sidecars=len(sidecars) + len(set(unread_sidecars) - set(sidecars)))
     report.extra["leftovers_removed"] += remove_unreferenced_bronze(store, conn, partition)
     report.seconds = time.perf_counter() - started
@@ -185,7 +191,7 @@ def _unchanged(store: ObjectStore, f, recorded: tuple | None) -> bool:
     """Same key, size and mtime as recorded, and the bronze bytes still there."""
     return bool(recorded and recorded[0] == f.size and recorded[1] is not None
                 and abs(recorded[1].timestamp() - f.modified.timestamp()) < 1e-6
-                and f.problem != NOT_A_REGULAR_FILE and store.exists(recorded[2]))
+                and f.problem not in NEVER_READ and store.exists(recorded[2]))
 
 
 def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:

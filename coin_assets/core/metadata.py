@@ -265,13 +265,30 @@ def bronze_partitions(conn) -> list[str]:
         "SELECT DISTINCT partition_date FROM uploads WHERE starts_with(bronze_path, 'bronze/') ORDER BY 1").fetchall()]
 
 
-def apply_sidecar(conn, partition: str, coin_id: str, sidecar) -> None:
-    """A sidecar's uploader, time and label onto the coin's image rows of the day."""
-    conn.execute(
-        "UPDATE uploads SET user_id = ?, uploaded_at = coalesce(?, uploaded_at), label_year = ?, "
-        "label_note = ? WHERE partition_date = ? AND kind = 'image' AND coin_id = ?",
-        [sidecar.user_id, sidecar.uploaded_at, sidecar.year, sidecar.label_note, partition, coin_id],
-    )
+def apply_sidecars(conn, partition: str, sidecars: list[tuple[str, object]]) -> None:
+    """Each (coin_id, sidecar)'s uploader, time and label onto the coin's image rows of the day, in one
+    statement."""
+    if not sidecars:
+        return
+    frame = pd.DataFrame({
+        "coin_id": [coin_id for coin_id, _ in sidecars],
+        "user_id": pd.Series([s.user_id for _, s in sidecars], dtype=object),
+        "uploaded_at": pd.Series([s.uploaded_at for _, s in sidecars], dtype=object),
+        "label_year": pd.Series([s.year for _, s in sidecars], dtype=object),
+        "label_note": pd.Series([s.label_note for _, s in sidecars], dtype=object),
+    })
+    conn.register("sidecar_batch", frame)
+    try:
+        conn.execute(
+            "UPDATE uploads SET user_id = CAST(b.user_id AS VARCHAR), "
+            "uploaded_at = coalesce(CAST(b.uploaded_at AS TIMESTAMPTZ), uploads.uploaded_at), "
+            "label_year = CAST(b.label_year AS INTEGER), label_note = CAST(b.label_note AS VARCHAR) "
+            "FROM sidecar_batch AS b WHERE uploads.partition_date = ? AND uploads.kind = 'image' "
+            "AND uploads.coin_id = b.coin_id",
+            [partition],
+        )
+    finally:
+        conn.unregister("sidecar_batch")
 
 
 def record_quarantine(conn, upload_key, stage, partition, reason, bronze_path=None, sha256=None) -> None:

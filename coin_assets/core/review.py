@@ -81,6 +81,10 @@ def apply_verdicts(conn, verdicts: list[Verdict]) -> int:
     return len(verdicts)
 
 
+def review_label_count(conn) -> int:
+    return conn.execute("SELECT count(*) FROM review_labels").fetchall()[0][0]
+
+
 def record_verdict(conn, coin_id: str, year: int, reviewer: str, source: str = "cli") -> Verdict:
     max_year = datetime.now(timezone.utc).year
     if not YEAR_MIN <= year <= max_year:

@@ -39,6 +39,21 @@ def safe_key(*parts: str) -> str:
     return path.as_posix()
 
 
+def is_utf8_key(key: str) -> bool:
+    """False for a local file whose name is not valid UTF-8 (Python carries its bytes as surrogates,
+    which no database, JSON or hash of text accepts)."""
+    try:
+        key.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable_key(key: str) -> str:
+    """``key`` with every byte that is not UTF-8 written as ``\\xNN``: what records and logs name such a file by."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
@@ -65,12 +80,15 @@ class LocalStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
+        self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
 
     def path(self, key: str) -> Path:
-        path = (self.root / safe_key(key)).resolve()
-        if not path.is_relative_to(self.root):
+        # realpath on a string: links inside the root are resolved (a key may not leave the root
+        # through one) without pathlib's per-part objects, which cost more than the syscalls here
+        real = os.path.realpath(self._root_prefix + safe_key(key))
+        if not real.startswith(self._root_prefix):
             raise UnsafeKeyError(f"key {key!r} resolves outside {self.root}")
-        return path
+        return Path(real)
 
     def uri(self, key: str) -> str:
         return str(self.path(key))

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from coin_assets.core.storage import ObjectStore, StoredObject
+from coin_assets.core.storage import ObjectStore, StoredObject, is_utf8_key, printable_key
 
 UPLOAD_PREFIX = "uploads"
 REVIEW_PREFIX = "uploads/reviews"
@@ -33,6 +33,8 @@ DEFAULT_SETTLE_SECONDS = 10.0
 YEAR_MIN = 1500
 
 NOT_A_REGULAR_FILE = "not a regular file (symbolic link or special file): never read"
+NAME_NOT_UTF8 = "file name is not valid UTF-8: never read (rename the file to upload it)"
+NEVER_READ = frozenset({NOT_A_REGULAR_FILE, NAME_NOT_UTF8})  # quarantined from the listing alone
 
 _NAME_RE = re.compile(r"^(?P<coin>.+)__(?P<side>[A-Za-z]+)(?P<ext>\.[^.]+)$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -67,6 +69,9 @@ def classify(obj: StoredObject) -> UploadFile | None:
     else:
         return None  # nested deeper or in a folder that is not a day: not part of the contract
     base = dict(key=obj.key, name=name, partition=partition, size=obj.size, modified=obj.modified)
+    if not is_utf8_key(obj.key):
+        base.update(key=printable_key(obj.key), name=printable_key(name))
+        return UploadFile(kind="other", problem=NAME_NOT_UTF8, **base)
     if not obj.regular:
         return UploadFile(kind="other", problem=NOT_A_REGULAR_FILE, **base)
     lower = name.lower()

@@ -3,7 +3,8 @@
 from dagster import AssetExecutionContext, AutomationCondition, Output, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.core.review import apply_verdicts, parse_verdicts
+from coin_assets.core.review import apply_verdicts, parse_verdicts, review_label_count
+from coin_assets.core.storage import is_utf8_key, printable_key
 from coin_assets.core.uploads import REVIEW_PREFIX
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
@@ -25,6 +26,9 @@ def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
         if not obj.key.lower().endswith(".csv"):
             continue
         files += 1
+        if not is_utf8_key(obj.key):
+            problems.append(f"{printable_key(obj.key)}: file name is not valid UTF-8; not read (rename the file)")
+            continue
         found, bad = parse_verdicts(store.read_bytes(obj.key), obj.key, obj.modified)
         verdicts += found
         problems += bad
@@ -32,7 +36,7 @@ def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
         context.log.warning(problem)
     with duckdb.get_connection() as conn:
         applied = apply_verdicts(conn, verdicts)
-        total = conn.execute("SELECT count(*) FROM review_labels").fetchall()[0][0]
+        total = review_label_count(conn)
     return Output({"verdicts": applied, "problems": problems}, metadata={
         "files": files, "verdicts_read": applied, "review_labels_total": total, "rejected_lines": len(problems),
         "problems": "\n".join(problems[:20]) or "none",
