@@ -156,6 +156,30 @@ def test_a_file_name_that_is_not_utf8_is_quarantined_and_the_day_still_goes_thro
     lake.materialize(DAY)  # and the next run is not stopped by it either
 
 
+def test_a_photo_over_the_size_limit_is_refused_unread_and_its_bytes_stay_in_bronze(lake, monkeypatch):
+    from coin_assets.core import images
+
+    big = lake.upload(DAY, "big")
+    lake.upload(DAY, "big", "back", color=(90, 90, 90))
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", big.stat().st_size - 1)  # the back stays under it
+    lake.materialize(DAY)
+    reason = lake.quarantine(DAY)[("big__front.jpg", "silver")]
+    assert reason.startswith("file too large for a photo") and str(big.stat().st_size) in reason
+    assert set(lake.gold(DAY)) == {("big", "back")}
+    assert sha256_of_file(big) in {p.stem for p in (lake.root / "bronze" / DAY).iterdir()}
+
+
+def test_a_sidecar_over_the_size_limit_is_recorded_not_parsed(lake):
+    lake.upload(DAY, "c1")
+    lake.upload(DAY, "c1", "back", color=(90, 90, 90))
+    sidecar = lake.upload_dir(DAY) / "c1.json"
+    sidecar.write_bytes(b'{"year": 1990, "note": "' + b"x" * 70_000 + b'"}')
+    os.utime(sidecar, (1e9, 1e9))
+    lake.materialize(DAY)
+    assert lake.quarantine(DAY)[("c1.json", "sidecar")].startswith("sidecar too large")
+    assert {row["label_year"] for row in lake.gold(DAY).values()} == {None}
+
+
 # ------------------------------------------------------------------ 9. headless exit code
 
 

@@ -14,6 +14,8 @@ ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF"}
 MAX_SIDE = 512
 # Explicit decompression-bomb limit, checked on the header before any pixel is decoded.
 MAX_PIXELS = 50_000_000
+# Largest file decoded as a photo: it is read whole into memory (a 50-megapixel 16-bit TIFF is ~300 MB).
+MAX_FILE_BYTES = 512 * 1024 * 1024
 JPEG_QUALITY = 90
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}

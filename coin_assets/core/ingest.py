@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from coin_assets.core import metadata as md
 from coin_assets.core.audit import record_verified_bronze
@@ -22,7 +23,7 @@ from coin_assets.core.uploads import (
     NEVER_READ,
     UploadFile,
     list_uploads,
-    parse_sidecar,
+    load_sidecar,
     path_safe_id,
 )
 
@@ -136,7 +137,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
                 with copy:
                     sha, size = copy.sha256, copy.size
                     if f.kind == "sidecar":
-                        sidecars[f.coin_id] = (f, parse_sidecar(copy.read()))
+                        sidecars[f.coin_id] = (f, load_sidecar(size, copy.read))
                     first = earlier.get((f.kind, sha)) or first_this_run.get((f.kind, sha))
                     if first:
                         duplicate_of, bronze_path = first
@@ -166,7 +167,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
     for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
         f, bronze_path = unread_sidecars[coin_id]
-        sidecars[coin_id] = (f, parse_sidecar(store.read_bytes(bronze_path)))
+        sidecars[coin_id] = (f, load_sidecar(f.size, partial(store.read_bytes, bronze_path)))
     # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).
     applicable = []
     for coin_id, (f, sidecar) in sidecars.items():

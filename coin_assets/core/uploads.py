@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -31,6 +31,7 @@ SIDE_ALIASES = {"front": "front", "obverse": "front", "back": "back", "reverse":
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
 DEFAULT_SETTLE_SECONDS = 10.0
 YEAR_MIN = 1500
+MAX_SIDECAR_BYTES = 64 * 1024  # a sidecar holds a few short fields; a larger one is not parsed
 
 NOT_A_REGULAR_FILE = "not a regular file (symbolic link or special file): never read"
 NAME_NOT_UTF8 = "file name is not valid UTF-8: never read (rename the file to upload it)"
@@ -134,6 +135,14 @@ class Sidecar:
     year: int | None = None
     problems: list[str] = field(default_factory=list)  # recorded, never fatal
     label_note: str | None = None  # why a given year was dropped
+
+
+def load_sidecar(size: int, read: Callable[[], bytes]) -> Sidecar:
+    """``parse_sidecar`` of the bytes ``read`` returns, unless ``size`` is over MAX_SIDECAR_BYTES (then
+    nothing is read into memory and the sidecar's only field is that problem)."""
+    if size > MAX_SIDECAR_BYTES:
+        return Sidecar(problems=[f"sidecar too large: {size} bytes, over the {MAX_SIDECAR_BYTES}-byte limit; not read"])
+    return parse_sidecar(read())
 
 
 def parse_sidecar(data: bytes, max_year: int | None = None, min_year: int = YEAR_MIN) -> Sidecar:
