@@ -81,3 +81,29 @@ def test_an_unreadable_coin_and_a_photo_without_a_coin_go_to_the_review_queue(la
     assert set(reasons) == {"blank", "coin"}
     assert "years wide" in reasons["coin"]
     assert "no coin found (back: " in reasons["blank"] and "front: " in reasons["blank"]
+
+
+def test_the_coin_search_holds_no_connection_so_another_process_can_read_the_file(lake, monkeypatch):
+    """coin_crops' circle search takes seconds per day; it used to run inside a read-write connection,
+    so a check or a notebook in another process could not open the file meanwhile."""
+    import subprocess
+    import sys
+
+    from coin_assets.core import crops
+
+    lake.coin(DAY, "blank", year=1990)
+    lake.materialize(DAY)
+    opened_during_search = []
+    search = crops._find_and_crop
+
+    def find_while_another_process_reads(*args):
+        probe = ("import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+                 "print(c.execute('SELECT count(*) FROM gold_images').fetchall()[0][0])")
+        done = subprocess.run([sys.executable, "-c", probe, str(lake.db_path)], capture_output=True, text=True)
+        opened_during_search.append((done.returncode, done.stdout.strip()))
+        return search(*args)
+
+    monkeypatch.setattr(crops, "_find_and_crop", find_while_another_process_reads)
+    materialize([*INGESTION_ASSETS, coin_crops], partition_key=DAY, resources=lake.resources,
+                instance=lake.instance, selection=["coin_crops"])
+    assert opened_during_search and all(found == (0, "2") for found in opened_during_search)

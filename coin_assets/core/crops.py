@@ -77,12 +77,17 @@ def _find_and_crop(local: LocalStore | None, key: str, data: bytes | None, size:
     return finding, buf.getvalue()
 
 
-def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[CropReport, pd.DataFrame]:
-    """Find the coin in every gold image of the partition and store its crop; returns the report and the
-    partition's rows of ``coin_crops``."""
-    started = time.perf_counter()
+@dataclass
+class CropPlan:
+    partition: str
+    size: int
+    todo: pd.DataFrame  # gold rows (coin_id, side, gold_path, sha256) whose crop is missing or stale
+    skipped_unchanged: int
+
+
+def plan_crops(conn, partition: str, size: int = CROP_SIZE) -> CropPlan:
+    """Which gold images of the partition need their coin found (a short read of the metadata)."""
     ensure_crops_schema(conn)
-    report = CropReport()
     gold = conn.execute(
         "SELECT coin_id, side, gold_path, sha256 FROM gold_images WHERE partition_date = ? ORDER BY coin_id, side",
         [partition],
@@ -93,26 +98,30 @@ def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[Cro
     current = {(g.coin_id, g.side, g.sha256, size) for g in gold.itertuples()}
     unchanged = {(r.coin_id, r.side) for r in done.itertuples()
                  if (r.coin_id, r.side, r.gold_sha256, r.crop_size) in current}
-    rows = []
-    todo = []
-    for g in gold.itertuples():
-        if (g.coin_id, g.side) in unchanged:
-            report.skipped_unchanged += 1
-        else:
-            todo.append(g)
+    stale = [(c, s) not in unchanged for c, s in zip(gold.coin_id, gold.side, strict=True)]
+    return CropPlan(partition, size, gold[stale].reset_index(drop=True), len(gold) - sum(stale))
+
+
+def find_coins(store, plan: CropPlan) -> tuple[CropReport, list[dict]]:
+    """Find the coin in every planned gold image on every core (no database connection: the slow part)
+    and write its crop file; returns the report and the ``coin_crops`` rows to record."""
+    started = time.perf_counter()
+    report = CropReport(skipped_unchanged=plan.skipped_unchanged)
     local = store if isinstance(store, LocalStore) else None
 
     def work():  # the bytes are read here only when the worker cannot read the store itself
-        for g in todo:
-            yield g, (local, g.gold_path, None if local else store.read_bytes(g.gold_path), size)
+        for g in plan.todo.itertuples(index=False):
+            yield g, (local, g.gold_path, None if local else store.read_bytes(g.gold_path), plan.size)
 
+    rows = []
     for g, (finding, png) in bounded_map(_find_and_crop, work(), ordered=False):
         report.processed += 1
-        row = {"coin_id": g.coin_id, "side": g.side, "partition_date": partition, "gold_path": g.gold_path,
+        row = {"coin_id": g.coin_id, "side": g.side, "partition_date": plan.partition, "gold_path": g.gold_path,
                "gold_sha256": g.sha256, "found": finding.found, "centre_x": None, "centre_y": None, "radius": None,
-               "support": None, "reason": finding.reason, "crop_path": None, "crop_size": size, "cropped_at": utcnow()}
+               "support": None, "reason": finding.reason, "crop_path": None, "crop_size": plan.size,
+               "cropped_at": utcnow()}
         if png is not None:
-            key = crop_key(partition, g.coin_id, g.side)
+            key = crop_key(plan.partition, g.coin_id, g.side)
             store.write_bytes(key, png)
             c = finding.circle
             row.update(centre_x=c.cx, centre_y=c.cy, radius=c.radius, support=c.support, crop_path=key)
@@ -122,6 +131,15 @@ def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[Cro
             reason = (finding.reason or "").split(":")[0]
             report.reasons[reason] = report.reasons.get(reason, 0) + 1
         rows.append(row)
+    report.seconds = time.perf_counter() - started
+    return report, rows
+
+
+def record_crops(conn, partition: str, report: CropReport, rows: list[dict]) -> pd.DataFrame:
+    """Write the found coins' rows and drop the rows of sides that left gold, in one transaction;
+    returns the partition's rows of ``coin_crops``."""
+    started = time.perf_counter()
+    ensure_crops_schema(conn)
     conn.execute("BEGIN TRANSACTION")
     try:
         # sides that left gold (re-ingested, removed) lose their crop row
@@ -146,6 +164,12 @@ def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[Cro
     except Exception:
         conn.execute("ROLLBACK")
         raise
-    report.seconds = time.perf_counter() - started
-    table = conn.execute("SELECT * FROM coin_crops WHERE partition_date = ? ORDER BY coin_id, side", [partition]).df()
-    return report, table
+    report.seconds += time.perf_counter() - started
+    return conn.execute("SELECT * FROM coin_crops WHERE partition_date = ? ORDER BY coin_id, side", [partition]).df()
+
+
+def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[CropReport, pd.DataFrame]:
+    """``plan_crops``, ``find_coins`` and ``record_crops`` on one connection: find the coin in every gold
+    image of the partition and store its crop; returns the report and the partition's rows of ``coin_crops``."""
+    report, rows = find_coins(store, plan_crops(conn, partition, size))
+    return report, record_crops(conn, partition, report, rows)

@@ -10,6 +10,7 @@ from coin_assets.defs.metadata import markdown_table
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
+from coin_assets.defs.writer import INGESTION_RETRY, writer_connection
 
 
 @asset(
@@ -18,16 +19,23 @@ from coin_assets.defs.resources import CoinStorage
     group_name="ingestion",
     kinds={"duckdb", "files"},
     pool=DUCKDB_WRITER_POOL,
+    retry_policy=INGESTION_RETRY,
 )
 def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
     """The model's input: for every gold image, the coin found by a circle Hough transform and a
     crops/<day>/<coin>__<side>.png centred on it at a fixed scale, in the DuckDB table `coin_crops`
     (centre, radius, edge support) or `found = false` with the reason. Unchanged images are skipped.
+    The DuckDB file is held only to read the plan and to write the rows, not during the search.
     Last step of the ingestion chain: when the whole chain ran in this run, it records the day's
     fingerprint (`chain_complete`), which lets the next run with nothing new skip the chain."""
-    with duckdb.get_connection() as conn:
-        report, table = crops.build_crops(storage.store(), conn, context.partition_key)
-        chain_complete = ingest_state.complete_chain(storage.store(), conn, context.partition_key, context.run_id)
+    store = storage.store()
+    with writer_connection(duckdb) as conn:
+        plan = crops.plan_crops(conn, context.partition_key)
+    # the circle search (seconds) holds no connection, so readers of the file are never kept waiting by it
+    report, rows = crops.find_coins(store, plan)
+    with writer_connection(duckdb) as conn:
+        table = crops.record_crops(conn, context.partition_key, report, rows)
+        chain_complete = ingest_state.complete_chain(store, conn, context.partition_key, context.run_id)
     if report.not_found:
         context.log.warning(f"{report.not_found} image(s) without a coin found: {report.reasons}")
     reasons = pd.DataFrame(
