@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, DagsterInstance, TableMetadataValue, materialize
 from dagster_duckdb import DuckDBResource
 from PIL import Image
 
@@ -95,11 +95,18 @@ def materialization_metadata(result, asset_name: str) -> dict:
     """{key: plain value} of the single materialization of ``asset_name`` in a run result."""
     events = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset_name]
     assert len(events) == 1, f"expected one materialization of {asset_name}, got {len(events)}"
-    return {k: getattr(v, "value", v) for k, v in events[0].materialization.metadata.items()}
+    return {k: plain_metadata(v) for k, v in events[0].materialization.metadata.items()}
 
 
 def metadata_values(evaluation) -> dict:
-    return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+    return {k: plain_metadata(v) for k, v in evaluation.metadata.items()}
+
+
+def plain_metadata(value):
+    """A metadata value as plain Python: a table as its rows (dicts), anything else its ``value``."""
+    if isinstance(value, TableMetadataValue):
+        return [dict(record.data) for record in value.records]
+    return getattr(value, "value", value)
 
 
 class IngestionLake:

@@ -185,7 +185,7 @@ def test_layer_metadata_reports_the_work_done(lake):
     gold = materialization_metadata(result, "gold_images")
     assert (gold["rows"], gold["coins"], gold["paired_coins"], gold["unpaired_coins"], gold["labelled_images"]) == (
         5, 3, 2, 1, 4)
-    assert "c1" in gold["preview"]
+    assert {(row["coin_id"], row["side"]) for row in gold["preview"]} >= {("c1", "front"), ("c1", "back")}
 
 
 def test_rematerialization_is_idempotent(lake):
@@ -358,3 +358,19 @@ def test_ingestion_checks_are_defined_on_the_project(project_defs):
     keys = project_defs.resolve_asset_graph().asset_check_keys
     assert {c.check_key for c in ingestion_checks} <= keys
 
+
+
+def test_table_previews_are_typed_dagster_tables_with_nulls_for_missing_values():
+    import pandas as pd
+
+    from coin_assets.defs.metadata import table_preview
+
+    frame = pd.DataFrame({"coin_id": ["a", "b", "c"], "year": [1990, 1991, 1992], "mae": [0.5, float("nan"), 1.0],
+                          "found": [True, False, True], "at": pd.to_datetime(["2026-11-20"] * 3, utc=True)})
+    table = table_preview(frame, limit=2)
+    assert [(c.name, c.type) for c in table.schema.columns] == [
+        ("coin_id", "string"), ("year", "int"), ("mae", "float"), ("found", "bool"), ("at", "string")]
+    assert [r.data for r in table.records] == [
+        {"coin_id": "a", "year": 1990, "mae": 0.5, "found": True, "at": "2026-11-20 00:00:00+00:00"},
+        {"coin_id": "b", "year": 1991, "mae": None, "found": False, "at": "2026-11-20 00:00:00+00:00"}]
+    assert table_preview(pd.DataFrame()).records == []

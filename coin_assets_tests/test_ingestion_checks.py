@@ -228,7 +228,7 @@ def test_quarantine_check_warns_when_a_file_is_quarantined(lake):
     assert evaluation.severity == AssetCheckSeverity.WARN
     meta = metadata_values(evaluation)
     assert meta["quarantined"] == 1
-    assert "broken__front.jpg" in meta["files"]
+    assert [row["upload_key"] for row in meta["files"]] == [f"uploads/{DAY}/broken__front.jpg"]
     assert list(meta["reasons"]) == ["not a recognised image (Pillow cannot identify the file)"]
     assert all(e.passed for n, e in check_evaluations(result).items() if n != "quarantine_is_empty")
 

@@ -17,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 
 from coin_assets.core import audit
 from coin_assets.defs.assets.ingestion import gold_images, silver_images
-from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.metadata import table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.resources import CoinStorage
 from coin_assets.defs.writer import INGESTION_RETRY, reader_connection
@@ -52,7 +52,7 @@ def quarantine_is_empty(context: AssetCheckExecutionContext, duckdb: DuckDBResou
     return AssetCheckResult(
         passed=frame.empty,
         severity=AssetCheckSeverity.WARN,
-        metadata={"quarantined": len(frame), "reasons": MetadataValue.json(reasons), "files": markdown_table(frame, 20)},
+        metadata={"quarantined": len(frame), "reasons": MetadataValue.json(reasons), "files": table_preview(frame, 20)},
     )
 
 

@@ -6,33 +6,41 @@ import base64
 import io
 
 import pandas as pd
-from dagster import MetadataValue
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 
-def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
-    """A preview of the first rows as a Markdown table (no extra dependency)."""
-    if frame is None or frame.empty:
-        return MetadataValue.md("_no rows_")
+def table_preview(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
+    """The first ``limit`` rows as a table the Dagster UI renders (typed, sortable columns)."""
+    frame = pd.DataFrame() if frame is None else frame
     shown = frame.head(limit)
-    header = "| " + " | ".join(map(str, shown.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-    body = [
-        "| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.itertuples(index=False, name=None)
-    ]
-    more = f"\n\n_{len(frame) - limit} more rows_" if len(frame) > limit else ""
-    return MetadataValue.md("\n".join([header, rule, *body]) + more)
+    columns = [TableColumn(str(name), _column_type(shown[name])) for name in shown.columns]
+    records = [TableRecord({str(k): _cell(v) for k, v in row.items()}) for row in shown.to_dict("records")]
+    return MetadataValue.table(records=records, schema=TableSchema(columns=columns))
 
 
-def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    text = f"{value:.2f}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:60]
+def _column_type(column: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(column):
+        return "bool"
+    if pd.api.types.is_integer_dtype(column):
+        return "int"
+    if pd.api.types.is_float_dtype(column):
+        return "float"
+    return "string"
+
+
+def _cell(value) -> str | int | float | bool | None:
+    if value is None or (not isinstance(value, str | bytes) and pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "item") and not isinstance(value, pd.Timestamp):  # numpy scalars
+        return value.item()
+    return str(value)
 
 
 def reasons_table(reasons: dict[str, int]) -> MetadataValue:
     frame = pd.DataFrame(sorted(reasons.items(), key=lambda kv: -kv[1]), columns=["reason", "files"])
-    return markdown_table(frame, limit=20)
+    return table_preview(frame, limit=20)
 
 
 def png_markdown(figure) -> MetadataValue:

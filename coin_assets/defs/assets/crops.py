@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 
 from coin_assets.core import crops, ingest_state
 from coin_assets.defs.assets.ingestion import gold_images
-from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.metadata import table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
@@ -48,8 +48,8 @@ def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: Duc
         "removed": report.removed,
         "seconds": round(report.seconds, 3),
         "chain_complete": chain_complete,
-        "no_coin_reasons": markdown_table(reasons),
-        "preview": markdown_table(table[["coin_id", "side", "found", "centre_x", "centre_y", "radius", "support",
+        "no_coin_reasons": table_preview(reasons),
+        "preview": table_preview(table[["coin_id", "side", "found", "centre_x", "centre_y", "radius", "support",
                                          "reason"]] if len(table) else table),
         "table": MetadataValue.text("coin_crops"),
     })

@@ -11,7 +11,7 @@ from pydantic import Field
 from coin_assets.core import archive, audit, ingest, ingest_state, readers
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
-from coin_assets.defs.metadata import markdown_table, reasons_table
+from coin_assets.defs.metadata import reasons_table, table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
@@ -116,7 +116,7 @@ def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     if report.quarantined:
         context.log.warning(f"{report.quarantined} image(s) quarantined: {report.reasons}")
     meta = _layer_metadata(report)
-    meta["quarantine_preview"] = markdown_table(quarantined)
+    meta["quarantine_preview"] = table_preview(quarantined)
     meta["quarantined_in_partition"] = len(quarantined)
     return MaterializeResult(metadata=meta)
 
@@ -145,7 +145,7 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
     meta.update(
         rows=len(frame),
         unpaired_coins=report.extra["coins"] - report.extra["paired_coins"],
-        preview=markdown_table(frame[["coin_id", "side", "user_id", "clean_width", "clean_height", "label_year", "sha256"]]
+        preview=table_preview(frame[["coin_id", "side", "user_id", "clean_width", "clean_height", "label_year", "sha256"]]
                                if len(frame) else frame),
         table=MetadataValue.text("gold_images (view: coins)"),
         reader_snapshot=MetadataValue.path(str(snapshot)),

@@ -11,7 +11,7 @@ from pydantic import Field
 from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.review import review_labels
-from coin_assets.defs.metadata import markdown_table, png_markdown
+from coin_assets.defs.metadata import png_markdown, table_preview
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import model_serialization as ser
@@ -121,7 +121,7 @@ def training_set(
             "coins": len(frame),
             **{f"{k}_coins": v for k, v in counts.items()},
             "year_histogram": _year_histogram(frame),
-            "preview": markdown_table(frame[["coin_id", "partition_date", "label_year", "label_source", "split"]]),
+            "preview": table_preview(frame[["coin_id", "partition_date", "label_year", "label_source", "split"]]),
         },
     )
 
@@ -184,7 +184,7 @@ def synthetic_pretraining(
         "val_exact": float(result.val_metrics.get("exact", np.nan)),
         "val_coverage_90": float(result.val_metrics.get("coverage_90", np.nan)),
         "unreadable_threshold": float(result.min_confidence),
-        "history": markdown_table(pd.DataFrame(result.history), limit=50),
+        "history": table_preview(pd.DataFrame(result.history), limit=50),
     })
 
 
@@ -289,7 +289,7 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
             "train_seconds": round(result.seconds, 1),
             "train_pairs_per_second": round(result.pairs_per_second, 1),
             "learning_curve": png_markdown(curve),
-            "history": markdown_table(pd.DataFrame(result.history), limit=50),
+            "history": table_preview(pd.DataFrame(result.history), limit=50),
         },
     )
 
@@ -335,7 +335,7 @@ def model_evaluation(
         "test_coins": len(test_records),
         "candidate_test_mae": float(scored["candidate"]["mae"]),
         "mean_baseline_mae": round(baseline, 3),
-        "metrics": markdown_table(table),
+        "metrics": table_preview(table),
     })
 
 
@@ -374,7 +374,7 @@ def promotion_decision(
         "candidate_version": candidate,
         "previous_production_version": decision.production_version or "none",
         "production_version_now": getattr(reg.get_alias_version(client, name, reg.PRODUCTION), "version", None) or "none",
-        "metrics": markdown_table(pd.DataFrame(rows)),
+        "metrics": table_preview(pd.DataFrame(rows)),
     })
 
 

@@ -10,7 +10,7 @@ from coin_assets.core import predictions as preds
 from coin_assets.core.metadata import utcnow
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
-from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.metadata import table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
@@ -84,7 +84,7 @@ def coin_predictions(
         "coins_scored": len(frame),
         "new_rows": added,
         "mean_interval_years": float((frame["upper_90"] - frame["lower_90"]).mean()) if len(frame) else 0.0,
-        "preview": markdown_table(frame[["coin_id", "predicted_year", "lower_90", "upper_90"]]),
+        "preview": table_preview(frame[["coin_id", "predicted_year", "lower_90", "upper_90"]]),
     })
 
 
@@ -111,6 +111,6 @@ def review_queue(
     return MaterializeResult(metadata={
         "model_version": version or "none",
         "queued": len(queue),
-        "queue": markdown_table(queue[["coin_id", "predicted_year", "lower_90", "upper_90", "label_year", "reason"]]
+        "queue": table_preview(queue[["coin_id", "predicted_year", "lower_90", "upper_90", "label_year", "reason"]]
                                 if len(queue) else queue, limit=25),
     })

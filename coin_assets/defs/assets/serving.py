@@ -10,7 +10,7 @@ from coin_assets.core.serving_audit import load_serving_day
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
 from coin_assets.defs.assets.predictions import coin_predictions
-from coin_assets.defs.metadata import markdown_table
+from coin_assets.defs.metadata import table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import MlflowRegistry
@@ -84,8 +84,8 @@ def serving_requests(context: AssetExecutionContext, config: ServingRequestsConf
         "with_batch_prediction": summary["with_batch_prediction"],
         "latency_ms_p50": float(summary["latency_ms_p50"] or 0.0),
         "latency_ms_p95": float(summary["latency_ms_p95"] or 0.0),
-        "outcomes": markdown_table(summary["outcomes"]),
-        "feedback": markdown_table(summary["feedback"]),
+        "outcomes": table_preview(summary["outcomes"]),
+        "feedback": table_preview(summary["feedback"]),
         "uploads_without_request": len(unrecorded),
-        "uploads_without_request_coins": markdown_table(unrecorded.head(50)),
+        "uploads_without_request_coins": table_preview(unrecorded, limit=50),
     })
