@@ -31,6 +31,7 @@ SIDE_ALIASES = {"front": "front", "obverse": "front", "back": "back", "reverse":
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
 DEFAULT_SETTLE_SECONDS = 10.0
 YEAR_MIN = 1500
+YEAR_MAX_PLAUSIBLE = 2100  # the latest year a model output or a form may name (labels stop at the current year)
 MAX_SIDECAR_BYTES = 64 * 1024  # a sidecar holds a few short fields; a larger one is not parsed
 
 NOT_A_REGULAR_FILE = "not a regular file (symbolic link or special file): never read"

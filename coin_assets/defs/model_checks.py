@@ -4,7 +4,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, Meta
 from dagster_duckdb import DuckDBResource
 
 from coin_assets.core import predictions as preds
-from coin_assets.core.uploads import YEAR_MIN
+from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
 from coin_assets.defs.assets.model import coin_year_model, promotion_decision
 from coin_assets.defs.assets.predictions import coin_predictions
 from coin_assets.defs.partitions import daily_partitions
@@ -13,8 +13,6 @@ from coin_assets.defs.resources import MlflowRegistry
 from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
 from coin_assets.ml.lifecycle import input_example
-
-YEAR_MAX = 2100
 
 
 def _latest_metadata(context, asset_key: AssetKey) -> dict:
@@ -41,7 +39,7 @@ def model_outputs_are_plausible(context: AssetCheckExecutionContext, mlflow_regi
         return AssetCheckResult(passed=False, metadata={"model_version": version, "problems": f"v{version} {what}"})
     # the same sanity check as promotion, with this project's plausible year range
     problems = ser.sanity_check(uri, input_example(int(tags.get("image_size", 128)), batch=4),
-                                year_range=(YEAR_MIN, YEAR_MAX))
+                                year_range=(YEAR_MIN, YEAR_MAX_PLAUSIBLE))
     return AssetCheckResult(passed=not problems, metadata={
         "model_version": version, "problems": "; ".join(problems) or "none",
     })

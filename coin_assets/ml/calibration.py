@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-Z_90 = 1.6448536269514722
+Z_90 = 1.6448536269514722  # NormalDist().inv_cdf(0.95): a two-sided 90 % interval is mu ± Z_90 · sigma
 COVERAGE = 0.9
 
 

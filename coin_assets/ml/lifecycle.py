@@ -16,8 +16,6 @@ import pandas as pd
 
 from coin_assets.ml.config import TrainConfig
 
-Z_90 = 1.6448536269514722  # a two-sided 90 % interval is mu ± Z_90 · sigma
-
 
 def coin_records(frame: pd.DataFrame, split: str | None = None, use_crops: bool = True) -> list:
     """CoinRecords for a split of a training-set frame, or for all rows: the coin-centred crops where both

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
+
 if TYPE_CHECKING:  # keep the import cheap: mlflow and torch load lazily
     import torch
 
@@ -103,7 +105,7 @@ def _photo_model_problems(loaded, year_range: tuple[int, int]) -> list[str]:
     return problems
 
 
-def sanity_check(model_uri: str, input_example: np.ndarray, year_range: tuple[int, int] = (1500, 2100)) -> list[str]:
+def sanity_check(model_uri: str, input_example: np.ndarray, year_range: tuple[int, int] = (YEAR_MIN, YEAR_MAX_PLAUSIBLE)) -> list[str]:
     """Load through mlflow.pyfunc, check it has a signature, smoke-predict input_example: outputs finite,
     shape [B,2], sigma>0, years within year_range. Returns a list of problems (empty = sane)."""
     import mlflow.pyfunc

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-Z_90 = 1.6448536269514722  # a two-sided 90 % interval is mu ± Z_90 · sigma
+from coin_assets.ml.calibration import Z_90
+
 INPUT_COLUMNS = ("front", "back")
 OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "error")
 TORCH_ARTIFACT = "torch_model"

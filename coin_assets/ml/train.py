@@ -8,17 +8,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 
 import numpy as np
 import torch
 from torch import nn
 
+from coin_assets.ml.calibration import Z_90
 from coin_assets.ml.config import TrainConfig
 from coin_assets.ml.data import CoinPairDataset, CoinRecord, make_loader
 from coin_assets.ml.model import CoinYearRegressor, reader_loss
 
-Z_90 = NormalDist().inv_cdf(0.95)  # 1.6448536...: mu ± Z_90 · sigma is a two-sided 90 % interval
 WARMUP_FRACTION = 0.1
 FINAL_LR_FRACTION = 0.02
 GRAD_CLIP_NORM = 5.0

@@ -26,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coin_assets.core.images import ACCEPTED_FORMATS, MAX_PIXELS
+from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
 from coin_assets.ml.pyfunc import interval_90, needs_review
 from coin_assets.serving import auth, inputs
 from coin_assets.serving.async_api import async_router
@@ -76,7 +77,7 @@ class Prediction(BaseModel):
 
 class Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 1987, "comment": "date legible"}]})
-    year: int = Field(ge=1500, le=2100, description="the true mint year")
+    year: int = Field(ge=YEAR_MIN, le=YEAR_MAX_PLAUSIBLE, description="the true mint year")
     comment: str | None = Field(default=None, max_length=1000)
 
 

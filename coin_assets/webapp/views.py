@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
 from coin_assets.settings import Settings
 from coin_assets.webapp.client import ApiClient, ApiError
 
@@ -84,8 +85,8 @@ def feedback_form(request_id: str, key: str, default_year: float | None = None) 
     """Enter the true year → feedback → (for a reviewer) a training label."""
     with st.form(f"feedback-{key}"):
         st.write("Wrong year? Tell us the true one.")
-        start = int(round(default_year)) if default_year is not None and 1500 <= default_year <= 2100 else 2000
-        true_year = st.number_input("True year", min_value=1500, max_value=2100, value=start, step=1,
+        start = int(round(default_year)) if default_year is not None and YEAR_MIN <= default_year <= YEAR_MAX_PLAUSIBLE else 2000
+        true_year = st.number_input("True year", min_value=YEAR_MIN, max_value=YEAR_MAX_PLAUSIBLE, value=start, step=1,
                                     key=f"true-year-{key}")
         sent = st.form_submit_button("Send correction")
     if sent:

@@ -16,7 +16,8 @@ from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry
 from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
-from coin_assets.ml.lifecycle import Z_90, coin_records
+from coin_assets.ml.calibration import Z_90
+from coin_assets.ml.lifecycle import coin_records
 from coin_assets.settings import Settings
 
 # eager() without its "latest day only" clause: a promotion (or new gold) re-scores every day that has gold,
