@@ -13,7 +13,10 @@ Generates ``--coins`` coins (2 photos + sidecar each, mixed formats and sizes) f
    coin_crops (the model's coin finding, not part of this comparison): its seconds are printed
    apart and left out of the ratio;
 5. the same command again with nothing new: seconds, and its ratio to run 4;
-6. peak RSS of the ingestion process.
+6. peak RSS of the ingestion process;
+7. the fixed cost of one run: the same command on a day of 2 coins (4 photos), and the ratio the
+   all-cores loop would allow even if every photo cost the pipeline no more than it costs the loop
+   (loop seconds / (loop seconds + fixed seconds)).
 
     python benchmarks/bench_ingestion.py --executors [--coins 150] [--rounds 2]
 
@@ -153,6 +156,9 @@ def main() -> None:
         first_s, summary, rss = headless(root)
         second_s, second, _ = headless(root)
         db_mib = (root / "coin_assets.duckdb").stat().st_size / 2**20
+        tiny = Path(tmp) / "tiny"
+        generate_uploads(tiny / "uploads", 2, days=1, seed=2, end_date=DAY)
+        fixed_s, fixed, _ = headless(tiny)
     rate = len(paths) / first_s
     print(f"{len(paths)} photos ({args.coins} coins, one day, {mib:.1f} MiB), {args.workers} worker(s), "
           f"{os.cpu_count()} CPU(s)")
@@ -167,6 +173,10 @@ def main() -> None:
     print(f"reader snapshot refresh      : {summary['seconds']['of_which_reader_snapshot'] * 1000:.0f} ms "
           f"(copy of the {db_mib:.1f} MiB database, inside gold_images)")
     print(f"ingestion peak RSS           : {rss:.0f} MiB")
+    loop_s = len(paths) / every
+    print(f"fixed cost of a run          : {fixed_s:.2f} s for a day of 2 coins (4 photos); with no per-photo cost "
+          f"above the loop's, the ratio could be at most {loop_s / (loop_s + fixed_s):.2f} x")
+    print("fixed run, layers: " + json.dumps({k: round(t["seconds"], 2) for k, t in fixed["layers"].items()}))
     print("layers: " + json.dumps({k: {m: round(v, 2) if isinstance(v, float) else v for m, v in t.items()}
                                    for k, t in summary["layers"].items()}))
     print("second: " + json.dumps({k: round(t["seconds"], 2) for k, t in second["layers"].items()}))
