@@ -28,7 +28,14 @@ import numpy as np
 import torch
 
 from coin_assets.ml.config import PretrainConfig
-from coin_assets.ml.pretrain import build_corpus, calibrate_reader, pretrain, read_arrays, rotate_quarters, to_input
+from coin_assets.ml.pretrain import (
+    build_corpus,
+    calibrate_reader,
+    pretrain,
+    read_arrays,
+    rotate_quarters,
+    to_input,
+)
 from coin_assets.ml.train import Z_90, make_optimizer, regression_metrics, train_step
 from coin_assets.settings import Settings
 from coin_assets.synth.holdout import NO_YEAR_KINDS, holdout_set, no_year_set
