@@ -4,7 +4,8 @@ the model's figures on our generator's test coins, the held-out renderer and coi
     python benchmarks/bench_reader.py [--corpus 20000] [--val 1000] [--size 64] [--minutes 9]
                                       [--backbone mobilenet_v3_small] [--epochs 3] [--test 500]
                                       [--holdout 300] [--no-year 100] [--save reader.pt] [--reader oriented]
-                                      [--threads 1] [--corpus-cache corpus.npz] [--load reader.pt [--recalibrate]]
+                                      [--threads 1] [--corpus-cache corpus.npz]
+                                      [--load reader.pt [--recalibrate] [--reader-offsets 0,-7,7]]
 
 Prints (a) corpus generation pairs/s; (b) training seconds, steps, pairs/s; (c) the data path
 (uint8 corpus → normalised, rotated batch → step) against stepping the same model on a batch already in
@@ -14,7 +15,7 @@ reader that split read at the estimated angle only against averaged over ``reade
 speed ratio; ``--recalibrate`` with ``--load`` chooses the calibration again on validation); (e) the same
 on the held-out renderer (coin_assets.synth.holdout, never trained on); (f) the share of no-year coins
 flagged unreadable or given an interval wider than the review threshold (COIN_ASSETS_REVIEW_MAX_INTERVAL), by
-kind. The training corpus holds ``--no-year-share`` coins without a year from the training generator
+kind. Under (d) and (e), where the error sits (:func:`error_breakdown`). The training corpus holds ``--no-year-share`` coins without a year from the training generator
 (coin_assets.synth.varied.make_no_year), never the no-year coins measured here.
 """
 
@@ -89,7 +90,31 @@ def report(name: str, model, pairs, years, review_width: float, train_mean: floa
           f"90%-coverage={m['coverage_90']:.1%}  unreadable={np.mean(out['unreadable']):.1%}  "
           f"to-review={np.mean(flagged):.1%}  mean-baseline MAE={baseline:.2f} (ratio {baseline / max(m['mae'], 1e-9):.2f}x)"
           f"  [{len(pairs) / seconds:.0f} pairs/s inference]")
+    print(f"{'':>22}  {error_breakdown(years, out['year'], out['confidence'], out['unreadable'])}")
     return m
+
+
+def error_breakdown(years, predicted, confidence, unreadable) -> str:
+    """Where the absolute error sits: per |error| band the coins, their share of the total |error|, their median
+    posterior peak and the share flagged unreadable; the wrong digit positions; MAE of unreadable vs readable coins."""
+    years, predicted = np.asarray(years, float), np.asarray(predicted, float)
+    err = np.abs(np.rint(predicted) - years)
+    total = max(float(err.sum()), 1e-9)
+    bands = []
+    for lo, hi, label in ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, 99, "10-99"), (100, np.inf, ">=100")):
+        sel = (err >= lo) & (err <= hi)
+        if sel.any():
+            bands.append(f"{label}: {sel.sum()} ({sel.mean():.1%}, {err[sel].sum() / total:.0%} of |error|, peak "
+                         f"{np.median(confidence[sel]):.2f}, {np.mean(unreadable[sel]):.0%} unreadable)")
+    wrong = err > 0
+    digits = [(np.rint(a).astype(int)[:, None] // 10 ** np.arange(3, -1, -1)) % 10 for a in (predicted, years)]
+    positions = (digits[0] != digits[1])[wrong].mean(0) if wrong.any() else np.zeros(4)
+    parts = ["|error| " + "; ".join(bands),
+             "wrong digit (of wrong years) " + "/".join(f"{p:.0%}" for p in positions) + " (thousands..units)"]
+    for name, sel in (("unreadable", unreadable), ("readable", ~unreadable)):
+        if sel.any():
+            parts.append(f"{name} {np.mean(sel):.1%}: MAE {err[sel].mean():.2f}, {err[sel].sum() / total:.0%} of |error|")
+    return " | ".join(parts)
 
 
 def main() -> None:
@@ -117,6 +142,8 @@ def main() -> None:
     p.add_argument("--load", default=None, help="evaluate this saved state_dict (from --save) instead of training")
     p.add_argument("--recalibrate", action="store_true", help="with --load: choose the unreadable threshold and "
                    "the 90 %% interval again on the corpus's validation coins (after a change to the read path)")
+    p.add_argument("--reader-offsets", default=None, help="with --load: the oriented reader's angles around the "
+                   "estimate, degrees, comma-separated (default: the model's, READER_OFFSETS_DEG; '0' reads one angle)")
     p.add_argument("--corpus-cache", default=None, help="an .npz: loaded if it exists (same sizes and size), else "
                    "written after generating the corpus")
     args = p.parse_args()
@@ -155,6 +182,9 @@ def main() -> None:
         result = SimpleNamespace(model=model.eval())
         print(f"loaded {args.load} (min_confidence {float(model.min_confidence):.3f}, "
               f"interval scale {float(model.interval_scale):.3f})")
+        if args.reader_offsets is not None:
+            model.reader_offsets = tuple(float(o) for o in args.reader_offsets.split(","))
+            print(f"reader offsets {model.reader_offsets}")
         if args.recalibrate:
             scale, val_metrics = calibrate_reader(model, corpus[2], corpus[3], corpus[6])
             print(f"recalibrated on {len(corpus[2])} validation coins: unreadable below "
