@@ -4,15 +4,18 @@ the model's figures on our generator's test coins, the held-out renderer and coi
     python benchmarks/bench_reader.py [--corpus 20000] [--val 1000] [--size 64] [--minutes 9]
                                       [--backbone mobilenet_v3_small] [--epochs 3] [--test 500]
                                       [--holdout 300] [--no-year 100] [--save reader.pt] [--reader oriented]
-                                      [--threads 1] [--corpus-cache corpus.npz] [--load reader.pt]
+                                      [--threads 1] [--corpus-cache corpus.npz]
+                                      [--load reader.pt [--recalibrate] [--reader-offsets 0,-7,7]]
 
 Prints (a) corpus generation pairs/s; (b) training seconds, steps, pairs/s; (c) the data path
 (uint8 corpus → normalised, rotated batch → step) against stepping the same model on a batch already in
 memory, interleaved in the same process, and their ratio; (d) MAE / exact / 90 % coverage / unreadable
-share on the generator's test split (another seed) with the mean baseline and the ratio to it; (e) the same
+share on the generator's test split (another seed) with the mean baseline and the ratio to it, and for the oriented
+reader that split read at the estimated angle only against averaged over ``reader_offsets`` (MAE, exact, pairs/s,
+speed ratio; ``--recalibrate`` with ``--load`` chooses the calibration again on validation); (e) the same
 on the held-out renderer (coin_assets.synth.holdout, never trained on); (f) the share of no-year coins
 flagged unreadable or given an interval wider than the review threshold (COIN_ASSETS_REVIEW_MAX_INTERVAL), by
-kind. The training corpus holds ``--no-year-share`` coins without a year from the training generator
+kind. Under (d) and (e), where the error sits (:func:`error_breakdown`). The training corpus holds ``--no-year-share`` coins without a year from the training generator
 (coin_assets.synth.varied.make_no_year), never the no-year coins measured here.
 """
 
@@ -26,7 +29,14 @@ import numpy as np
 import torch
 
 from coin_assets.ml.config import PretrainConfig
-from coin_assets.ml.pretrain import build_corpus, pretrain, read_arrays, rotate_quarters, to_input
+from coin_assets.ml.pretrain import (
+    build_corpus,
+    calibrate_reader,
+    pretrain,
+    read_arrays,
+    rotate_quarters,
+    to_input,
+)
 from coin_assets.ml.train import Z_90, make_optimizer, regression_metrics, train_step
 from coin_assets.settings import Settings
 from coin_assets.synth.holdout import NO_YEAR_KINDS, holdout_set, no_year_set
@@ -80,7 +90,31 @@ def report(name: str, model, pairs, years, review_width: float, train_mean: floa
           f"90%-coverage={m['coverage_90']:.1%}  unreadable={np.mean(out['unreadable']):.1%}  "
           f"to-review={np.mean(flagged):.1%}  mean-baseline MAE={baseline:.2f} (ratio {baseline / max(m['mae'], 1e-9):.2f}x)"
           f"  [{len(pairs) / seconds:.0f} pairs/s inference]")
+    print(f"{'':>22}  {error_breakdown(years, out['year'], out['confidence'], out['unreadable'])}")
     return m
+
+
+def error_breakdown(years, predicted, confidence, unreadable) -> str:
+    """Where the absolute error sits: per |error| band the coins, their share of the total |error|, their median
+    posterior peak and the share flagged unreadable; the wrong digit positions; MAE of unreadable vs readable coins."""
+    years, predicted = np.asarray(years, float), np.asarray(predicted, float)
+    err = np.abs(np.rint(predicted) - years)
+    total = max(float(err.sum()), 1e-9)
+    bands = []
+    for lo, hi, label in ((0, 0, "0"), (1, 2, "1-2"), (3, 9, "3-9"), (10, 99, "10-99"), (100, np.inf, ">=100")):
+        sel = (err >= lo) & (err <= hi)
+        if sel.any():
+            bands.append(f"{label}: {sel.sum()} ({sel.mean():.1%}, {err[sel].sum() / total:.0%} of |error|, peak "
+                         f"{np.median(confidence[sel]):.2f}, {np.mean(unreadable[sel]):.0%} unreadable)")
+    wrong = err > 0
+    digits = [(np.rint(a).astype(int)[:, None] // 10 ** np.arange(3, -1, -1)) % 10 for a in (predicted, years)]
+    positions = (digits[0] != digits[1])[wrong].mean(0) if wrong.any() else np.zeros(4)
+    parts = ["|error| " + "; ".join(bands),
+             "wrong digit (of wrong years) " + "/".join(f"{p:.0%}" for p in positions) + " (thousands..units)"]
+    for name, sel in (("unreadable", unreadable), ("readable", ~unreadable)):
+        if sel.any():
+            parts.append(f"{name} {np.mean(sel):.1%}: MAE {err[sel].mean():.2f}, {err[sel].sum() / total:.0%} of |error|")
+    return " | ".join(parts)
 
 
 def main() -> None:
@@ -106,6 +140,10 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--save", default=None, help="write the trained model's state_dict here")
     p.add_argument("--load", default=None, help="evaluate this saved state_dict (from --save) instead of training")
+    p.add_argument("--recalibrate", action="store_true", help="with --load: choose the unreadable threshold and "
+                   "the 90 %% interval again on the corpus's validation coins (after a change to the read path)")
+    p.add_argument("--reader-offsets", default=None, help="with --load: the oriented reader's angles around the "
+                   "estimate, degrees, comma-separated (default: the model's, READER_OFFSETS_DEG; '0' reads one angle)")
     p.add_argument("--corpus-cache", default=None, help="an .npz: loaded if it exists (same sizes and size), else "
                    "written after generating the corpus")
     args = p.parse_args()
@@ -144,6 +182,14 @@ def main() -> None:
         result = SimpleNamespace(model=model.eval())
         print(f"loaded {args.load} (min_confidence {float(model.min_confidence):.3f}, "
               f"interval scale {float(model.interval_scale):.3f})")
+        if args.reader_offsets is not None:
+            model.reader_offsets = tuple(float(o) for o in args.reader_offsets.split(","))
+            print(f"reader offsets {model.reader_offsets}")
+        if args.recalibrate:
+            scale, val_metrics = calibrate_reader(model, corpus[2], corpus[3], corpus[6])
+            print(f"recalibrated on {len(corpus[2])} validation coins: unreadable below "
+                  f"{float(model.min_confidence):.3f}, interval scale {scale:.3f}; validation after calibration: "
+                  f"{ {k: round(v, 3) for k, v in val_metrics.items()} }")
     else:
         result = pretrain(config, corpus=corpus, on_epoch_end=lambda row: print("  epoch", {
             k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True))
@@ -172,6 +218,20 @@ def main() -> None:
         print(f"{'orientation (test)':>22}: median error {np.median(err):.1f} deg, within 15 deg {np.mean(err < 15):.1%}, "
               f"off by more than 90 deg {np.mean(err > 90):.1%}; exact when read at the true angle "
               f"{np.mean(upright == test_y):.1%}")
+        offsets = result.model.reader_offsets
+        timings = {}
+        for name, chosen in (("one angle", (0.0,)), ("offsets", offsets), ("one angle again", (0.0,))):
+            result.model.reader_offsets = chosen
+            t0 = time.perf_counter()
+            year = read_arrays(result.model, test_x)["year"]
+            timings[name] = (len(test_x) / (time.perf_counter() - t0), np.mean(np.abs(year - test_y)),
+                             np.mean(year == test_y))
+        result.model.reader_offsets = offsets
+        one, tta = timings["one angle again"], timings["offsets"]
+        print(f"{'reader angles (test)':>22}: at the estimate only MAE {one[1]:.2f}, exact {one[2]:.1%}, {one[0]:.0f} pairs/s; "
+              f"averaged over the estimate {'/'.join(f'{o:+g}' for o in offsets)} deg MAE {tta[1]:.2f}, exact {tta[2]:.1%}, "
+              f"{tta[0]:.0f} pairs/s (speed ratio {tta[0] / one[0]:.2f}; the first single-angle pass warms up: "
+              f"{timings['one angle'][0]:.0f} pairs/s)")
     hx, hy = holdout_set(args.holdout, args.size)
     report("held-out renderer", result.model, hx, hy, review_width, train_mean)
     nx = no_year_set(args.no_year, args.size)

@@ -8,7 +8,7 @@ import pytest
 from coin_assets.ml.config import PretrainConfig
 from coin_assets.ml.model import CoinYearRegressor
 from coin_assets.ml.model_serialization import load_torch_model
-from coin_assets.ml.pretrain import pretrain, reading_metrics, rotate_quarters, to_input
+from coin_assets.ml.pretrain import calibrate_reader, pretrain, reading_metrics, rotate_quarters, to_input
 from coin_assets.ml.tracking import PRETRAINED_POINTER
 from coin_assets.synth.varied import make_corpus
 
@@ -29,6 +29,13 @@ def test_pretrain_trains_from_memory_and_calibrates_on_validation():
     assert float(result.model.interval_scale) == pytest.approx(result.interval_scale)
     again = reading_metrics(result.model, corpus[2], corpus[3])
     assert again["mae"] == result.val_metrics["mae"]
+    # choosing the calibration again (bench_reader.py --load --recalibrate) replaces the earlier one, not on top of it
+    threshold = float(result.model.min_confidence)
+    result.model.interval_scale.fill_(5.0)
+    result.model.min_confidence.fill_(0.99)
+    scale, metrics = calibrate_reader(result.model, corpus[2], corpus[3])
+    assert scale == pytest.approx(result.interval_scale) and metrics["mae"] == result.val_metrics["mae"]
+    assert float(result.model.min_confidence) == threshold
 
 
 def test_the_corpus_holds_coins_without_a_year_with_year_nan_and_the_validation_only_measures_them():

@@ -359,6 +359,44 @@ def test_oriented_reader_reads_through_the_model_contract_and_learns_orientation
         CoinYearRegressor("mobilenet_v3_small", reader="sideways")
 
 
+def test_oriented_reader_averages_its_digit_log_probs_over_angles_around_the_estimate_in_eval_mode_only():
+    import torch.nn.functional as F
+
+    from coin_assets.ml.model import READER_OFFSETS_DEG
+
+    torch.manual_seed(0)
+    model = CoinYearRegressor("mobilenet_v3_small", projection_dim=8, reader="oriented", reader_resolution=32).eval()
+    assert model.reader_offsets == READER_OFFSETS_DEG and len(READER_OFFSETS_DEG) > 1
+    pairs = torch.randn(3, 2, 3, 32, 32)
+    with torch.no_grad():
+        model.digit_reader.classify[-1].weight.mul_(100.0)  # an untrained reader is almost flat at every angle
+        heads = model.forward_heads(pairs)
+        front, angle = pairs[:, 0], heads["angle"]
+        each = [F.log_softmax(model.digit_reader(front, (angle + o) % 360), -1) for o in READER_OFFSETS_DEG]
+        assert torch.allclose(heads["digit_logits"], torch.stack(each).mean(0), atol=1e-5)
+        single = model.digit_reader(front, angle)
+        assert (heads["digit_logits"] - F.log_softmax(single, -1)).abs().max() > 1e-3
+        # angles given (generated coins whose rotation is known, the bench's "read at the true angle"): read there only
+        given = model.forward_heads(pairs, reader_angles=torch.tensor([10.0, 20.0, 30.0]))
+        assert torch.allclose(given["digit_logits"], model.digit_reader(front, torch.tensor([10.0, 20.0, 30.0])))
+        # the read path (calibration, serving, the pyfunc) decodes the averaged reading
+        assert torch.equal(model.read(pairs)["year"], model.read_heads(heads)["year"])
+        # a model pickled before the offsets existed reads at the estimate only
+        del model.reader_offsets
+        assert torch.allclose(model.forward_heads(pairs)["digit_logits"], single)
+    # one reader pass per offset in eval mode; one angle per coin in training (the averaging would multiply the
+    # reader's cost per step)
+    model.reader_offsets = READER_OFFSETS_DEG
+    batch_sizes = []
+    hook = model.digit_reader.register_forward_hook(lambda module, args, out: batch_sizes.append(len(out)))
+    with torch.no_grad():
+        model.forward_heads(pairs)
+        model.train()
+        model.forward_heads(pairs)
+    hook.remove()
+    assert batch_sizes == [3] * len(READER_OFFSETS_DEG) + [3]
+
+
 def test_unreadable_threshold_keeps_the_readings_that_reach_the_precision():
     from coin_assets.ml.calibration import unreadable_threshold
 

@@ -214,21 +214,30 @@ def pretrain(config: PretrainConfig, corpus=None, on_epoch_end: Callable[[dict],
             if step >= budget_total or (config.max_seconds and train_seconds >= config.max_seconds):
                 break
         model = model.cpu().eval()
-        out = read_arrays(model, val_x)
-        if model.has_digit_heads:
-            calibrate_unreadable(model, out["confidence"], out["year"] == val_y.astype(float))
-            out = read_arrays(model, val_x)
-        scale = calibrate_model(model, val_y.astype(float), out["year"], out["sigma"])
-        val_metrics = reading_metrics(model, val_x, val_y)
-        if val_none_x is not None and len(val_none_x):
-            none_out = read_arrays(model, val_none_x)
-            val_metrics["no_year_flagged"] = float(np.mean(none_out["unreadable"]
-                                                           | (2 * Z_90 * none_out["sigma"] > 20)))
+        scale, val_metrics = calibrate_reader(model, val_x, val_y, val_none_x)
     finally:
         torch.set_num_threads(previous_threads)
     return PretrainResult(model=model, history=history, seconds=train_seconds, corpus_seconds=corpus_seconds,
                           pairs_per_second=seen / train_seconds if train_seconds > 0 else math.nan, steps=step,
                           val_metrics=val_metrics, interval_scale=scale, min_confidence=float(model.min_confidence))
+
+
+def calibrate_reader(model: CoinYearRegressor, val_x: np.ndarray, val_y, val_none_x: np.ndarray | None = None
+                     ) -> tuple[float, dict]:
+    """Choose the unreadable threshold and then the conformal 90 % interval on validation coins, both through the
+    model's own read path (:meth:`CoinYearRegressor.read_heads`); any earlier calibration is replaced. Returns
+    (interval scale, validation metrics after calibration, with ``no_year_flagged`` when ``val_none_x`` is given)."""
+    model.interval_scale.fill_(1.0)
+    out = read_arrays(model, val_x)
+    if model.has_digit_heads:
+        calibrate_unreadable(model, out["confidence"], out["year"] == np.asarray(val_y, float))
+        out = read_arrays(model, val_x)
+    scale = calibrate_model(model, np.asarray(val_y, float), out["year"], out["sigma"])
+    val_metrics = reading_metrics(model, val_x, val_y)
+    if val_none_x is not None and len(val_none_x):
+        none_out = read_arrays(model, val_none_x)
+        val_metrics["no_year_flagged"] = float(np.mean(none_out["unreadable"] | (2 * Z_90 * none_out["sigma"] > 20)))
+    return scale, val_metrics
 
 
 def _in_easy_phase(config: PretrainConfig, step: int, total_steps: int, elapsed: float) -> bool:
