@@ -28,6 +28,7 @@ import time
 import numpy as np
 import torch
 
+from coin_assets.ml.calibration import Z_90
 from coin_assets.ml.config import PretrainConfig
 from coin_assets.ml.pretrain import (
     build_corpus,
@@ -37,7 +38,7 @@ from coin_assets.ml.pretrain import (
     rotate_quarters,
     to_input,
 )
-from coin_assets.ml.train import Z_90, make_optimizer, regression_metrics, train_step
+from coin_assets.ml.train import make_optimizer, regression_metrics, train_step
 from coin_assets.settings import Settings
 from coin_assets.synth.holdout import NO_YEAR_KINDS, holdout_set, no_year_set
 from coin_assets.synth.varied import make_corpus

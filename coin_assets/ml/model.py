@@ -72,7 +72,6 @@ ORIENT_BINS = 36  # the orientation head's classes: 10° each
 DEFAULT_MIN_CONFIDENCE = 0.35
 # the oriented reader's test-time angles around the estimate (degrees): a grid over the training jitter (± 10°)
 READER_OFFSETS_DEG = (0.0, -7.0, 7.0)
-Z_90 = 1.6448536269514722
 
 
 def build_backbone(name: str) -> tuple[nn.Module, int]:

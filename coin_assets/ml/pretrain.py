@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from coin_assets.ml.calibration import calibrate_model, calibrate_unreadable
+from coin_assets.ml.calibration import Z_90, calibrate_model, calibrate_unreadable
 from coin_assets.ml.config import PretrainConfig
 from coin_assets.ml.data import IMAGENET_MEAN, IMAGENET_STD
 from coin_assets.ml.model import CoinYearRegressor
 from coin_assets.ml.train import (
-    Z_90,
     flush_denormals,
     make_optimizer,
     regression_metrics,
