@@ -475,3 +475,13 @@ def test_the_one_gold_column_list_matches_the_table():
                             "WHERE table_name = 'gold_images' ORDER BY ordinal_position").fetchall()
     assert tuple(name for name, _ in rows) == md.GOLD_COLUMNS
     assert tuple(name for name, nullable in rows if nullable == "NO") == md.GOLD_REQUIRED_COLUMNS
+
+
+def test_printable_key_writes_each_byte_of_a_name_that_is_not_utf8_as_an_escape():
+    from coin_assets.core.storage import is_utf8_key, printable_key
+
+    undecodable = os.fsdecode(b"uploads/2026-11-20/caf\xe9__front.jpg")
+    assert not is_utf8_key(undecodable)
+    assert printable_key(undecodable) == "uploads/2026-11-20/caf\\xe9__front.jpg"
+    assert printable_key("uploads/2026-11-20/café__front.jpg") == "uploads/2026-11-20/café__front.jpg"
+    assert printable_key("a\ud800b") == "a\\ud800b"  # a surrogate that stands for no byte

@@ -51,7 +51,10 @@ def is_utf8_key(key: str) -> bool:
 
 def printable_key(key: str) -> str:
     """``key`` with every byte that is not UTF-8 written as ``\\xNN``: what records and logs name such a file by."""
-    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that does not stand for a byte (not from a file name)
+        return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
