@@ -195,3 +195,22 @@ def test_headless_reports_a_quarantined_file_as_a_warning_and_exits_0(tmp_path, 
     assert cli.main(["headless", "--skip-training", "--days", DAY]) == 0
     out = capsys.readouterr().out
     assert "1 warning(s), 0 failed" in out and "quarantine_is_empty" in out
+
+
+def test_a_file_with_a_name_that_is_not_utf8_planted_in_bronze_is_removed_not_fatal(lake):
+    from dagster import materialize
+
+    from coin_assets.defs.assets.crops import coin_crops
+    from coin_assets_tests.conftest import INGESTION_ASSETS
+
+    def whole_chain():  # with coin_crops, so the day's fingerprint is recorded and compared next time
+        return materialize([*INGESTION_ASSETS, coin_crops], partition_key=DAY, resources=lake.resources,
+                           instance=lake.instance)
+
+    lake.upload(DAY, "c1")
+    whole_chain()
+    planted = os.path.join(os.fsencode(lake.root / "bronze" / DAY), b"\xff.bin")
+    with open(planted, "wb") as fh:
+        fh.write(b"x")
+    assert whole_chain().success  # hashing the day's file names failed on that one, on every retry
+    assert not os.path.exists(planted)

@@ -24,12 +24,13 @@ import pandas as pd
 from coin_assets.core import metadata as md
 from coin_assets.core.archive import ARCHIVE_PREFIX
 from coin_assets.core.crops import CROP_SIZE
-from coin_assets.core.images import JPEG_QUALITY, MAX_PIXELS, MAX_SIDE
+from coin_assets.core.images import JPEG_QUALITY, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE
 from coin_assets.core.storage import ObjectStore
-from coin_assets.core.uploads import UploadFile, list_uploads
+from coin_assets.core.uploads import MAX_SIDECAR_BYTES, UploadFile, list_uploads
 
 # What the steps make of the same inputs: a change here re-runs every day once.
 RECIPE = json.dumps({"max_side": MAX_SIDE, "jpeg_quality": JPEG_QUALITY, "max_pixels": MAX_PIXELS,
+                     "max_file_bytes": MAX_FILE_BYTES, "max_sidecar_bytes": MAX_SIDECAR_BYTES,
                      "crop_size": CROP_SIZE, "version": 1}, sort_keys=True)
 LAKE_PREFIXES = ("bronze", f"{ARCHIVE_PREFIX}/bronze", "staging/silver", "silver", "gold", "crops")
 
@@ -37,7 +38,7 @@ LAKE_PREFIXES = ("bronze", f"{ARCHIVE_PREFIX}/bronze", "staging/silver", "silver
 def _sha(lines) -> str:
     digest = hashlib.sha256()
     for line in lines:
-        digest.update(line.encode())
+        digest.update(line.encode("utf-8", "surrogateescape"))  # a file someone put in the lake by hand
         digest.update(b"\n")
     return digest.hexdigest()
 
