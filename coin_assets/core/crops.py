@@ -166,10 +166,3 @@ def record_crops(conn, partition: str, report: CropReport, rows: list[dict]) -> 
         raise
     report.seconds += time.perf_counter() - started
     return conn.execute("SELECT * FROM coin_crops WHERE partition_date = ? ORDER BY coin_id, side", [partition]).df()
-
-
-def build_crops(store, conn, partition: str, size: int = CROP_SIZE) -> tuple[CropReport, pd.DataFrame]:
-    """``plan_crops``, ``find_coins`` and ``record_crops`` on one connection: find the coin in every gold
-    image of the partition and store its crop; returns the report and the partition's rows of ``coin_crops``."""
-    report, rows = find_coins(store, plan_crops(conn, partition, size))
-    return report, record_crops(conn, partition, report, rows)
