@@ -10,7 +10,8 @@ DEMO_DAYS ?= 3
 export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
-.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster bench-reader
+.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster bench-reader pretrain tesseract bench-reading
+PRETRAIN_MINUTES ?= 50
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +64,22 @@ cluster: env
 	$(BIN)/python deploy/cluster.py --dir .cluster --workers 2 --demo-coins $(DEMO_COINS)
 bench-reader: env
 	$(BIN)/python benchmarks/bench_reader.py
+
+# The year reader's recogniser, as committed in coin_assets/ml/weights/ (the year_reader_pretraining asset runs
+# the same code); writes the weights and their record (config, corpus hash, figures, sha256, this command).
+pretrain: env
+	$(BIN)/python -m coin_assets.ml.recognizer_training --minutes $(PRETRAIN_MINUTES) \
+		--checkpoint $(COIN_ASSETS_DATA_DIR)/year_reader.ckpt --out coin_assets/ml/weights/year_reader
+
+# Debian's tesseract-ocr: the benchmark's second OCR to compare with
+tesseract:
+	@command -v tesseract >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr; fi; }
+
+# Reading through the product: after `make headless`, photos of every placement to /predict, beside RapidOCR and Tesseract
+bench-reading: env tesseract
+	$(BIN)/python benchmarks/bench_reading.py
 
 lint: env
 	$(BIN)/ruff check .

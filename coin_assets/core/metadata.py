@@ -105,6 +105,8 @@ SCHEMA = [
         PRIMARY KEY (coin_id, model_name, model_version)
     )
     """,
+    # what the year reader read (JSON: year, digits, their probabilities, the region on the front photo)
+    "ALTER TABLE predictions ADD COLUMN IF NOT EXISTS reading VARCHAR",
     # Gold: the ML-ready image metadata, one row per coin side.
     """
     CREATE TABLE IF NOT EXISTS gold_images (

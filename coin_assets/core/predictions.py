@@ -17,9 +17,12 @@ CREATE TABLE IF NOT EXISTS review_queue (
     model_version VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     queued_at TIMESTAMPTZ NOT NULL,
+    reading VARCHAR,
     PRIMARY KEY (coin_id, model_version)
 )
 """
+# queues made before the year reader kept no reading
+REVIEW_QUEUE_READING_SQL = "ALTER TABLE review_queue ADD COLUMN IF NOT EXISTS reading VARCHAR"
 
 
 def coins_to_score(conn, partition: str) -> pd.DataFrame:
@@ -47,9 +50,13 @@ def insert_predictions(conn, frame: pd.DataFrame) -> int:
         return 0
     before = conn.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
     conn.register("new_predictions", frame)
+    if "reading" not in frame:
+        frame = frame.assign(reading=None)
     conn.execute(
-        "INSERT INTO predictions SELECT coin_id, partition_date, predicted_year, sigma, lower_90, upper_90, "
-        "model_name, model_version, predicted_at, dagster_run_id FROM new_predictions ON CONFLICT DO NOTHING"
+        "INSERT INTO predictions (coin_id, partition_date, predicted_year, sigma, lower_90, upper_90, model_name, "
+        "model_version, predicted_at, dagster_run_id, reading) SELECT coin_id, partition_date, predicted_year, sigma, "
+        "lower_90, upper_90, model_name, model_version, predicted_at, dagster_run_id, reading FROM new_predictions "
+        "ON CONFLICT DO NOTHING"
     )
     conn.unregister("new_predictions")
     conn.execute(
@@ -68,18 +75,22 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
 
     ensure_crops_schema(conn)
     conn.execute(REVIEW_QUEUE_SQL)
+    conn.execute(REVIEW_QUEUE_READING_SQL)
     conn.execute("DELETE FROM review_queue WHERE partition_date = ? AND model_version = ?", [partition, model_version])
     conn.execute(
         """
-        INSERT INTO review_queue
+        INSERT INTO review_queue (coin_id, partition_date, predicted_year, lower_90, upper_90, label_year,
+                                  model_version, reason, queued_at, reading)
         SELECT p.coin_id, p.partition_date, p.predicted_year, p.lower_90, p.upper_90, c.label_year, p.model_version,
                concat_ws('; ',
+                   CASE WHEN p.reading IS NOT NULL AND json_extract_string(p.reading, '$.year') IS NULL THEN
+                        'the year reader: ' || json_extract_string(p.reading, '$.reason') END,
                    CASE WHEN p.upper_90 - p.lower_90 > ? THEN
                         printf('90%% interval %.1f years wide > %.1f', p.upper_90 - p.lower_90, CAST(? AS DOUBLE)) END,
                    CASE WHEN c.label_year IS NOT NULL AND abs(p.predicted_year - c.label_year) > ? THEN
                         printf('predicted %.1f but labelled %d', p.predicted_year, c.label_year) END,
                    nc.no_coin),
-               ?
+               ?, p.reading
         FROM predictions p JOIN coins c USING (coin_id)
         LEFT JOIN (SELECT coin_id, 'no coin found (' || string_agg(side || ': ' || reason, '; ' ORDER BY side) || ')'
                    AS no_coin FROM coin_crops WHERE NOT found GROUP BY coin_id) nc USING (coin_id)

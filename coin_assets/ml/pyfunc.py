@@ -35,8 +35,10 @@ import pandas as pd
 from coin_assets.ml.calibration import Z_90
 
 INPUT_COLUMNS = ("front", "back")
-OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "error")
+OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "error", "reading")
 TORCH_ARTIFACT = "torch_model"
+READER_ARTIFACT = "year_reader"  # the year reader's recogniser weights (coin_assets.ml.year_reading)
+READ_SIGMA = 0.5  # years: a year read off the coin is exact or wrong, not roughly right
 CONFIG_ARTIFACT = "photo_model_config"
 CONFIG_FILE = "photo_model_config.json"
 INPUT_KIND_TAG = "input_kind"  # model version tag: "raw_photos" for versions logged by this module
@@ -82,10 +84,13 @@ def photo_bytes(value) -> bytes:
     raise PhotoRejected(f"photo must be bytes or a base64 string, not {type(value).__name__}")
 
 
-def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None, coin_crop: bool = False) -> np.ndarray:
+def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None, coin_crop: bool = False,
+                     whole_if_no_coin: bool = False) -> np.ndarray:
     """Photo bytes → float32 [3, S, S] model input, through the silver and training code. With ``coin_crop``
     (models trained on the gold coin crops) the input is the coin-centred crop of the silver image, made by
-    the same function as the gold crops; a photo without a coin is rejected with the finder's reason."""
+    the same function as the gold crops; a photo without a coin is rejected with the finder's reason, or, with
+    ``whole_if_no_coin`` (a model with a year reader, which reads a coin that fills or overflows the frame),
+    taken whole."""
     import io
 
     from PIL import Image
@@ -101,9 +106,10 @@ def preprocess_photo(data: bytes, image_size: int, max_pixels: int | None = None
         from coin_assets.core.coin_crop import coin_centred
 
         crop, finding = coin_centred(Image.open(io.BytesIO(silver.data)).convert("RGB"), image_size)
-        if crop is None:
+        if crop is not None:
+            return to_normalised_array(crop)
+        if not whole_if_no_coin:
             raise PhotoRejected(f"no coin found: {finding.reason}")
-        return to_normalised_array(crop)
     return to_normalised_array(decode_letterboxed(silver.data, image_size))
 
 
@@ -116,14 +122,63 @@ def needs_review(lower: np.ndarray, upper: np.ndarray, unreadable: np.ndarray, m
     return ((upper - lower) > max_interval) | unreadable.astype(bool)
 
 
-class PhotoPredictor:
-    """A loaded torch module plus its preprocessing: raw photo pairs in, years out (the fast path)."""
+def front_image(data: bytes, max_pixels: int | None = None):
+    """Photo bytes → the silver RGB image (upright, ≤ 512 px) that the year reader reads."""
+    import io
 
-    def __init__(self, module, config: PhotoModelConfig, inference: dict | None = None):
+    from PIL import Image
+
+    from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
+
+    try:
+        silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
+    except ImageRejected as err:
+        raise PhotoRejected(str(err)) from None
+    return Image.open(io.BytesIO(silver.data)).convert("RGB")
+
+
+def apply_readings(year: np.ndarray, sigma: np.ndarray, unreadable: np.ndarray, readings: Sequence) -> np.ndarray:
+    """The answer from what the year reader read, in place: a trusted reading is the year (sigma
+    :data:`READ_SIGMA`); a coin without one is unreadable, its whole-coin estimate kept with a wide interval.
+    Returns which answers must go to review whatever their interval: a year read on a photo in which no coin
+    was found (a banknote, a label, a coin cut by the frame) is shown, not trusted."""
+    from coin_assets.ml.model import UNREADABLE_SIGMA
+
+    review = np.zeros(len(readings), dtype=bool)
+    for i, reading in enumerate(readings):
+        if reading is None:
+            continue
+        if reading.year is not None:
+            year[i], sigma[i], unreadable[i] = float(reading.year), READ_SIGMA, False
+            review[i] = not reading.coin_found
+        else:
+            unreadable[i] = True
+            sigma[i] = max(float(sigma[i]) if np.isfinite(sigma[i]) else 0.0, UNREADABLE_SIGMA)
+    return review
+
+
+def reading_json(reading) -> str:
+    return "" if reading is None else json.dumps(reading.to_dict())
+
+
+class PhotoPredictor:
+    """A loaded torch module plus its preprocessing: raw photo pairs in, years out (the fast path). With a
+    ``reader`` (:class:`coin_assets.ml.year_reading.YearReader`) the year is read off the front photo: the
+    module's whole-coin estimate stands only as the flagged guess of a coin the reader could not read."""
+
+    def __init__(self, module, config: PhotoModelConfig, inference: dict | None = None, reader=None):
         self.module = module.eval() if hasattr(module, "eval") else module
         self.config = config
         # how ``module`` was optimised for inference (InferenceModule.summary()); None: as loaded, eager
         self.inference = inference
+        self.reader = reader
+
+    def read_front(self, front):
+        """The reader's :class:`~coin_assets.ml.year_reading.YearReading` of a front photo (bytes or base64);
+        None without a reader; :class:`PhotoRejected` when the photo cannot be decoded."""
+        if self.reader is None:
+            return None
+        return self.reader.read(front_image(photo_bytes(front), self.config.max_pixels))
 
     def optimised(self, example_photos: Sequence[tuple] = (), check_batch_sizes: Sequence[int] | None = None
                   ) -> PhotoPredictor:
@@ -135,7 +190,7 @@ class PhotoPredictor:
         examples = np.stack([self.prepare_pair(f, b) for f, b in example_photos]) if example_photos else None
         result = optimise_for_inference(self.module, self.config.image_size, examples,
                                         check_batch_sizes or CHECK_BATCH_SIZES)
-        return PhotoPredictor(result.module, self.config, result.summary())
+        return PhotoPredictor(result.module, self.config, result.summary(), reader=self.reader)
 
     def prepare_pair(self, front, back) -> np.ndarray:
         """Front and back photos (bytes or base64) → the normalised [2, 3, S, S] model input;
@@ -145,7 +200,8 @@ class PhotoPredictor:
         pair = []
         for side, value in (("front", front), ("back", back)):
             try:
-                pair.append(preprocess_photo(photo_bytes(value), size, limit, coin_crop=crop))
+                pair.append(preprocess_photo(photo_bytes(value), size, limit, coin_crop=crop,
+                                             whole_if_no_coin=self.reader is not None))
             except PhotoRejected as err:
                 raise PhotoRejected(f"{side}: {err}") from None
         return np.stack(pair)
@@ -177,23 +233,28 @@ class PhotoPredictor:
         errors = [""] * n
         arrays: list[np.ndarray] = []
         scored: list[int] = []
+        readings: list = [None] * n
         for i, (front, back) in enumerate(zip(fronts, backs, strict=True)):
             try:
-                arrays.append(self.prepare_pair(front, back))
-                scored.append(i)
+                pair = self.prepare_pair(front, back)
+                readings[i] = self.read_front(front)
             except PhotoRejected as err:
                 errors[i] = str(err)
+                continue
+            arrays.append(pair)
+            scored.append(i)
         year = np.full(n, math.nan)
         sigma = np.full(n, math.nan)
         unreadable = np.ones(n, dtype=bool)
         if arrays:
             out = self.predict_arrays(np.stack(arrays))
             year[scored], sigma[scored], unreadable[scored] = out["year"], out["sigma"], out["unreadable"]
+        review = apply_readings(year, sigma, unreadable, readings)
         lower, upper = interval_90(year, sigma)
         frame = pd.DataFrame({
             "year": year, "sigma": sigma, "lower_90": lower, "upper_90": upper,
-            "needs_review": needs_review(lower, upper, unreadable, self.config.review_max_interval),
-            "unreadable": unreadable, "error": errors,
+            "needs_review": needs_review(lower, upper, unreadable, self.config.review_max_interval) | review,
+            "unreadable": unreadable, "error": errors, "reading": [reading_json(r) for r in readings],
         })
         return frame[list(OUTPUT_COLUMNS)]
 
@@ -208,7 +269,8 @@ def _model_class():
             from coin_assets.ml.model_serialization import load_torch_model
 
             config = PhotoModelConfig.from_json(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
-            self.predictor = PhotoPredictor(load_torch_model(context.artifacts[TORCH_ARTIFACT]), config)
+            reader = load_year_reader(context.artifacts.get(READER_ARTIFACT), config)
+            self.predictor = PhotoPredictor(load_torch_model(context.artifacts[TORCH_ARTIFACT]), config, reader=reader)
 
         def predict(self, context, model_input, params=None):
             frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -218,6 +280,18 @@ def _model_class():
             return self.predictor.predict_photos(list(frame["front"]), list(frame["back"]))
 
     return CoinYearPhotoModel
+
+
+def load_year_reader(weights_path: str | None, config: PhotoModelConfig):
+    """The version's year reader (its recogniser weights, checked against the sha256 in its config), or None
+    for versions logged without one."""
+    if not weights_path:
+        return None
+    from coin_assets.ml.year_reading import ReaderSettings, YearReader, load_recognizer
+
+    spec = dict(config.extra.get("year_reader") or {})
+    settings = ReaderSettings(**spec.get("settings", {}))
+    return YearReader(load_recognizer(weights_path, spec.get("sha256")), settings)
 
 
 def package_root() -> Path:
@@ -238,10 +312,12 @@ def log_photo_model(
     example_back: bytes,
     registered_model_name: str | None = None,
     name: str = "model",
+    reader_weights: str | Path | None = None,
 ):
     """Inside an active MLflow run: log ``module`` as a raw-photo pyfunc (signature, input example,
     the coin_assets code) and register it as a new version when ``registered_model_name`` is given.
-    Returns MLflow's ModelInfo."""
+    With ``reader_weights`` the year reader's recogniser travels with the version (its sha256 and reading
+    settings in the config). Returns MLflow's ModelInfo."""
     import copy
 
     import mlflow
@@ -251,8 +327,19 @@ def log_photo_model(
     if mlflow.active_run() is None:
         raise RuntimeError("log_photo_model must be called inside an active MLflow run")
     cpu_module = copy.deepcopy(module).to("cpu").eval()
+    reader = None
+    if reader_weights:
+        from dataclasses import replace
+
+        from coin_assets.ml.year_reading import ReaderSettings, sha256_of
+
+        spec = dict(config.extra.get("year_reader") or {})
+        spec.setdefault("settings", ReaderSettings().to_dict())
+        spec["sha256"] = sha256_of(reader_weights)
+        config = replace(config, extra={**config.extra, "year_reader": spec})
+        reader = load_year_reader(str(reader_weights), config)
     example = example_input(example_front, example_back)
-    output = PhotoPredictor(cpu_module, config).predict_photos(list(example["front"]), list(example["back"]))
+    output = PhotoPredictor(cpu_module, config, reader=reader).predict_photos(list(example["front"]), list(example["back"]))
     if output["error"].iloc[0]:
         raise ValueError(f"the input example cannot be scored: {output['error'].iloc[0]}")
     signature = infer_signature(example, output)
@@ -265,7 +352,8 @@ def log_photo_model(
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=_model_class()(),
-            artifacts={TORCH_ARTIFACT: str(torch_dir), CONFIG_ARTIFACT: str(config_path)},
+            artifacts={TORCH_ARTIFACT: str(torch_dir), CONFIG_ARTIFACT: str(config_path),
+                       **({READER_ARTIFACT: str(reader_weights)} if reader_weights else {})},
             code_paths=[str(package_root())],
             signature=signature,
             input_example=example,
@@ -284,7 +372,8 @@ def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     pins = []
-    for dist in ("mlflow", "torch", "torchvision", "pillow", "numpy", "pandas", "cloudpickle"):
+    for dist in ("mlflow", "torch", "torchvision", "pillow", "numpy", "pandas", "cloudpickle",
+                 "rapidocr-onnxruntime", "onnxruntime"):
         try:
             pins.append(f"{dist}=={version(dist)}")
         except Exception:

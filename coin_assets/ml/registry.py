@@ -273,6 +273,8 @@ def decide_promotion(
     production_metrics: dict | None,
     sanity_problems: list[str],
     min_mae_improvement: float = 0.0,
+    reading_floors: dict[str, float] | None = None,
+    reading_tolerance: float = 0.05,
 ) -> PromotionDecision:
     """Pure function. Insane → not staged, not promoted (reason lists the problems). No production →
     promote the first sane model. Otherwise promote only if candidate mae < production mae -
@@ -298,6 +300,10 @@ def decide_promotion(
         problems.append(f"test MAE is missing or not finite ({candidate_metrics.get('mae')!r})")
     if problems:
         return make(False, False, f"rejected: v{candidate_version} failed the sanity check: " + "; ".join(problems))
+    forgot = reading_regressions(candidate_metrics, reading_floors or {}, reading_tolerance)
+    if forgot:
+        return make(False, True, f"staged, not promoted: v{candidate_version} reads worse than "
+                                 + "; ".join(forgot) + f" (tolerance {reading_tolerance:.0%})")
     if production_version is None:
         return make(True, True, f"promoted: v{candidate_version} is the first sane model "
                                 f"(no production version yet), test MAE {candidate_mae:.3f}")
@@ -311,6 +317,20 @@ def decide_promotion(
     return make(False, True, f"staged, not promoted: v{candidate_version} test MAE {candidate_mae:.3f} is not "
                              f"below production v{production_version} test MAE {production_mae:.3f} - margin "
                              f"{margin:.3f} = {production_mae - margin:.3f}")
+
+
+def reading_regressions(candidate_metrics: dict, floors: dict[str, float], tolerance: float) -> list[str]:
+    """Pure. For each reference (e.g. ``production v3``, ``the pre-trained reader``) whose reading suite score
+    is in ``floors``: a line when the candidate's ``reading_exact`` is below it by more than ``tolerance``
+    (a candidate without a reading score counts as 0)."""
+    value = candidate_metrics.get("reading_exact")
+    try:
+        exact = float(value)
+    except (TypeError, ValueError):
+        exact = 0.0
+    exact = exact if math.isfinite(exact) else 0.0
+    return [f"{who} on the reading suite: {exact:.1%} exact vs {floor:.1%}"
+            for who, floor in floors.items() if floor is not None and math.isfinite(floor) and exact < floor - tolerance]
 
 
 def _set_tags(client: MlflowClient, name: str, version: str, tags: dict) -> None:

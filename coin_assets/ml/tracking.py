@@ -59,6 +59,20 @@ def log_pretraining(result, config, weights_key: str, weights_uri: str, dagster_
         return run.info.run_id
 
 
+def log_reader_pretraining(result, config: dict, weights_uri: str, dagster_run_id: str | None = None) -> str:
+    """One MLflow run for a recogniser training: config, per-checkpoint curve, validation figures, weights."""
+    import mlflow
+
+    with mlflow.start_run(run_name="year_reader_pretraining") as run:
+        mlflow.log_params({f"reader.{k}": v for k, v in config.items()})
+        for row in result.history:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step"}, step=int(row["step"]))
+        mlflow.log_metrics({f"val_{k}": float(v) for k, v in result.val_metrics.items()})
+        mlflow.set_tags({"kind": "year_reader_pretraining", "weights_uri": weights_uri,
+                         "corpus_hash": result.corpus_hash, "dagster_run_id": dagster_run_id or ""})
+        return run.info.run_id
+
+
 @dataclass
 class RegisteredTraining:
     version: str
@@ -87,7 +101,7 @@ def learning_curve(history: list[dict]):
 def train_and_register(
     frame, training_set: dict, train_config, cfg_hash: str, train_records: list, val_records: list,
     read_bytes: Callable[[str], bytes], client, model_name: str, dataset_uri: str, dagster_run_id: str,
-    pretrained_run_id: str = "", log: Callable[[str], None] = print,
+    pretrained_run_id: str = "", log: Callable[[str], None] = print, reader_weights: str | None = None,
 ) -> RegisteredTraining:
     """Inside the active MLflow run: log params, tags and the training set, train (per-epoch metrics),
     calibrate the 90 % interval on the validation coins (conformal), log the learning curve and the model
@@ -128,7 +142,11 @@ def train_and_register(
                         "train_seconds": result.seconds, "train_pairs_per_second": result.pairs_per_second})
     curve = learning_curve(result.history)
     mlflow.log_figure(curve, "learning_curve.png")
-    info = _log_photo_model(result.model, frame, train_config, read_bytes, model_name)
+    if reader_weights:
+        from coin_assets.ml.year_reading import sha256_of
+
+        mlflow.set_tag("year_reader_sha256", sha256_of(reader_weights))
+    info = _log_photo_model(result.model, frame, train_config, read_bytes, model_name, reader_weights)
     version = str(info.registered_model_version)
     run_id = mlflow.active_run().info.run_id
     version_tags = {**tags, "image_size": train_config.image_size, "labelled_coins": len(frame),
@@ -140,7 +158,8 @@ def train_and_register(
     return RegisteredTraining(version=version, run_id=run_id, result=result, curve=curve, interval_scale=scale)
 
 
-def _log_photo_model(model, frame, train_config, read_bytes: Callable[[str], bytes], model_name: str):
+def _log_photo_model(model, frame, train_config, read_bytes: Callable[[str], bytes], model_name: str,
+                     reader_weights: str | None = None):
     """Register the trained module as a raw-photo pyfunc (coin_assets.ml.pyfunc), its input example the
     first validation (else training) coin's whole gold photos that the packaged preprocessing can score."""
     from coin_assets.ml.lifecycle import coin_records
@@ -155,7 +174,7 @@ def _log_photo_model(model, frame, train_config, read_bytes: Callable[[str], byt
     for record in candidates[:20]:
         try:
             return log_photo_model(model, config, read_bytes(record.front_path), read_bytes(record.back_path),
-                                   registered_model_name=model_name)
+                                   registered_model_name=model_name, reader_weights=reader_weights)
         except ValueError as err:  # this coin's photos cannot be scored (no coin found): try the next one
             errors.append(f"{record.coin_id}: {err}")
     raise ValueError(f"no coin of the training set can serve as the model's input example: {errors[:3]}")

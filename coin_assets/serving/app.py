@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coin_assets.core.images import ACCEPTED_FORMATS, MAX_PIXELS
 from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
-from coin_assets.ml.pyfunc import interval_90, needs_review
+from coin_assets.ml.pyfunc import apply_readings, interval_90, needs_review
 from coin_assets.serving import auth, inputs
 from coin_assets.serving.async_api import async_router
 from coin_assets.serving.batching import MicroBatcher, QueueFull
@@ -58,6 +58,22 @@ class PredictJSON(BaseModel):
     coin_id: str | None = None
 
 
+class Reading(BaseModel):
+    """What the year reader read on the front: the year it trusts (or null), the digits with their
+    probabilities, and where on the photo it read them (a polygon, in fractions of the photo's width and
+    height: a box in the field, an arc along the rim)."""
+
+    year: int | None
+    confidence: float
+    digits: str
+    digit_probs: list[float]
+    region: list[list[float]]
+    view: str
+    reason: str
+    coin_found: bool = True
+    lines: list[dict]
+
+
 class Prediction(BaseModel):
     request_id: str
     year: float | None
@@ -66,6 +82,7 @@ class Prediction(BaseModel):
     sigma: float | None
     needs_review: bool
     unreadable: bool
+    reading: Reading | None = None
     model_name: str
     model_version: str
     latency_ms: float
@@ -261,7 +278,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         loop = asyncio.get_running_loop()
         done = await asyncio.gather(*(loop.run_in_executor(
             preprocess_pool, inputs.prepare_photo, side, raw_sides[side], model.image_size,
-            settings.max_photo_bytes, config.max_pixels, crop) for side in inputs.SIDES), return_exceptions=True)
+            settings.max_photo_bytes, config.max_pixels, crop, model.predictor.reader is not None)
+            for side in inputs.SIDES), return_exceptions=True)
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -300,13 +318,15 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         loop = asyncio.get_running_loop()
         # the photos go to the upload zone while the forward pass runs
         uploading = loop.run_in_executor(log_pool, _store_photos, request_id, created, photos, user_id, client_coin)
+        reading = loop.run_in_executor(preprocess_pool, model.predictor.read_front, raw_sides["front"])
         try:
             raw = await scored
+            read = await reading
         except BaseException:
             keys, _ = await uploading
             await loop.run_in_executor(log_pool, _delete_keys, keys)
             raise
-        answer = _answer(raw, model)
+        answer = _answer(raw, model, read)
         keys, upload_error = await uploading
         latency_ms = (time.perf_counter() - started) * 1000
         outcome = "unreadable" if answer["unreadable"] else ("needs_review" if answer["needs_review"] else "ok")
@@ -479,13 +499,14 @@ def _stack(photos: list[PreparedPhoto]):
     return np.stack([p.array for p in photos])
 
 
-def _answer(raw: dict, model: LoadedModel) -> dict:
+def _answer(raw: dict, model: LoadedModel, reading=None) -> dict:
     import numpy as np
 
-    year, sigma = np.array([raw["year"]]), np.array([raw["sigma"]])
-    unreadable = np.array([raw["unreadable"]])
+    year, sigma = np.array([raw["year"]], dtype=float), np.array([raw["sigma"]], dtype=float)
+    unreadable = np.array([raw["unreadable"]], dtype=bool)
+    forced = apply_readings(year, sigma, unreadable, [reading])
     lower, upper = interval_90(year, sigma)
-    review = needs_review(lower, upper, unreadable, model.predictor.config.review_max_interval)
+    review = needs_review(lower, upper, unreadable, model.predictor.config.review_max_interval) | forced
     # an unreadable coin keeps its estimate and (wide) interval, flagged; only non-finite figures are hidden
     finite = bool(np.isfinite(year).all() and np.isfinite(sigma).all())
 
@@ -493,7 +514,8 @@ def _answer(raw: dict, model: LoadedModel) -> dict:
         return round(float(v), 3) if finite else None
 
     return {"year": num(year[0]), "lower_90": num(lower[0]), "upper_90": num(upper[0]), "sigma": num(sigma[0]),
-            "needs_review": bool(review[0]), "unreadable": bool(raw["unreadable"])}
+            "needs_review": bool(review[0]), "unreadable": bool(unreadable[0]),
+            "reading": None if reading is None else reading.to_dict()}
 
 
 def _request_uuid(value: str) -> str:

@@ -68,7 +68,7 @@ def decode_base64(side: str, text: str, max_photo_bytes: int) -> bytes:
 
 
 def check_photo(side: str, data: bytes, max_photo_bytes: int, max_pixels: int | None = None,
-                image_size: int | None = None, coin_crop: bool = False) -> PreparedPhoto:
+                image_size: int | None = None, coin_crop: bool = False, whole_if_no_coin: bool = False) -> PreparedPhoto:
     """Sniff and decode one photo with the silver code (never trusting its name or content type) and,
     given ``image_size``, turn it into model input; raise :class:`BadInput` with the reason."""
     if not data:
@@ -77,7 +77,7 @@ def check_photo(side: str, data: bytes, max_photo_bytes: int, max_pixels: int | 
         raise BadInput(f"{side}: photo over the size limit of {max_photo_bytes} bytes", 413, "too_large")
     if image_size:  # one decode: the pyfunc's own preprocessing checks the photo as it goes
         try:
-            array = preprocess_photo(data, image_size, max_pixels, coin_crop=coin_crop)
+            array = preprocess_photo(data, image_size, max_pixels, coin_crop=coin_crop, whole_if_no_coin=whole_if_no_coin)
         except PhotoRejected as err:
             raise BadInput(f"{side}: {err}", 422, "bad_image") from None
         raw_format = Image.open(io.BytesIO(data)).format  # the header only: the photo decoded above
@@ -90,10 +90,11 @@ def check_photo(side: str, data: bytes, max_photo_bytes: int, max_pixels: int | 
 
 
 def prepare_photo(side: str, data: bytes, image_size: int, max_photo_bytes: int,
-                  max_pixels: int | None = None, coin_crop: bool = False) -> PreparedPhoto:
+                  max_pixels: int | None = None, coin_crop: bool = False, whole_if_no_coin: bool = False) -> PreparedPhoto:
     """Check one photo and turn it into model input exactly as the registered pyfunc does
     (:func:`coin_assets.ml.pyfunc.preprocess_photo`); raise :class:`BadInput` with the reason."""
-    return check_photo(side, data, max_photo_bytes, max_pixels, image_size=image_size, coin_crop=coin_crop)
+    return check_photo(side, data, max_photo_bytes, max_pixels, image_size=image_size, coin_crop=coin_crop,
+                       whole_if_no_coin=whole_if_no_coin)
 
 
 def clean_text_field(name: str, value) -> str | None:

@@ -30,7 +30,7 @@ def sample_holdout_style(rng: random.Random) -> v.Style:
         base, digit_height=rng.uniform(0.17, 0.24), digit_offset=rng.uniform(0.35, 0.5),
         relief=rng.choice(("raised", "incuse", "raised", "printed_dark")), wear=rng.uniform(0.0, 0.4),
         specular=rng.uniform(0.3, 0.7), background="plain",
-        extra={"holdout_bg": rng.choice(HOLDOUT_BACKGROUNDS), "cast": rng.choice(("warm", "cold")),
+        extra={**base.extra, "holdout_bg": rng.choice(HOLDOUT_BACKGROUNDS), "cast": rng.choice(("warm", "cold")),
                "gamma": rng.uniform(0.7, 1.4)},
     )
 
@@ -93,7 +93,7 @@ def render_no_year_pair(kind: str, rng: random.Random, size: int = 64) -> np.nda
         front = v.render_lowres_side(None, "back", size, replace(style, denomination=" "), rng)
     elif kind == "worn":
         style = replace(style, wear=1.0, relief=rng.choice(("raised", "incuse")), specular=0.0,
-                        extra={"wear_scale": 9.0})
+                        extra={**style.extra, "wear_scale": 9.0})
         front = v.render_lowres_side(v.sample_year(rng), "front", size, style, rng)
     elif kind == "token":
         token = "".join(rng.choice("ABCDEFGHKMNPRSTXZ") for _ in range(4))
@@ -107,3 +107,32 @@ def render_no_year_pair(kind: str, rng: random.Random, size: int = 64) -> np.nda
 def no_year_set(n: int, size: int = 64, seed: int = 2000) -> np.ndarray:
     return np.stack([render_no_year_pair(NO_YEAR_KINDS[i % len(NO_YEAR_KINDS)], random.Random(f"noyear:{seed}:{i}"),
                                          size) for i in range(n)]) if n else np.empty((0, 2, size, size, 3), np.uint8)
+
+
+# ------------------------------------------------------------------------------------- full-size photos
+
+
+def render_holdout_photo_side(year: int | None, side: str, style: v.Style, rng: random.Random,
+                              photo_size: tuple[int, int] = (640, 480)) -> v.PhotoSide:
+    """A full-size photo in the held-out look: the coin (35..75 % of the short side) anywhere on the
+    velvet or checked tablecloth, the second light, the colour cast."""
+    w, h = photo_size
+    d = max(16, round(rng.uniform(0.35, 0.75) * min(w, h)))
+    face, alpha = v.render_face(year, side, d, style, rng)
+    nrng = np.random.default_rng(rng.getrandbits(64))
+    cloth = _tablecloth(max(w, h), style, nrng)[:h, :w]
+    x0, y0 = rng.randint(0, max(0, w - d)), rng.randint(0, max(0, h - d))
+    img = _holdout_look(v._compose(face, alpha, cloth, x0, y0, style), style, nrng)
+    return v.PhotoSide(v._camera(img, style, nrng, style.blur * w / 128), (x0 + d / 2, y0 + d / 2), d / 2 - 1)
+
+
+def render_holdout_photo_pair(year: int, rng: random.Random, placement: str | None = None,
+                              photo_size: tuple[int, int] = (640, 480)) -> tuple[v.PhotoSide, v.PhotoSide, v.Style]:
+    """(front, back, style) photos of one held-out coin; ``placement`` fixes where the year is."""
+    style = sample_holdout_style(rng)
+    if placement:
+        style = replace(style, placement=placement)
+    front = render_holdout_photo_side(year, "front", style, rng, photo_size)
+    back = render_holdout_photo_side(None, "back", replace(style, rotation=rng.uniform(0, 360), relief="raised"),
+                                     rng, photo_size)
+    return front, back, style

@@ -589,8 +589,12 @@ def _write_atomic(path: pathlib.Path, data: bytes) -> None:
 
 def generate_uploads(upload_root, coins: int, days: int = 1, seed: int = 0, end_date: dt.date | None = None,
                      max_side: int | None = None, label_fraction: float = 0.85, max_rotation: float = 15.0,
-                     formats: Sequence[str] | None = None) -> list[SynthCoin]:
+                     formats: Sequence[str] | None = None, generator: str = "era") -> list[SynthCoin]:
     """Write ``coins`` coin uploads into the upload zone and return what was written.
+
+    ``generator``: ``"era"`` draws this module's coins (the year also shows in the alloy and the design's
+    decade cues); ``"varied"`` draws :mod:`coin_assets.synth.varied` coins, whose digits are the only cue,
+    struck at every placement (what the demo uploads, so that its model has to read).
 
     Exactly ``round(label_fraction * coins)`` coins carry their year in the sidecar; of the
     others, up to ``round(0.05 * coins)`` have no sidecar at all. ``formats`` (e.g. ``["jpg",
@@ -605,6 +609,8 @@ def generate_uploads(upload_root, coins: int, days: int = 1, seed: int = 0, end_
         raise ValueError("label_fraction must be within 0..1")
     if max_side is not None and max_side < 16:
         raise ValueError("max_side must be at least 16")
+    if generator not in ("era", "varied"):
+        raise ValueError(f"unknown generator {generator!r}: expected 'era' or 'varied'")
     root = pathlib.Path(upload_root)
     end = end_date or dt.datetime.now(dt.timezone.utc).date()
     first_day = end - dt.timedelta(days=days - 1)
@@ -626,7 +632,14 @@ def generate_uploads(upload_root, coins: int, days: int = 1, seed: int = 0, end_
         user_id = f"user-{rng.randint(1, users):03d}"
         second = rng.randrange(86400)
         size = photo_size_for(rng, max_side)
-        front, back = render_coin_pair(year, rng, size, max_rotation=max_rotation)
+        if generator == "varied":
+            from coin_assets.synth import varied
+
+            year = varied.sample_year(rng)
+            front_side, back_side = varied.render_photo_pair(year, varied.sample_style(rng), rng, photo_size=size)
+            front, back = front_side.image, back_side.image
+        else:
+            front, back = render_coin_pair(year, rng, size, max_rotation=max_rotation)
         paths = []
         for side, img in (("front", front), ("back", back)):
             fmt = rng.choices(fmt_keys, weights=fmt_weights)[0]
@@ -679,13 +692,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label-fraction", type=float, default=0.85)
     parser.add_argument("--max-rotation", type=float, default=15.0)
     parser.add_argument("--formats", default=None, help="comma-separated, e.g. jpg,png (default: mixed)")
+    parser.add_argument("--generator", choices=("era", "varied"), default="varied",
+                        help="varied: digits are the only cue to the year, at every placement (default); "
+                             "era: coins whose alloy and design also hint at the decade")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         written = generate_uploads(
             args.out, args.coins, days=args.days, seed=args.seed, end_date=args.end_date,
             max_side=args.max_side, label_fraction=args.label_fraction, max_rotation=args.max_rotation,
-            formats=args.formats.split(",") if args.formats else None,
+            formats=args.formats.split(",") if args.formats else None, generator=args.generator,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -53,7 +53,11 @@ METALS = {  # name -> RGB 0..1
     "steel": (0.60, 0.63, 0.67), "aluminium": (0.78, 0.79, 0.80), "zinc": (0.62, 0.62, 0.60),
 }
 RELIEFS = ("raised", "incuse", "printed_dark", "printed_light")
-PLACEMENTS = ("field", "rim")
+# where the year is struck on the front: below or above the emblem, in the side field beside it (at an angle),
+# or along the rim with the letters' tops toward the centre (rim_inward) or toward the rim (rim_outward).
+# "field" is the old name of "below".
+PLACEMENTS = ("below", "above", "side", "rim_inward", "rim_outward")
+DISTRACTOR_SHARE = 0.5  # of fronts that also carry a number that is not the year (the denomination)
 EMBLEMS = ("star", "polygon", "rings", "bars", "cross", "disc", "none")
 BACKGROUNDS = ("wood", "cloth", "paper", "palm", "plain")
 LEGEND_WORDS = ("REPUBLICA", "LIBERTAS", "UNITED", "KINGDOM", "ESTADO", "REGNUM", "FEDERAL", "BANK",
@@ -106,6 +110,8 @@ def sample_style(rng: random.Random, fonts=TRAIN_FONTS) -> Style:
         blur=rng.uniform(0.0, 0.8) if rng.random() < 0.5 else 0.0, noise=rng.uniform(0.5, 6.0),
         jpeg_quality=rng.randint(35, 95), scale_jitter=rng.uniform(0.9, 1.08),
         shift=(rng.uniform(-0.06, 0.06), rng.uniform(-0.06, 0.06)), denomination=rng.choice(DENOMINATIONS),
+        extra={"front_denomination": rng.choice(DENOMINATIONS) if rng.random() < DISTRACTOR_SHARE else None,
+               "side_tilt": rng.uniform(-35, 35) if rng.random() < 0.5 else 0.0},
     )
 
 
@@ -173,11 +179,13 @@ def _paste_text_arc(mask: Image.Image, text: str, font, height: int, c: float, r
         mask.paste(255, (round(x - t.width / 2), round(y - t.height / 2)), t)
 
 
-def _emblem(draw: ImageDraw.ImageDraw, kind: str, c: float, R: float, rng: random.Random) -> None:
-    def P(x, y):
-        return (c + x * R, c + y * R)
+def _emblem(draw: ImageDraw.ImageDraw, kind: str, c: float, R: float, rng: random.Random,
+            centre: tuple[float, float] = (0.0, -0.15)) -> None:
+    ex, cy = centre
 
-    cy = -0.15
+    def P(x, y):
+        return (c + (x + ex) * R, c + y * R)
+
     if kind == "star":
         n = rng.randint(5, 8)
         pts = [P((0.32 if k % 2 == 0 else 0.14) * math.cos(math.pi * k / n - math.pi / 2),
@@ -215,6 +223,51 @@ def _low_freq(n: int, rng: np.random.Generator, cells: int = 5) -> np.ndarray:
     return np.asarray(small.resize((n, n), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
 
 
+def _draw_front(design: Image.Image, digits: Image.Image, year: int | None, style: Style, n: int, c: float, R: float,
+                rng: random.Random, year_text: str | None, legend_h: int) -> None:
+    """The front's emblem, legend, year (at ``style.placement``) and, on some coins, a denomination that is
+    not the year. The year goes on ``digits``, everything else on ``design``."""
+    draw = ImageDraw.Draw(design)
+    placement = "below" if style.placement == "field" else style.placement
+    text = str(year) if year_text is None else year_text
+    dh = max(4, round(style.digit_height * n))
+    legend = _word(style.legend, 0)
+    denomination = style.extra.get("front_denomination")
+    if placement == "below":
+        _emblem(draw, style.emblem, c, R, rng)
+        _paste_text_field(digits, text, style.font, dh, c, c + style.digit_offset * R)
+        _paste_text_arc(design, legend, style.font, legend_h, c, 0.80 * R, -90, bottom=False)
+        spot = (c - 0.55 * R, c - 0.1 * R)
+    elif placement == "above":
+        _emblem(draw, style.emblem, c, R, rng, centre=(0.0, 0.2))
+        _paste_text_field(digits, text, style.font, dh, c, c - min(style.digit_offset, 0.42) * R)
+        _paste_text_arc(design, legend, style.font, legend_h, c, 0.80 * R, 90, bottom=True)
+        spot = (c + 0.55 * R, c + 0.2 * R)
+    elif placement == "side":
+        dh = max(4, round(min(style.digit_height, 0.15) * n))
+        _emblem(draw, style.emblem, c, R, rng, centre=(-0.3, 0.0))
+        side_text = Image.new("L", (n, n), 0)
+        _paste_text_field(side_text, text, style.font, dh, c + 0.42 * R, c)
+        tilt = style.extra.get("side_tilt", 0.0)
+        if tilt:
+            side_text = side_text.rotate(tilt, center=(c + 0.42 * R, c), resample=Image.Resampling.BILINEAR)
+        digits.paste(255, (0, 0), side_text)
+        _paste_text_arc(design, legend, style.font, legend_h, c, 0.80 * R, -90, bottom=False)
+        spot = (c - 0.1 * R, c + 0.55 * R)
+    elif placement == "rim_inward":  # along the bottom rim, read from outside the coin: tops toward the centre
+        _emblem(draw, style.emblem, c, R, rng)
+        _paste_text_arc(digits, text, style.font, dh, c, 0.86 * R - dh / 2, 90, bottom=True)
+        _paste_text_arc(design, legend, style.font, legend_h, c, 0.80 * R, -90, bottom=False)
+        spot = (c, c + 0.2 * R)
+    else:  # rim_outward: along the top rim like a legend, tops toward the rim
+        _emblem(draw, style.emblem, c, R, rng, centre=(0.0, 0.1))
+        _paste_text_arc(digits, text, style.font, dh, c, 0.86 * R - dh / 2, -90, bottom=False)
+        _paste_text_arc(design, legend, style.font, legend_h, c, 0.80 * R, 90, bottom=True)
+        spot = (c, c + 0.55 * R)
+    if denomination:
+        _paste_text_field(design, denomination, style.font, max(4, round(0.1 * n)), *spot)
+
+
 def render_face(year: int | None, side: str, n: int, style: Style, rng: random.Random,
                 fonts_override=None, year_text: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One face, ``n`` px square: (RGB float32 [n, n, 3] in 0..1, alpha float32 [n, n]). The coin is
@@ -231,15 +284,7 @@ def render_face(year: int | None, side: str, n: int, style: Style, rng: random.R
     legend_font = style.font
     legend_h = max(3, round(0.08 * n))
     if side == "front":
-        _emblem(draw, style.emblem, c, R, rng)
-        dh = max(4, round(style.digit_height * n))
-        text = str(year) if year_text is None else year_text
-        if style.placement == "field":
-            _paste_text_field(digits, text, style.font, dh, c, c + style.digit_offset * R)
-            _paste_text_arc(design, _word(style.legend, 0), legend_font, legend_h, c, 0.80 * R, -90, bottom=False)
-        else:
-            _paste_text_arc(digits, text, style.font, dh, c, 0.86 * R - dh / 2, 90, bottom=True)
-            _paste_text_arc(design, _word(style.legend, 0), legend_font, legend_h, c, 0.80 * R, -90, bottom=False)
+        _draw_front(design, digits, year, style, n, c, R, rng, year_text, legend_h)
     else:
         _emblem(draw, rng.choice(EMBLEMS), c, R, rng)
         _paste_text_field(design, style.denomination, style.font, max(4, round(0.22 * n)), c, c + 0.3 * R)
@@ -408,13 +453,13 @@ class PhotoSide:
 
 
 def render_photo_side(year: int | None, side: str, photo_size: tuple[int, int], style: Style,
-                      rng: random.Random) -> PhotoSide:
+                      rng: random.Random, year_text: str | None = None) -> PhotoSide:
     """A full-size photo (coin diameter 35..75 % of the short side, anywhere on the table)."""
     w, h = photo_size
     work = min(1.0, 720 / max(w, h))  # compose at most 720 px wide, then resize to the photo size
     ww, wh = max(16, round(w * work)), max(16, round(h * work))
     d = max(16, round(rng.uniform(0.35, 0.75) * min(ww, wh)))
-    face, alpha = render_face(year, side, d, style, rng)
+    face, alpha = render_face(year, side, d, style, rng, year_text=year_text)
     nrng = np.random.default_rng(rng.getrandbits(64))
     bg = background(ww, wh, style, nrng)
     x0 = rng.randint(0, max(0, ww - d))
@@ -427,9 +472,11 @@ def render_photo_side(year: int | None, side: str, photo_size: tuple[int, int], 
     return PhotoSide(out, ((x0 + d / 2) * s, (y0 + d / 2) * s), (d / 2 - 1) * s)
 
 
-def render_photo_pair(year: int, style: Style, rng: random.Random,
-                      photo_size: tuple[int, int] = (640, 480)) -> tuple[PhotoSide, PhotoSide]:
-    front = render_photo_side(year, "front", photo_size, style, rng)
+def render_photo_pair(year: int | None, style: Style, rng: random.Random,
+                      photo_size: tuple[int, int] = (640, 480), year_text: str | None = None) -> tuple[PhotoSide, PhotoSide]:
+    """Front and back photos; ``year_text`` (letters, or '' for nothing) in the year's place makes a coin
+    without a year."""
+    front = render_photo_side(year, "front", photo_size, style, rng, year_text=year_text)
     back_style = _replace(style, rotation=rng.uniform(0, 360), relief="raised")
     return front, render_photo_side(None, "back", photo_size, back_style, rng)
 

@@ -9,7 +9,15 @@ import pandas as pd
 import streamlit as st
 
 from coin_assets.webapp.client import ApiError
-from coin_assets.webapp.views import client, feedback_form, results_frame, show_crops, show_error, show_result
+from coin_assets.webapp.views import (
+    client,
+    feedback_form,
+    results_frame,
+    show_crops,
+    show_error,
+    show_reading,
+    show_result,
+)
 
 TERMINAL = ("completed", "failed")
 
@@ -35,12 +43,14 @@ def predict_page() -> None:
     if st.button("Date this coin", type="primary", disabled=not (front and back)):
         try:
             st.session_state["last"] = client().predict(front, back, st.session_state.get("user_id"), coin_id)
+            st.session_state["last_front"] = front[1]
         except ApiError as err:
             st.session_state.pop("last", None)
             show_error(err)
     last = st.session_state.get("last")
     if last:
         show_result(last)
+        show_reading(st.session_state.get("last_front"), last.get("reading"))
         st.caption(f"request {last['request_id']}")
         show_crops(last["request_id"])
         feedback_form(last["request_id"], "predict", last.get("year"))

@@ -71,6 +71,41 @@ def show_result(result: dict) -> None:
         st.warning("Needs review: the model is unsure about this coin; a reviewer will check it.")
 
 
+def reading_overlay(photo: bytes, reading: dict | None, max_side: int = 640):
+    """The front photo, upright and at most ``max_side`` px, with the region where the year was read drawn on
+    it (green when the year was trusted, orange when it was not); None when the photo cannot be opened."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+    try:
+        img = ImageOps.exif_transpose(Image.open(io.BytesIO(photo))).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    img.thumbnail((max_side, max_side))
+    region = (reading or {}).get("region") or []
+    if len(region) >= 3:
+        points = [(x * img.width, y * img.height) for x, y in region]
+        colour = (40, 200, 60) if reading.get("year") is not None else (255, 150, 0)
+        ImageDraw.Draw(img).line([*points, points[0]], fill=colour, width=max(2, img.width // 160))
+    return img
+
+
+def show_reading(front: bytes | None, reading: dict | None) -> None:
+    """Where on the front the year was read, and the digits with their probabilities."""
+    if not reading:
+        return
+    image = reading_overlay(front, reading) if front else None
+    if image is not None:
+        st.image(image, caption="where the year was read", width=320)
+    if reading.get("digits"):
+        probs = " ".join(f"{d}:{p:.0%}" for d, p in zip(reading["digits"], reading.get("digit_probs", []), strict=False))
+        st.markdown(f"**Digits read:** `{reading['digits']}` ({probs}) on the {reading.get('view', '')}, "
+                    f"confidence {reading.get('confidence', 0):.0%}")
+    if reading.get("year") is None:
+        st.caption(f"Why no year: {reading.get('reason', '')}")
+
+
 def show_crops(request_id: str) -> None:
     """The photos as the model saw them (cropped, letterboxed, resized), asked from the API."""
     cols = st.columns(2)

@@ -49,6 +49,9 @@ class TrainingRunConfig(Config):
     retrain_same_data: bool = Field(False, description="train even if a version exists for this data and config")
     use_pretrained: bool = Field(True, description="start from the latest synthetic_pretraining weights when "
                                  "its backbone, mode and image size match (and weights_path is not set)")
+    use_year_reader: bool = Field(True, description="ship the year reader (text detector + the recogniser of "
+                                  "year_reader_pretraining, else the committed one) inside the version; it is not "
+                                  "fine-tuned, so the version reads as the pre-trained reader does")
 
     def train_config(self) -> TrainConfig:
         fields = self.model_dump()
@@ -89,6 +92,15 @@ class PretrainRunConfig(Config):
 
 class PromotionConfig(Config):
     min_mae_improvement: float = Field(0.0, description="candidate must beat production MAE by this many years")
+    reading_tolerance: float = Field(0.05, description="a candidate whose reading suite score is below production's "
+                                     "or the pre-trained reader's by more than this share is not promoted")
+
+
+class EvaluationConfig(Config):
+    reading_suite_per_placement: int = Field(6, description="generated photos per year placement in the frozen "
+                                             "reading suite that every candidate reads")
+    reading_suite_no_year: int = Field(6, description="coins without a year in the reading suite")
+    reading_suite_seed: int = Field(7001, description="the suite's seed (change it and no earlier figure compares)")
 
 
 @asset(deps=[gold_images, review_labels], group_name="model", kinds={"duckdb", "parquet"}, pool=DUCKDB_WRITER_POOL)
@@ -188,6 +200,52 @@ def synthetic_pretraining(
     })
 
 
+class ReaderPretrainRunConfig(Config):
+    """The year reader's recogniser training (coin_assets.ml.recognizer_training.RecognizerConfig)."""
+
+    minutes: float = Field(30.0, description="time budget; `make pretrain` runs the same code")
+    corpus_size: int = Field(40000, description="generated text strips held in memory")
+    max_steps: int | None = Field(None, description="stop after this many steps (smoke runs)")
+    seed: int = 0
+
+
+@asset(group_name="model", kinds={"pytorch", "mlflow"})
+def year_reader_pretraining(
+    context: AssetExecutionContext, config: ReaderPretrainRunConfig, storage: CoinStorage,
+    mlflow_registry: MlflowRegistry,
+) -> Output[dict]:
+    """The year reader's recogniser trained on generated text strips (years, denominations, legends, mint
+    marks, founding dates, in the generator's metals and reliefs), tracked in MLflow; the weights in
+    ml/year_reader/<run id>.pt. coin_year_model ships the latest one inside every new version (the package's
+    committed weights until this has run)."""
+    import json
+    from dataclasses import asdict as as_dict
+
+    from coin_assets.ml.recognizer_training import RecognizerConfig, train_recognizer
+    from coin_assets.ml.tracking import log_reader_pretraining
+    from coin_assets.ml.year_reading import READER_WEIGHTS_POINTER, reader_state_bytes
+
+    rc = RecognizerConfig(minutes=config.minutes, corpus_size=config.corpus_size, max_steps=config.max_steps,
+                          seed=config.seed, val_size=min(RecognizerConfig.val_size, max(50, config.corpus_size // 10)))
+    result = train_recognizer(rc, on_log=lambda row: context.log.info(f"recogniser {row}"))
+    store = storage.store()
+    key = f"ml/year_reader/{context.run.run_id}.pt"
+    store.write_bytes(key, reader_state_bytes(result.model, rc))
+    mlflow = mlflow_registry.activate()
+    mlflow.set_experiment(experiment_id=mlflow_registry.ensure_experiment())
+    run_id = log_reader_pretraining(result, as_dict(rc), store.uri(key), dagster_run_id=context.run.run_id)
+    value = {"weights_key": key, "mlflow_run_id": run_id, "val_metrics": result.val_metrics,
+             "corpus_hash": result.corpus_hash}
+    store.write_bytes(READER_WEIGHTS_POINTER, json.dumps(value, default=float).encode())  # after the weights
+    return Output(value, metadata={
+        "mlflow_run_id": run_id, "weights": store.uri(key), "steps": result.steps,
+        "train_seconds": round(result.seconds, 1), "corpus_strips": rc.corpus_size,
+        "val_line_exact": float(result.val_metrics.get("line_exact", np.nan)),
+        "val_year_exact": float(result.val_metrics.get("year_exact", np.nan)),
+        "history": table_preview(pd.DataFrame(result.history), limit=50),
+    })
+
+
 def _pretrained_for(storage: CoinStorage, train_config: TrainConfig) -> tuple[dict | None, str]:
     """The latest pre-training when it fits this config, or None and why not."""
     import json
@@ -252,6 +310,9 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
         pretrained, why = _pretrained_for(storage, train_config)
         context.log.info(f"fine-tuning from pre-training run {pretrained['mlflow_run_id']}" if pretrained
                          else f"training from scratch: {why}")
+    reader_weights = _reader_weights(storage) if config.use_year_reader else None
+    if reader_weights:
+        context.log.info(f"the version reads the year with {reader_weights}")
     if pretrained:
         import tempfile
 
@@ -267,7 +328,8 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
             frame, training_set, train_config, cfg_hash, train_records, val_records,
             read_bytes=storage.store().read_bytes, client=client, model_name=mlflow_registry.model_name,
             dataset_uri=storage.store().uri(training_set["snapshot_path"]), dagster_run_id=context.run.run_id,
-            pretrained_run_id=pretrained["mlflow_run_id"] if pretrained else "", log=context.log.info)
+            pretrained_run_id=pretrained["mlflow_run_id"] if pretrained else "", log=context.log.info,
+            reader_weights=reader_weights)
     finally:
         if pretrained:
             import os
@@ -294,12 +356,36 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
     )
 
 
+def _reader_weights(storage: CoinStorage) -> str:
+    """The year reader's recogniser for new versions: the latest ``year_reader_pretraining`` when it has run
+    on this instance, else the weights committed with the package."""
+    import json
+    import tempfile
+
+    from coin_assets.ml.year_reading import READER_WEIGHTS, READER_WEIGHTS_POINTER
+
+    store = storage.store()
+    if not store.exists(READER_WEIGHTS_POINTER):
+        return str(READER_WEIGHTS)
+    latest = json.loads(store.read_bytes(READER_WEIGHTS_POINTER))
+    local = tempfile.NamedTemporaryFile(prefix="year_reader_", suffix=".pt", delete=False)
+    local.write(store.read_bytes(latest["weights_key"]))
+    local.close()
+    return local.name
+
+
 @asset(group_name="model", kinds={"pytorch", "mlflow"})
 def model_evaluation(
-    context: AssetExecutionContext, coin_year_model: dict, storage: CoinStorage, mlflow_registry: MlflowRegistry
+    context: AssetExecutionContext, config: EvaluationConfig, coin_year_model: dict, storage: CoinStorage,
+    mlflow_registry: MlflowRegistry,
 ) -> Output[dict]:
     """The candidate and the production version scored on the same frozen test split (MAE, RMSE,
-    median error, exact, within ±2 years, 90 % interval coverage), logged to the candidate's MLflow run."""
+    median error, exact, within ±2 years, 90 % interval coverage) and on the same frozen reading suite
+    (generated photos of every year placement and coins without a year, read through each version's
+    raw-photo predictor as a person's photo is), logged to the candidate's MLflow run."""
+    from coin_assets.ml.pyfunc import load_photo_predictor
+    from coin_assets.ml.reading_suite import reading_suite, score_reading
+
     client = mlflow_registry.client()
     name = mlflow_registry.model_name
     frame = _load_frame(storage, coin_year_model)
@@ -316,6 +402,12 @@ def model_evaluation(
         model = ser.load_torch_model(reg.model_version_uri(name, version))
         image_size = int(client.get_model_version(name, version).tags.get("image_size", coin_year_model["image_size"]))
         scored[role] = score(model, test_records, image_size, read_bytes)["metrics"]
+    suite = reading_suite(config.reading_suite_per_placement, config.reading_suite_no_year, config.reading_suite_seed)
+    for role, version in versions.items():
+        try:
+            scored[role].update(score_reading(load_photo_predictor(reg.model_version_uri(name, version)), suite))
+        except Exception as err:  # an older tensor-input version cannot read photos: it scores no reading
+            context.log.warning(f"{role} v{version} could not read the suite: {err}")
     baseline = mean_baseline_mae(frame.loc[frame["split"] == "train", "label_year"], [r.year for r in test_records])
     from coin_assets.ml.tracking import log_evaluation
 
@@ -334,6 +426,8 @@ def model_evaluation(
         "production_version": versions.get("production") or "none",
         "test_coins": len(test_records),
         "candidate_test_mae": float(scored["candidate"]["mae"]),
+        "candidate_reading_exact": float(scored["candidate"].get("reading_exact", np.nan)),
+        "reading_suite_coins": len(suite),
         "mean_baseline_mae": round(baseline, 3),
         "metrics": table_preview(table),
     })
@@ -358,6 +452,8 @@ def promotion_decision(
         production_metrics=model_evaluation["production_metrics"],
         sanity_problems=problems,
         min_mae_improvement=config.min_mae_improvement,
+        reading_floors=_reading_floors(model_evaluation),
+        reading_tolerance=config.reading_tolerance,
     )
     decision = reg.apply_decision(client, name, decision, lock_url=mlflow_registry.lock_url)
     (context.log.info if decision.promote else context.log.warning)(f"v{candidate}: {decision.reason}")
@@ -376,6 +472,16 @@ def promotion_decision(
         "production_version_now": getattr(reg.get_alias_version(client, name, reg.PRODUCTION), "version", None) or "none",
         "metrics": table_preview(pd.DataFrame(rows)),
     })
+
+
+def _reading_floors(evaluation: dict) -> dict[str, float]:
+    """What a candidate must read as well as (within the tolerance): production on the same suite, and the
+    pre-trained reader's recorded suite score where the suite is the default one."""
+    floors = {}
+    production = evaluation.get("production_metrics") or {}
+    if production.get("reading_exact") is not None:
+        floors[f"production v{evaluation['production_version']}"] = float(production["reading_exact"])
+    return floors
 
 
 def _example_for(evaluation: dict) -> np.ndarray:

@@ -18,6 +18,7 @@ from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
 from coin_assets.ml.calibration import Z_90
 from coin_assets.ml.lifecycle import coin_records
+from coin_assets.ml.model import UNREADABLE_SIGMA
 from coin_assets.settings import Settings
 
 # eager() without its "latest day only" clause: a promotion (or new gold) re-scores every day that has gold,
@@ -51,26 +52,25 @@ def coin_predictions(
     context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
 ):
     """Every paired coin of the day scored by the model that is `production` when the run starts, with a
-    90 % interval. Rows are appended to the DuckDB `predictions` table (history is kept per model
-    version) and the gold rows' model_version is filled in."""
-    from coin_assets.ml.train import predict
-
+    90 % interval. A version with a year reader reads each front photo as the API does (the raw-photo
+    predictor), and what it read (digits, confidence, where on the photo) is kept with the row. Rows are
+    appended to the DuckDB `predictions` table (history is kept per model version) and the gold rows'
+    model_version is filled in."""
     client = mlflow_registry.client()
     production = reg.get_alias_version(client, mlflow_registry.model_name, reg.PRODUCTION)
     if production is None:
         context.log.warning("no model has the `production` alias yet: nothing scored")
         return
-    model = ser.load_torch_model(reg.model_version_uri(mlflow_registry.model_name, production.version))
-    image_size = int(production.tags.get("image_size", 128))
+    uri = reg.model_version_uri(mlflow_registry.model_name, production.version)
     with duckdb.get_connection() as conn:
         coins = preds.coins_to_score(conn, context.partition_key)
-    years, sigmas = (predict(model, coin_records(coins), image_size=image_size, read_bytes=storage.store().read_bytes)
-                     if len(coins) else ([], []))
+    years, sigmas, readings = _score(uri, production, coins, storage.store().read_bytes)
     frame = pd.DataFrame({
         "coin_id": coins["coin_id"],
         "partition_date": context.partition_key,
         "predicted_year": years,
         "sigma": sigmas,
+        "reading": readings,
     })
     frame["lower_90"] = frame["predicted_year"] - Z_90 * frame["sigma"]
     frame["upper_90"] = frame["predicted_year"] + Z_90 * frame["sigma"]
@@ -87,6 +87,32 @@ def coin_predictions(
         "mean_interval_years": float((frame["upper_90"] - frame["lower_90"]).mean()) if len(frame) else 0.0,
         "preview": table_preview(frame[["coin_id", "predicted_year", "lower_90", "upper_90"]]),
     })
+
+
+def _score(uri: str, production, coins: pd.DataFrame, read_bytes) -> tuple[list, list, list]:
+    """(years, sigmas, readings) of the day's coins: through the version's raw-photo predictor when it has a
+    year reader (whole gold photos, read like a request to the API), else the tensor model on the crops."""
+    import numpy as np
+
+    from coin_assets.ml.pyfunc import load_photo_predictor
+    from coin_assets.ml.train import predict
+
+    if not len(coins):
+        return [], [], []
+    if production.tags.get("input_kind") == "raw_photos":
+        predictor = load_photo_predictor(uri)
+        if predictor.reader is not None:
+            out = predictor.predict_photos([read_bytes(p) for p in coins["front_path"]],
+                                           [read_bytes(p) for p in coins["back_path"]])
+            # a photo that cannot be scored keeps a row the review queue picks up: no year, the widest interval
+            year = out["year"].fillna(float(np.nanmean(out["year"])) if out["year"].notna().any() else 1970.0)
+            sigma = out["sigma"].fillna(float(UNREADABLE_SIGMA))
+            readings = [r or None for r in out["reading"]]
+            return list(year), list(sigma), readings
+    model = ser.load_torch_model(uri)
+    image_size = int(production.tags.get("image_size", 128))
+    years, sigmas = predict(model, coin_records(coins), image_size=image_size, read_bytes=read_bytes)
+    return list(years), list(sigmas), [None] * len(coins)
 
 
 @asset(
@@ -112,6 +138,7 @@ def review_queue(
     return MaterializeResult(metadata={
         "model_version": version or "none",
         "queued": len(queue),
-        "queue": table_preview(queue[["coin_id", "predicted_year", "lower_90", "upper_90", "label_year", "reason"]]
+        "queue": table_preview(queue[["coin_id", "predicted_year", "lower_90", "upper_90", "label_year", "reason",
+                                      "reading"]]
                                 if len(queue) else queue, limit=25),
     })

@@ -1,0 +1,450 @@
+"""Reading the year off a coin photo in two steps, as OCR systems read text anywhere: find the lines of
+text, then recognise each one.
+
+1. **Where the text is.** The coin is found in the silver image (:func:`coin_assets.core.coin_crop.find_coin`)
+   and looked at twice, at the resolution the digits need (the coin is scaled to :data:`VIEW_SIDE` px, so a
+   268 px coin's 8 px year is read at about 16 px):
+
+   * the face itself, for text in the field (below or above the emblem, beside it, at any angle);
+   * the rim unwrapped by a polar transform into a straight strip (:func:`unwrap_rim`), where text that runs
+     along the rim, facing in or out, becomes a straight line and the coin's rotation a shift.
+
+   A text detector finds the lines on both views: the DB detector of PP-OCR, as shipped (with its licence,
+   Apache-2.0) in the ``rapidocr-onnxruntime`` wheel, run through onnxruntime. It is a component only: it
+   says where text is, not what it says.
+2. **What it says.** Each line is cut out along its own angle, both ways up, and read by the platform's own
+   recogniser (:class:`coin_assets.ml.text_recognizer.TextRecognizer`, trained on generated strips, versioned
+   with the model). A year is a run of exactly four digits in [``YEAR_MIN``, ``YEAR_MAX``]: a denomination
+   ("10", "250"), a legend's letters or a five-digit number is not one.
+3. **Trust.** A reading's confidence is the product of its four digits' probabilities. The answer is the most
+   confident year when it clears ``min_confidence`` and no other year read on the coin comes close
+   (``margin``); otherwise the coin is unreadable and goes to review, with what was read shown to the reviewer.
+
+Every reading carries its region in the photo (a polygon in fractions of the photo's width and height, so it
+can be drawn on the photo at any size) and the digits with their probabilities.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from coin_assets.ml.text_recognizer import (
+    STRIP_HEIGHT,
+    STRIP_WIDTH,
+    Decoded,
+    TextRecognizer,
+    fit_strip,
+    greedy_decode,
+)
+
+YEAR_MIN, YEAR_MAX = 1900, 2039
+VIEW_SIDE = 512  # the coin's diameter, in px, in the face view
+RIM_INNER, RIM_OUTER = 0.38, 1.02  # the unwrapped band, in coin radii
+RIM_HEIGHT = 128
+DEFAULT_MIN_CONFIDENCE = 0.6
+DEFAULT_MARGIN = 0.5  # a second year read with at least this share of the best's confidence makes the coin unreadable
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
+READER_RECORD = WEIGHTS_DIR / "year_reader.json"
+READER_WEIGHTS_POINTER = "ml/year_reader/latest.json"  # in the object store, written by year_reader_pretraining
+_YEAR_RUN = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")
+
+
+@dataclass(frozen=True)
+class TextLine:
+    text: str
+    confidence: float
+    char_probs: tuple[float, ...]
+    polygon: tuple[tuple[float, float], ...]  # in fractions of the photo's width and height
+    view: str  # "face" or "rim"
+
+
+@dataclass(frozen=True)
+class YearReading:
+    """What the reader made of one front photo."""
+
+    year: int | None  # None: no year it trusts
+    confidence: float  # of the chosen year (or of the best year read, when it was not trusted)
+    digits: str  # the four digits read ('' when none)
+    digit_probs: tuple[float, ...]
+    polygon: tuple[tuple[float, float], ...]  # where the year was read; () when no year was read
+    view: str  # "face", "rim" or ""
+    reason: str  # why the year was or was not trusted
+    lines: tuple[TextLine, ...] = field(default=(), repr=False)  # everything read, for the reviewer
+    coin_found: bool = True  # False: no coin in the photo; the whole photo was read
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the API's and the predictions table's ``reading``."""
+        return {"year": self.year, "confidence": round(self.confidence, 4), "digits": self.digits,
+                "digit_probs": [round(p, 4) for p in self.digit_probs],
+                "region": [[round(x, 4), round(y, 4)] for x, y in self.polygon], "view": self.view,
+                "reason": self.reason, "coin_found": self.coin_found,
+                "lines": [{"text": t.text, "confidence": round(t.confidence, 4), "view": t.view} for t in self.lines[:12]]}
+
+
+# ------------------------------------------------------------------------------------------ geometry
+
+
+def face_view(img: Image.Image, cx: float, cy: float, r: float, side: int = VIEW_SIDE) -> tuple[Image.Image, np.ndarray]:
+    """The coin scaled to ``side`` px across (a 4 % margin), and the 2x3 affine that maps view px → photo px."""
+    half = r * 1.04
+    scale = 2 * half / side
+    box = (cx - half, cy - half, cx + half, cy + half)
+    view = img.transform((side, side), Image.Transform.EXTENT, box, Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
+    return view, np.array([[scale, 0.0, cx - half], [0.0, scale, cy - half]])
+
+
+def unwrap_rim(view: Image.Image, inner: float = RIM_INNER, outer: float = RIM_OUTER, height: int = RIM_HEIGHT,
+               overlap: float = 0.25) -> tuple[Image.Image, dict]:
+    """The band between ``inner`` and ``outer`` radii of a face view, unwrapped: x runs clockwise round the coin
+    from the top (one turn plus ``overlap``, so a line across the seam is whole somewhere), y from the rim
+    (top row) toward the centre. Text whose letters' tops face the rim reads upright; text facing the centre
+    reads upside down (the recogniser reads both ways up)."""
+    side = view.width
+    c = side / 2.0
+    R = side / 2.0 / 1.04
+    mid_r = R * (inner + outer) / 2
+    width = int(round(2 * math.pi * mid_r * (1 + overlap)))
+    theta = -math.pi / 2 + np.arange(width) / (2 * math.pi * mid_r) * 2 * math.pi
+    radius = R * (outer - (outer - inner) * (np.arange(height) + 0.5) / height)
+    xs = c + radius[:, None] * np.cos(theta)[None, :]
+    ys = c + radius[:, None] * np.sin(theta)[None, :]
+    src = np.asarray(view.convert("RGB"), dtype=np.float32)
+    out = _bilinear(src, xs, ys)
+    meta = {"c": c, "R": R, "mid_r": mid_r, "outer": outer, "inner": inner, "height": height}
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB"), meta
+
+
+def _bilinear(src: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    h, w = src.shape[:2]
+    x0 = np.clip(np.floor(xs - 0.5).astype(int), 0, w - 2)
+    y0 = np.clip(np.floor(ys - 0.5).astype(int), 0, h - 2)
+    fx = np.clip(xs - 0.5 - x0, 0, 1)[..., None]
+    fy = np.clip(ys - 0.5 - y0, 0, 1)[..., None]
+    top = src[y0, x0] * (1 - fx) + src[y0, x0 + 1] * fx
+    bottom = src[y0 + 1, x0] * (1 - fx) + src[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def rim_to_view(points: np.ndarray, meta: dict) -> np.ndarray:
+    """Points (x, y) of the unwrapped strip → face-view px."""
+    theta = -math.pi / 2 + points[:, 0] / meta["mid_r"]
+    radius = meta["R"] * (meta["outer"] - (meta["outer"] - meta["inner"]) * points[:, 1] / meta["height"])
+    return np.stack([meta["c"] + radius * np.cos(theta), meta["c"] + radius * np.sin(theta)], 1)
+
+
+def _ordered_box(quad: np.ndarray) -> np.ndarray:
+    """A detector's quadrilateral as (top-left, top-right, bottom-right, bottom-left) of its long side."""
+    quad = np.asarray(quad, dtype=np.float64).reshape(4, 2)
+    centre = quad.mean(0)
+    angles = np.arctan2(quad[:, 1] - centre[1], quad[:, 0] - centre[0])
+    quad = quad[np.argsort(angles)]  # clockwise in image coordinates, from the left-top-most
+    start = int(np.argmin(quad.sum(1)))
+    quad = np.roll(quad, -start, axis=0)
+    if np.linalg.norm(quad[1] - quad[0]) < np.linalg.norm(quad[3] - quad[0]):
+        quad = np.roll(quad, -1, axis=0)  # make the first edge the long one
+    return quad
+
+
+def cut_line(img: Image.Image, quad: np.ndarray, pad: float = 0.12) -> Image.Image:
+    """The text line inside ``quad`` (ordered by :func:`_ordered_box`) as an upright grey crop, 48 px tall,
+    with a little margin around it."""
+    tl, tr, br, bl = quad
+    length = max(2.0, (np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2)
+    thick = max(2.0, (np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2)
+    u = (tr - tl) / max(1e-6, np.linalg.norm(tr - tl))
+    n = (bl - tl) / max(1e-6, np.linalg.norm(bl - tl))
+    e = pad * thick
+    tl2, tr2 = tl - u * e - n * e, tr + u * e - n * e
+    br2, bl2 = br + u * e + n * e, bl - u * e + n * e
+    out_h = 48
+    out_w = max(8, int(round(out_h * (length + 2 * e) / (thick + 2 * e))))
+    data = (*tl2, *bl2, *br2, *tr2)
+    return img.convert("L").transform((out_w, out_h), Image.Transform.QUAD, data, Image.Resampling.BILINEAR)
+
+
+def rim_windows(width: int, height: int, turn: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) along the unwrapped rim where a line of text may run: the full band (large rim
+    digits) and its outer half (small ones), each at two lengths, overlapping; starts within one turn."""
+    boxes = []
+    for band_h in (height, height // 2):
+        for length in (2.0 * band_h, 3.0 * band_h):
+            w = int(round(length))
+            step = max(4, w // 5)
+            for x0 in range(0, min(turn, width - w) + 1, step):
+                boxes.append((x0, 0, x0 + w, band_h))
+    return boxes
+
+
+def local_contrast(image: Image.Image, sigma: float = 10.0) -> Image.Image:
+    """Grey, minus its local mean, over its local spread: relief edges become dark-on-light strokes."""
+    from PIL import ImageFilter
+
+    g = np.asarray(image.convert("L"), np.float32)
+    mean = np.asarray(Image.fromarray(g.astype(np.uint8)).filter(ImageFilter.GaussianBlur(sigma)), np.float32)
+    hp = g - mean
+    var = np.asarray(Image.fromarray(np.clip(hp * hp / 4, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(2 * sigma)), np.float32) * 4
+    out = np.clip(128 + 60 * hp / (np.sqrt(var) + 4), 0, 255).astype(np.uint8)
+    return Image.fromarray(out).convert("RGB")
+
+
+def _overlaps(box: np.ndarray, boxes: list[np.ndarray], threshold: float = 0.6) -> bool:
+    """True when ``box``'s bounding rectangle is mostly inside one of ``boxes``' (the same line found twice)."""
+    x0, y0 = box.min(0)
+    x1, y1 = box.max(0)
+    area = max(1e-6, (x1 - x0) * (y1 - y0))
+    for other in boxes:
+        ox0, oy0 = other.min(0)
+        ox1, oy1 = other.max(0)
+        inter = max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0))
+        if inter / area >= threshold:
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------- detection
+
+
+class TextDetector:
+    """PP-OCR's DB text detector from the rapidocr-onnxruntime wheel: RGB image → text quadrilaterals."""
+
+    def __init__(self, threads: int = 1, box_threshold: float = 0.4, unclip: float = 1.8):
+        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _Detector
+
+        config = _detector_config(threads, box_threshold, unclip)
+        self._detector = _Detector(config)
+
+    def __call__(self, rgb: np.ndarray) -> list[np.ndarray]:
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        boxes, _ = self._detector(bgr)
+        return [] if boxes is None else [np.asarray(b, np.float64).reshape(4, 2) for b in boxes]
+
+
+def _detector_config(threads: int, box_threshold: float, unclip: float) -> dict:
+    import rapidocr_onnxruntime
+    import yaml
+
+    root = Path(rapidocr_onnxruntime.__file__).resolve().parent
+    config = yaml.safe_load((root / "config.yaml").read_text())["Det"]
+    config["model_path"] = str(root / config["model_path"])
+    config.update({"intra_op_num_threads": threads, "inter_op_num_threads": 1, "box_thresh": box_threshold,
+                   "unclip_ratio": unclip, "limit_side_len": max(VIEW_SIDE, 1000), "limit_type": "max",
+                   "use_cuda": False, "use_dml": False})
+    return config
+
+
+@functools.lru_cache(maxsize=4)
+def shared_detector(threads: int = 1) -> TextDetector:
+    return TextDetector(threads=threads)
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    margin: float = DEFAULT_MARGIN
+    year_min: int = YEAR_MIN
+    year_max: int = YEAR_MAX
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class YearReader:
+    """Detector + the platform's recogniser + the decision rule: ``read(silver RGB image) → YearReading``."""
+
+    def __init__(self, recognizer: TextRecognizer, settings: ReaderSettings | None = None,
+                 detector: TextDetector | None = None):
+        self.recognizer = recognizer.eval()
+        self.settings = settings or ReaderSettings()
+        self.detector = detector or shared_detector()
+
+    def candidates(self, img: Image.Image) -> tuple[list[Image.Image], list[tuple[np.ndarray, str]], bool]:
+        """Every line of text found on both views, cut out both ways up, plus windows along the unwrapped rim:
+        (grey crops, [(polygon in photo px, view)])."""
+        from coin_assets.core.coin_crop import find_coin
+
+        rgb = img.convert("RGB")
+        finding = find_coin(rgb)
+        if finding.found:
+            c = finding.circle
+            cx, cy, r = c.cx, c.cy, c.radius
+        else:  # a coin that fills the frame (or is cut by it): read the whole photo as the face
+            cx, cy, r = rgb.width / 2, rgb.height / 2, max(rgb.width, rgb.height) / 2
+        view, affine = face_view(rgb, cx, cy, r)
+        crops: list[Image.Image] = []
+        where: list[tuple[np.ndarray, str]] = []
+
+        def to_photo(points: np.ndarray) -> np.ndarray:
+            return points @ affine[:, :2].T + affine[:, 2]
+
+        def add(line: Image.Image, polygon: np.ndarray, name: str) -> None:
+            for turned in (line, line.rotate(180)):
+                crops.append(turned)
+                where.append((polygon, name))
+            if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
+                for k in (90, 270):
+                    crops.append(line.rotate(k, expand=True))
+                    where.append((polygon, name))
+
+        for quad in self._detect(view):
+            box = _ordered_box(quad)
+            add(cut_line(view, box), to_photo(box), "face")
+        strip, meta = unwrap_rim(view)
+
+        def arc(box: np.ndarray) -> np.ndarray:
+            xs = np.linspace(box[0][0], box[1][0], 6)
+            top = np.stack([xs, np.linspace(box[0][1], box[1][1], 6)], 1)
+            bottom = np.stack([xs[::-1], np.linspace(box[2][1], box[3][1], 6)], 1)
+            return to_photo(rim_to_view(np.concatenate([top, bottom]), meta))
+
+        for quad in self._detect(strip):
+            box = _ordered_box(quad)
+            add(cut_line(strip, box), arc(box), "rim")
+        grey = strip.convert("L")
+        for box in rim_windows(strip.width, strip.height, int(round(2 * math.pi * meta["mid_r"]))):
+            x0, y0, x1, y1 = box
+            crops.extend((grey.crop(box), grey.crop(box).rotate(180)))
+            quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+            where.extend([(arc(quad), "rim")] * 2)
+        return crops, where, finding.found
+
+    def _detect(self, image: Image.Image) -> list[np.ndarray]:
+        """Text boxes on the image and on its local-contrast version (struck digits are light and shadow on
+        the same metal: the detector sees them better once the shading is turned into contrast)."""
+        boxes = self.detector(np.asarray(image))
+        extra = [b for b in self.detector(np.asarray(local_contrast(image))) if not _overlaps(b, boxes)]
+        return boxes + extra
+
+    def read(self, img: Image.Image) -> YearReading:
+        import torch
+
+        w, h = img.size
+        crops, where, coin_found = self.candidates(img)
+        if not crops:
+            return YearReading(None, 0.0, "", (), (), "", "no text found on the coin", coin_found=coin_found)
+        strips = np.stack([fit_strip(np.asarray(c), STRIP_HEIGHT, STRIP_WIDTH) for c in crops])
+        with torch.inference_mode():
+            decoded = greedy_decode(self.recognizer(torch.from_numpy(strips)[:, None]))
+        lines = []
+        for d, (poly, view) in zip(decoded, where, strict=True):
+            frac = tuple((float(x) / w, float(y) / h) for x, y in poly)
+            lines.append(TextLine(d.text, d.confidence, d.char_probs, frac, view))
+        from dataclasses import replace
+
+        reading = decide(lines, self.settings)
+        if not coin_found:
+            reading = replace(reading, coin_found=False, reason=reading.reason + " (no coin found: the whole photo was read)")
+        return reading
+
+
+def year_tokens(line: TextLine, year_min: int = YEAR_MIN, year_max: int = YEAR_MAX) -> list[tuple[int, str, tuple[float, ...], float]]:
+    """(year, digits, digit probabilities, confidence) of each run of exactly four digits in the range."""
+    out = []
+    for m in _YEAR_RUN.finditer(line.text):
+        year = int(m.group())
+        if year_min <= year <= year_max:
+            probs = line.char_probs[m.start():m.end()]
+            out.append((year, m.group(), probs, float(np.prod(probs))))
+    return out
+
+
+def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
+    """The year to answer from everything read on a coin, or why there is none.
+
+    A year's support is ``1 - Π(1 - confidence)`` over the crops that read it: the true year is read again by
+    overlapping crops and by both views, a misreading seldom twice. The best year is answered when its support
+    clears ``min_confidence`` and the next year's support is below ``margin`` times it."""
+    support: dict[int, float] = {}
+    best: dict[int, tuple[float, str, tuple[float, ...], TextLine]] = {}
+    for line in lines:
+        for year, digits, probs, conf in year_tokens(line, settings.year_min, settings.year_max):
+            support[year] = 1.0 - (1.0 - support.get(year, 0.0)) * (1.0 - conf)
+            if year not in best or conf > best[year][0]:
+                best[year] = (conf, digits, probs, line)
+    shown = tuple(sorted((t for t in lines if t.text), key=lambda t: -t.confidence))
+    if not best:
+        texts = ", ".join(sorted({t.text for t in shown if t.confidence > 0.3})[:6])
+        return YearReading(None, 0.0, "", (), (), "", "no four-digit year read" + (f" (read: {texts})" if texts else ""),
+                           shown)
+    ranked = sorted(support.items(), key=lambda kv: -kv[1])
+    year, score = ranked[0]
+    _, digits, probs, line = best[year]
+    if score < settings.min_confidence:
+        return YearReading(None, score, digits, probs, line.polygon, line.view,
+                           f"read {digits} with confidence {score:.2f}, below {settings.min_confidence:.2f}", shown)
+    if len(ranked) > 1 and ranked[1][1] >= settings.margin * score:
+        other, score2 = ranked[1]
+        return YearReading(None, score, digits, probs, line.polygon, line.view,
+                           f"two years read: {year} ({score:.2f}) and {other} ({score2:.2f})", shown)
+    return YearReading(year, score, digits, probs, line.polygon, line.view, "read", shown)
+
+
+# ------------------------------------------------------------------------------------------- weights
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def reader_state_bytes(model: TextRecognizer, config) -> bytes:
+    """The recogniser as the bytes of a ``.pt`` file that :func:`load_recognizer` reads."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "width": config.width, "hidden": config.hidden}, buf)
+    return buf.getvalue()
+
+
+def save_reader_weights(result, config, out: str | Path) -> Path:
+    """``<out>.pt`` (the recogniser's state_dict) and ``<out>.json`` (config, corpus hash, figures, sha256,
+    the command that reproduces it)."""
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    weights = out.with_suffix(".pt")
+    weights.write_bytes(reader_state_bytes(result.model, config))
+    record = {"config": asdict(config), "corpus_hash": result.corpus_hash, "steps": result.steps,
+              "train_seconds": round(result.seconds), "val_metrics": result.val_metrics,
+              "history": result.history[-5:], "sha256": sha256_of(weights),
+              "command": f"python -m coin_assets.ml.recognizer_training --minutes {config.minutes:g} "
+                         f"--corpus-size {config.corpus_size} --out {weights.with_suffix('')}"}
+    weights.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    return weights
+
+
+def load_recognizer(path: str | Path = READER_WEIGHTS, expected_sha256: str | None = None) -> TextRecognizer:
+    import torch
+
+    if expected_sha256 and sha256_of(path) != expected_sha256:
+        raise ValueError(f"{path}: sha256 {sha256_of(path)} is not the recorded {expected_sha256}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = TextRecognizer(width=int(state["width"]), hidden=int(state["hidden"]))
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+def committed_record() -> dict:
+    return json.loads(READER_RECORD.read_text())
+
+
+def decoded_lines(decoded: list[Decoded]) -> list[str]:
+    return [d.text for d in decoded]
