@@ -74,7 +74,8 @@ def wait_for_settled_uploads(store, days: list[str], settle_seconds: float) -> N
         time.sleep(wait + 0.05)
 
 
-def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None) -> dict:
+def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None,
+                 evaluation_config: dict | None = None) -> dict:
     """Materialize every asset for the given (default: all uploaded) days, in-process, and summarise."""
     from coin_assets.definitions import defs
     from coin_assets.defs.resources import default_resources
@@ -121,7 +122,12 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         started = time.perf_counter()
         model_sel = AssetSelection.assets("review_labels", "training_set", "coin_year_model", "model_evaluation",
                                           "promotion_decision")
-        run_config = {"ops": {"coin_year_model": {"config": train_config}}} if train_config else None
+        ops = {}
+        if train_config:
+            ops["coin_year_model"] = {"config": train_config}
+        if evaluation_config:
+            ops["model_evaluation"] = {"config": evaluation_config}
+        run_config = {"ops": ops} if ops else None
         result = materialize(assets, selection=model_sel,
                              resources=resources, instance=instance, run_config=run_config, raise_on_error=True)
         _add_checks(summary, result)
@@ -184,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     headless.add_argument("--days", nargs="*", help="partition keys (default: every day in the upload zone)")
     headless.add_argument("--skip-training", action="store_true", help="ingestion only")
     headless.add_argument("--train-config", help="JSON run config for coin_year_model, e.g. '{\"epochs\": 2}'")
+    headless.add_argument("--evaluation-config", help="JSON run config for model_evaluation, e.g. "
+                          "'{\"reading_suite_per_placement\": 2}'")
     headless.add_argument("--json", action="store_true", help="print the summary as JSON")
     rollback = sub.add_parser("rollback", help="point production back at the previous model version")
     rollback.add_argument("--actor", required=True)
@@ -200,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         # records it and frees its pool slot instead of leaving it claimed.
         signal.signal(signal.SIGTERM, _interrupt)
         summary = run_headless(args.days, train=not args.skip_training,
-                               train_config=json.loads(args.train_config) if args.train_config else None)
+                               train_config=json.loads(args.train_config) if args.train_config else None,
+                               evaluation_config=json.loads(args.evaluation_config) if args.evaluation_config else None)
         print(json.dumps(summary, indent=2, default=str)) if args.json else _print_summary(summary)
         return 1 if summary["checks"]["failed"] else 0
     if args.command == "rollback":

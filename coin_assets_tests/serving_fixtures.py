@@ -35,6 +35,20 @@ def coin_photos(year: int = 1987, seed: int = 5, size=(320, 240)) -> tuple[bytes
     return jpeg(front), jpeg(back)
 
 
+def legible_coin_photos(year: int = 1987, seed: int = 5, size=(480, 360)) -> tuple[bytes, bytes]:
+    """A coin of the varied generator with its year printed dark below the emblem, upright and sharp: one the
+    year reader reads."""
+    from dataclasses import replace
+
+    from coin_assets.synth import varied
+
+    rng = random.Random(seed)
+    style = replace(varied.sample_style(rng), placement="below", relief="printed_dark", rotation=0.0, blur=0.0,
+                    wear=0.0, patina=0.0, squash=1.0, font=("DejaVuSans-Bold.ttf", 1.0), digit_height=0.2)
+    front, back = varied.render_photo_pair(year, style, rng, photo_size=size)
+    return jpeg(front.image), jpeg(back.image)
+
+
 class Registry:
     """A sqlite MLflow store under ``root``; ``register()`` logs a tiny real raw-photo version,
     ``model_copy()`` gives a test module its own registered model with copies of logged versions
@@ -50,12 +64,15 @@ class Registry:
         mlflow.set_experiment(experiment_id=exp)
         self.photos = coin_photos()
 
-    def register(self, seed: int = 0, tags: dict | None = None) -> str:
+    def register(self, seed: int = 0, tags: dict | None = None, reader: bool = False) -> str:
+        """A version; with ``reader`` it carries the committed year reader."""
+        from coin_assets.ml.year_reading import READER_WEIGHTS
+
         torch.manual_seed(seed)
         model = CoinYearRegressor(backbone="mobilenet_v3_small")
         with mlflow.start_run():
             info = pf.log_photo_model(model, pf.PhotoModelConfig(image_size=64), *self.photos,
-                                      registered_model_name=NAME)
+                                      registered_model_name=NAME, reader_weights=READER_WEIGHTS if reader else None)
         version = str(info.registered_model_version)
         for key, value in (tags or {}).items():
             self.client.set_model_version_tag(NAME, version, key, value)

@@ -9,6 +9,7 @@ from coin_assets.synth import generate_uploads
 
 TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_workers": 0, "augment": False,
         "backbone": "mobilenet_v3_small", "projection_dim": 16}
+EVAL = json.dumps({"reading_suite_per_placement": 1, "reading_suite_no_year": 1})
 
 
 def test_headless_runs_the_whole_chain_on_generated_coins(tmp_path, monkeypatch, capsys):
@@ -19,9 +20,9 @@ def test_headless_runs_the_whole_chain_on_generated_coins(tmp_path, monkeypatch,
     monkeypatch.delenv("COIN_ASSETS_DUCKDB", raising=False)
     coins = generate_uploads(tmp_path / "uploads", coins=24, days=2, seed=3, max_side=160)
     try:
-        assert cli.main(["headless", "--json", "--train-config", json.dumps(TINY)]) == 0
+        assert cli.main(["headless", "--json", "--train-config", json.dumps(TINY), "--evaluation-config", EVAL]) == 0
         first = json.loads(capsys.readouterr().out)
-        assert cli.main(["headless", "--json", "--train-config", json.dumps(TINY)]) == 0
+        assert cli.main(["headless", "--json", "--train-config", json.dumps(TINY), "--evaluation-config", EVAL]) == 0
         second = json.loads(capsys.readouterr().out)
     finally:
         if mlflow.active_run():

@@ -30,6 +30,7 @@ from PIL import Image
 from coin_assets import cli
 from coin_assets.definitions import defs
 from coin_assets.defs.assets.model import (
+    EvaluationConfig,
     PromotionConfig,
     coin_year_model,
     model_evaluation,
@@ -46,6 +47,7 @@ DAY = "2026-11-20"
 N_COINS = 40
 TINY_TRAINING = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_workers": 0,
                  "augment": False, "projection_dim": 16, "backbone": "mobilenet_v3_small"}
+TINY_EVALUATION = {"reading_suite_per_placement": 1, "reading_suite_no_year": 1}
 ALL = [*defs.assets, *defs.asset_checks]
 
 
@@ -111,18 +113,23 @@ def env(tmp_path, monkeypatch):
 
 
 def run(resources, instance, assets, partition=None, run_config=None):
+    if "model_evaluation" in assets:  # the reading suite at its smallest: one photo a placement
+        run_config = {**(run_config or {})}
+        run_config["ops"] = {"model_evaluation": {"config": TINY_EVALUATION}, **run_config.get("ops", {})}
     result = materialize(ALL, selection=AssetSelection.assets(*assets), partition_key=partition,
                          resources=resources, instance=instance, run_config=run_config)
     assert result.success
     return result
 
 
-def ingest_and_train(root, resources, instance):
+def ingest_and_train(root, resources, instance, year_reader: bool = False):
+    """Ingest a day and train v1 (by default without the year reader: the lifecycle below compares
+    tensor-input candidates by their test MAE)."""
     write_coins(root)
     run(resources, instance, ["bronze_images", "silver_images", "gold_images"], DAY)
     return run(resources, instance, ["review_labels", "training_set", "coin_year_model", "model_evaluation",
                                      "promotion_decision"],
-               run_config={"ops": {"coin_year_model": {"config": TINY_TRAINING}}})
+               run_config={"ops": {"coin_year_model": {"config": {**TINY_TRAINING, "use_year_reader": year_reader}}}})
 
 
 def output_of(result, asset_name):
@@ -145,7 +152,7 @@ def register(registry: MlflowRegistry, model, tags) -> str:
 def evaluate_and_decide(resources, upstream: dict, version: str) -> dict:
     candidate = {**upstream, "version": version}
     evaluation = model_evaluation(
-        context=build_asset_context(), coin_year_model=candidate,
+        context=build_asset_context(), config=EvaluationConfig(**TINY_EVALUATION), coin_year_model=candidate,
         storage=resources["storage"], mlflow_registry=resources["mlflow_registry"],
     ).value
     return promotion_decision(
@@ -242,13 +249,30 @@ def test_lifecycle_promote_reject_promote_predict_rollback(env):
     assert checks["production_is_best_promoted"].passed
 
 
+def test_a_candidate_that_forgets_the_reading_is_refused_with_its_reason(env):
+    """v1 ships the year reader and reads the suite; a candidate that cannot read (a tensor-input model that
+    only regresses) is staged, not promoted, however its MAE compares, and the reason says why."""
+    root, resources, instance = env
+    first = output_of(ingest_and_train(root, resources, instance, year_reader=True), "coin_year_model")
+    registry = resources["mlflow_registry"]
+    client = registry.client()
+    assert reg.get_alias_version(client, registry.model_name, reg.PRODUCTION).version == first["version"]
+    assert client.get_run(first["run_id"]).data.tags["year_reader_sha256"]
+    forgetful = register(registry, ReaderModel(), {"labelled_coins": N_COINS})
+    decision = evaluate_and_decide(resources, first, forgetful)
+    assert not decision["promote"] and decision["staged"]
+    assert f"reads worse than production v{first['version']} on the reading suite" in decision["reason"]
+    assert client.get_model_version(registry.model_name, forgetful).tags["decision_reason"] == decision["reason"]
+    assert reg.get_alias_version(client, registry.model_name, reg.PRODUCTION).version == first["version"]
+
+
 def test_prediction_check_fails_for_an_unknown_version_missing_coins(env):
     root, resources, instance = env
     ingest_and_train(root, resources, instance)
     with resources["duckdb"].get_connection() as conn:
         # a row from a version the registry never had, scoring a single coin of the day
         conn.execute("INSERT INTO predictions VALUES ('coin000', ?, 1990, 2, 1987, 1993, 'coin_test_model', '99', "
-                     "TIMESTAMPTZ '2100-01-01 00:00:00+00', NULL)", [DAY])
+                     "TIMESTAMPTZ '2100-01-01 00:00:00+00', NULL, NULL)", [DAY])
     result = run(resources, instance, ["coin_predictions"], DAY)
     check = check_results(result)["predictions_scored_once"]
     assert not check.passed

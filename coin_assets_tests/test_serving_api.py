@@ -21,6 +21,7 @@ from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry
     REVIEWER_TOKEN,
     USER_TOKEN,
     coin_photos,
+    legible_coin_photos,
     serving_registry_fixture,
 )
 
@@ -253,3 +254,37 @@ def test_concurrent_requests_share_one_forward_pass_and_the_queue_is_bounded(ser
     assert metrics.registry.get_sample_value("coin_serving_batch_size_sum") == 5
     alone = model.predictor.predict_photos([c[0] for c in coins], [c[1] for c in coins])
     assert [a["year"] for a in answers] == pytest.approx(list(alone["year"]), abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def reading_served(serving_registry, tmp_path_factory):
+    """The API on a version that carries the year reader."""
+    name = "coin_serving_api_reader"
+    version = serving_registry.register(seed=2, reader=True)
+    (copy,) = serving_registry.model_copy(name, [version])
+    serving_registry.promote(copy, name)
+    data = tmp_path_factory.mktemp("serving_reader")
+    with TestClient(create_app(serving_registry.settings(data, name))) as client:
+        yield client
+
+
+def test_the_answer_carries_the_year_read_and_where_on_the_photo(reading_served):
+    front, back = legible_coin_photos(1961, seed=3)
+    body = reading_served.post("/predict", files=files(front, back)).json()
+    reading = body["reading"]
+    assert reading["year"] == 1961 and reading["digits"] == "1961" and len(reading["digit_probs"]) == 4
+    assert body["year"] == 1961 and not body["unreadable"] and body["lower_90"] <= 1961 <= body["upper_90"]
+    region = np.array(reading["region"])
+    assert region.shape[0] >= 4 and ((region >= 0) & (region <= 1)).all()
+    # the region lies in the lower half of the coin, where this coin's year is printed
+    assert region[:, 1].mean() > 0.5
+    assert "reading" in reading_served.get("/openapi.json").json()["components"]["schemas"]["Prediction"]["properties"]
+
+
+def test_a_photo_without_a_coin_gets_no_trusted_year(reading_served):
+    blank = Image.new("RGB", (320, 240), (200, 180, 150))
+    buf = io.BytesIO()
+    blank.save(buf, "JPEG")
+    body = reading_served.post("/predict", files=files(buf.getvalue(), buf.getvalue())).json()
+    assert body["unreadable"] or body["needs_review"]
+    assert body["reading"]["year"] is None

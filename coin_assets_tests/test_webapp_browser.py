@@ -25,7 +25,7 @@ from playwright import sync_api as playwright_sync
 from sqlalchemy import select
 
 from coin_assets.serving.store import RequestStore, feedback
-from coin_assets_tests.serving_fixtures import REVIEWER_TOKEN, Registry, coin_photos
+from coin_assets_tests.serving_fixtures import REVIEWER_TOKEN, Registry, coin_photos, legible_coin_photos
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def platform(tmp_path_factory):
     in a process group of its own; on teardown SIGTERM must stop the whole group within seconds."""
     base = tmp_path_factory.mktemp("webapp")
     registry = Registry(base / "mlflow")
-    registry.promote(registry.register(seed=0))
+    registry.promote(registry.register(seed=0, reader=True))
     settings = registry.settings(base / "data")
     api_port, web_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COIN_ASSETS_DATA_DIR": settings.data_dir,
@@ -87,7 +87,7 @@ def platform(tmp_path_factory):
     try:
         wait_http(f"http://127.0.0.1:{api_port}/health", launcher, log)
         wait_http(f"http://127.0.0.1:{web_port}/_stcore/health", launcher, log)
-        front, back = coin_photos(year=1961, seed=3, size=(320, 240))
+        front, back = legible_coin_photos(year=1961, seed=3)
         (base / "front.jpg").write_bytes(front)
         (base / "back.jpg").write_bytes(back)
         (base / "notes.jpg").write_bytes(b"this is a text file, not a photo\n")
@@ -176,6 +176,11 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text("90 % interval:")).to_be_visible()
     expect(page.get_by_text("v1", exact=False).first).to_be_visible()
     expect(page.get_by_text("front as the model saw it")).to_be_visible()
+    # where the year was read, drawn on the photo, and the digits with their probabilities
+    expect(page.get_by_text("where the year was read")).to_be_visible()
+    expect(page.get_by_text("Digits read:")).to_contain_text("1961")
+    expect(page.get_by_text("Minted in")).to_be_visible()
+    assert "1961" in page.get_by_test_id("stMetricValue").first.inner_text()
     request_id = page.get_by_text("request ", exact=False).last.inner_text().split()[-1]
     assert len(request_id) == 36
 

@@ -26,6 +26,7 @@ import json
 import math
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,14 +235,21 @@ class PhotoPredictor:
         arrays: list[np.ndarray] = []
         scored: list[int] = []
         readings: list = [None] * n
-        for i, (front, back) in enumerate(zip(fronts, backs, strict=True)):
+        def prepare(i: int):
             try:
-                pair = self.prepare_pair(front, back)
-                readings[i] = self.read_front(front)
+                return self.prepare_pair(fronts[i], backs[i]), self.read_front(fronts[i])
             except PhotoRejected as err:
-                errors[i] = str(err)
+                return err
+
+        # reading releases the GIL (onnxruntime, torch, Pillow): coins are read two at a time
+        with ThreadPoolExecutor(max_workers=2 if self.reader is not None and n > 1 else 1) as pool:
+            prepared = list(pool.map(prepare, range(n)))
+        for i, outcome in enumerate(prepared):
+            if isinstance(outcome, PhotoRejected):
+                errors[i] = str(outcome)
                 continue
-            arrays.append(pair)
+            arrays.append(outcome[0])
+            readings[i] = outcome[1]
             scored.append(i)
         year = np.full(n, math.nan)
         sigma = np.full(n, math.nan)

@@ -40,7 +40,6 @@ from PIL import Image
 from coin_assets.ml.text_recognizer import (
     STRIP_HEIGHT,
     STRIP_WIDTH,
-    Decoded,
     TextRecognizer,
     fit_strip,
     greedy_decode,
@@ -255,6 +254,7 @@ def shared_detector(threads: int = 1) -> TextDetector:
 class ReaderSettings:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     margin: float = DEFAULT_MARGIN
+    early_exit: float = 0.9  # support at which a stage's year is answered without reading further
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
@@ -271,9 +271,8 @@ class YearReader:
         self.settings = settings or ReaderSettings()
         self.detector = detector or shared_detector()
 
-    def candidates(self, img: Image.Image) -> tuple[list[Image.Image], list[tuple[np.ndarray, str]], bool]:
-        """Every line of text found on both views, cut out both ways up, plus windows along the unwrapped rim:
-        (grey crops, [(polygon in photo px, view)])."""
+    def coin_view(self, img: Image.Image) -> tuple[Image.Image, np.ndarray, bool]:
+        """(the face view, its view → photo affine, whether a coin was found)."""
         from coin_assets.core.coin_crop import find_coin
 
         rgb = img.convert("RGB")
@@ -284,24 +283,30 @@ class YearReader:
         else:  # a coin that fills the frame (or is cut by it): read the whole photo as the face
             cx, cy, r = rgb.width / 2, rgb.height / 2, max(rgb.width, rgb.height) / 2
         view, affine = face_view(rgb, cx, cy, r)
-        crops: list[Image.Image] = []
-        where: list[tuple[np.ndarray, str]] = []
+        return view, affine, finding.found
+
+    def stages(self, view: Image.Image, affine: np.ndarray):
+        """The crops to read, cheapest first, as a generator of (crops, [(polygon in photo px, view name)]):
+        1. the lines the detector finds on the face; 2. those it finds on the face's local-contrast version and
+        on the unwrapped rim; 3. those on the rim's local-contrast version, and windows along the rim."""
 
         def to_photo(points: np.ndarray) -> np.ndarray:
             return points @ affine[:, :2].T + affine[:, 2]
 
-        def add(line: Image.Image, polygon: np.ndarray, name: str) -> None:
-            for turned in (line, line.rotate(180)):
-                crops.append(turned)
-                where.append((polygon, name))
-            if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
-                for k in (90, 270):
-                    crops.append(line.rotate(k, expand=True))
-                    where.append((polygon, name))
+        def lines_of(image: Image.Image, boxes: list[np.ndarray], polygon, name: str):
+            crops, where = [], []
+            for quad in boxes:
+                box = _ordered_box(quad)
+                line = cut_line(image, box)
+                turns = [line, line.rotate(180)]
+                if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
+                    turns += [line.rotate(90, expand=True), line.rotate(270, expand=True)]
+                crops += turns
+                where += [(polygon(box), name)] * len(turns)
+            return crops, where
 
-        for quad in self._detect(view):
-            box = _ordered_box(quad)
-            add(cut_line(view, box), to_photo(box), "face")
+        face_boxes = self.detector(np.asarray(view))
+        yield lines_of(view, face_boxes, to_photo, "face")
         strip, meta = unwrap_rim(view)
 
         def arc(box: np.ndarray) -> np.ndarray:
@@ -310,41 +315,49 @@ class YearReader:
             bottom = np.stack([xs[::-1], np.linspace(box[2][1], box[3][1], 6)], 1)
             return to_photo(rim_to_view(np.concatenate([top, bottom]), meta))
 
-        for quad in self._detect(strip):
-            box = _ordered_box(quad)
-            add(cut_line(strip, box), arc(box), "rim")
+        extra_face = [b for b in self.detector(np.asarray(local_contrast(view))) if not _overlaps(b, face_boxes)]
+        crops, where = lines_of(view, extra_face, to_photo, "face")
+        rim_boxes = self.detector(np.asarray(strip))
+        more = lines_of(strip, rim_boxes, arc, "rim")
+        yield crops + more[0], where + more[1]
+        extra_rim = [b for b in self.detector(np.asarray(local_contrast(strip))) if not _overlaps(b, rim_boxes)]
+        crops, where = lines_of(strip, extra_rim, arc, "rim")
         grey = strip.convert("L")
         for box in rim_windows(strip.width, strip.height, int(round(2 * math.pi * meta["mid_r"]))):
             x0, y0, x1, y1 = box
-            crops.extend((grey.crop(box), grey.crop(box).rotate(180)))
+            window = grey.crop(box)
+            crops += [window, window.rotate(180)]
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-            where.extend([(arc(quad), "rim")] * 2)
-        return crops, where, finding.found
+            where += [(arc(quad), "rim")] * 2
+        yield crops, where
 
-    def _detect(self, image: Image.Image) -> list[np.ndarray]:
-        """Text boxes on the image and on its local-contrast version (struck digits are light and shadow on
-        the same metal: the detector sees them better once the shading is turned into contrast)."""
-        boxes = self.detector(np.asarray(image))
-        extra = [b for b in self.detector(np.asarray(local_contrast(image))) if not _overlaps(b, boxes)]
-        return boxes + extra
-
-    def read(self, img: Image.Image) -> YearReading:
+    def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int]) -> list[TextLine]:
         import torch
 
-        w, h = img.size
-        crops, where, coin_found = self.candidates(img)
         if not crops:
-            return YearReading(None, 0.0, "", (), (), "", "no text found on the coin", coin_found=coin_found)
+            return []
+        w, h = size
         strips = np.stack([fit_strip(np.asarray(c), STRIP_HEIGHT, STRIP_WIDTH) for c in crops])
         with torch.inference_mode():
             decoded = greedy_decode(self.recognizer(torch.from_numpy(strips)[:, None]))
-        lines = []
-        for d, (poly, view) in zip(decoded, where, strict=True):
-            frac = tuple((float(x) / w, float(y) / h) for x, y in poly)
-            lines.append(TextLine(d.text, d.confidence, d.char_probs, frac, view))
+        return [TextLine(d.text, d.confidence, d.char_probs, tuple((float(x) / w, float(y) / h) for x, y in poly), name)
+                for d, (poly, name) in zip(decoded, where, strict=True)]
+
+    def read(self, img: Image.Image) -> YearReading:
+        """Read stage by stage; stop as soon as a year is read with at least ``settings.early_exit``
+        support and nothing contests it (most coins whose year lies in the field stop after the first)."""
         from dataclasses import replace
 
+        view, affine, coin_found = self.coin_view(img)
+        lines: list[TextLine] = []
         reading = decide(lines, self.settings)
+        for crops, where in self.stages(view, affine):
+            lines += self.recognise(crops, where, img.size)
+            reading = decide(lines, self.settings)
+            if reading.year is not None and reading.confidence >= self.settings.early_exit:
+                break
+        if not lines:
+            reading = replace(reading, reason="no text found on the coin")
         if not coin_found:
             reading = replace(reading, coin_found=False, reason=reading.reason + " (no coin found: the whole photo was read)")
         return reading
@@ -444,7 +457,3 @@ def load_recognizer(path: str | Path = READER_WEIGHTS, expected_sha256: str | No
 
 def committed_record() -> dict:
     return json.loads(READER_RECORD.read_text())
-
-
-def decoded_lines(decoded: list[Decoded]) -> list[str]:
-    return [d.text for d in decoded]

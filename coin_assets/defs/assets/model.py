@@ -57,6 +57,7 @@ class TrainingRunConfig(Config):
         fields = self.model_dump()
         fields.pop("retrain_same_data")
         fields.pop("use_pretrained")
+        fields.pop("use_year_reader")
         return TrainConfig(**fields)
 
 

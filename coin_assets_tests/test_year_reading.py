@@ -1,0 +1,159 @@
+"""The year reader: the committed recogniser, the decision rule on fixed readings, the rim's geometry,
+placements read on generated photos, what has no year, and the promotion rule that guards the reading."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from coin_assets.ml import registry as reg
+from coin_assets.ml.year_reading import (
+    READER_RECORD,
+    READER_WEIGHTS,
+    ReaderSettings,
+    TextLine,
+    YearReader,
+    decide,
+    face_view,
+    load_recognizer,
+    rim_to_view,
+    sha256_of,
+    unwrap_rim,
+)
+from coin_assets.synth import varied as v
+
+
+def line(text: str, prob: float = 0.99, view: str = "face") -> TextLine:
+    return TextLine(text, prob ** len(text), tuple([prob] * len(text)), ((0.1, 0.1), (0.2, 0.1), (0.2, 0.2)), view)
+
+
+@pytest.fixture(scope="module")
+def reader() -> YearReader:
+    return YearReader(load_recognizer(READER_WEIGHTS))
+
+
+def jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------- committed weights
+
+
+def test_the_committed_weights_match_their_record_and_load():
+    record = json.loads(READER_RECORD.read_text())
+    assert sha256_of(READER_WEIGHTS) == record["sha256"]
+    for key in ("config", "corpus_hash", "val_metrics", "command", "steps"):
+        assert record[key], key
+    assert "recognizer_training" in record["command"]
+    model = load_recognizer(READER_WEIGHTS, expected_sha256=record["sha256"])
+    assert sum(p.numel() for p in model.parameters()) > 100_000
+    with pytest.raises(ValueError, match="sha256"):
+        load_recognizer(READER_WEIGHTS, expected_sha256="0" * 64)
+
+
+# ----------------------------------------------------------------------------------- the decision rule
+
+
+def test_a_clear_year_is_read_and_numbers_that_are_not_years_are_not():
+    settings = ReaderSettings()
+    assert decide([line("1987"), line("50"), line("LIBERTY")], settings).year == 1987
+    for distractors in (["50"], ["250"], ["1/2"], ["LIBERTY"], ["12345"], ["10", "25"], ["1788"], ["2087"]):
+        reading = decide([line(t) for t in distractors], settings)
+        assert reading.year is None, distractors
+    # a mint mark beside the year, a year inside a legend with a range: the four digits are found
+    assert decide([line("1987D")], settings).year == 1987
+    assert decide([line("D1964")], settings).year == 1964
+
+
+def test_an_unsure_or_contested_reading_abstains_and_says_why():
+    settings = ReaderSettings(min_confidence=0.6, margin=0.5)
+    unsure = decide([line("1987", prob=0.8)], settings)  # 0.8 ** 4 = 0.41
+    assert unsure.year is None and "below" in unsure.reason and unsure.digits == "1987"
+    contested = decide([line("1987"), line("1957", prob=0.97)], settings)
+    assert contested.year is None and "two years read" in contested.reason
+    # the same year read by several crops adds up; a lone misreading beside it does not win
+    agreed = decide([line("1987", 0.85), line("1987", 0.85), line("1987", 0.85), line("1981", 0.8)], settings)
+    assert agreed.year == 1987 and agreed.confidence > 0.6
+
+
+def test_nothing_read_is_unreadable():
+    reading = decide([], ReaderSettings())
+    assert reading.year is None and reading.reason.startswith("no four-digit year")
+    assert reading.to_dict()["region"] == []
+
+
+# ------------------------------------------------------------------------------------------- geometry
+
+
+def test_the_unwrapped_rim_maps_back_onto_the_coin():
+    view = Image.new("RGB", (512, 512), (0, 0, 0))
+    view.putpixel((256, 20), (255, 255, 255))  # near the top of the rim
+    strip, meta = unwrap_rim(view)
+    arr = np.asarray(strip).sum(2)
+    y, x = np.unravel_index(int(arr.argmax()), arr.shape)
+    back = rim_to_view(np.array([[x + 0.5, y + 0.5]], float), meta)[0]
+    assert math.hypot(back[0] - 256.5, back[1] - 20.5) < 3.0
+
+
+def test_face_view_maps_view_pixels_to_photo_pixels():
+    img = Image.new("RGB", (640, 480))
+    _, affine = face_view(img, 300.0, 200.0, 100.0)
+    centre = np.array([256.0, 256.0]) @ affine[:, :2].T + affine[:, 2]
+    assert np.allclose(centre, [300.0, 200.0], atol=0.5)
+
+
+# ---------------------------------------------------------------------------------- on generated photos
+
+
+@pytest.mark.parametrize("placement", v.PLACEMENTS)
+def test_each_placement_is_read_on_generated_photos(reader, placement):
+    """Three coins per placement (fixed seeds, printed and struck): at least two read exactly, none wrong."""
+    right = wrong = 0
+    for i in range(3):
+        year_rng, style_rng = v.coin_rngs(5150, i)
+        year = v.sample_year(year_rng)
+        style = replace(v.sample_style(style_rng), placement=placement, wear=0.1, blur=0.0)
+        front, _ = v.render_photo_pair(year, style, style_rng)
+        reading = reader.read(Image.open(io.BytesIO(jpeg(front.image))))
+        right += reading.year == year
+        wrong += reading.year is not None and reading.year != year
+        if reading.year == year:
+            assert len(reading.polygon) >= 3 and reading.digits == str(year)
+    assert wrong == 0 and right >= 2, (placement, right, wrong)
+
+
+def test_a_coin_without_a_year_and_a_photo_without_a_coin_get_no_trusted_year(reader):
+    text_rng, style_rng = v.no_year_rngs(77, 0)
+    for text in ("", "KMRT"):
+        front, _ = v.render_photo_pair(None, v.sample_style(style_rng), style_rng, year_text=text)
+        assert reader.read(front.image).year is None
+    style = v.sample_style(random.Random(3))
+    table = Image.fromarray((v.background(640, 480, style, np.random.default_rng(3)) * 255).astype(np.uint8))
+    reading = reader.read(table)
+    assert reading.year is None or not reading.coin_found
+
+
+# ------------------------------------------------------------------------------------ promotion guard
+
+
+def test_a_candidate_that_forgets_the_reading_is_not_promoted_and_says_why():
+    common = dict(candidate_version="3", production_version="2", production_metrics={"mae": 5.0},
+                  sanity_problems=[], reading_tolerance=0.05)
+    forgot = reg.decide_promotion(candidate_metrics={"mae": 1.0, "reading_exact": 0.40},
+                                  reading_floors={"production v2": 0.90}, **common)
+    assert not forgot.promote and forgot.staged
+    assert "reads worse than production v2" in forgot.reason and "40.0%" in forgot.reason
+    kept = reg.decide_promotion(candidate_metrics={"mae": 1.0, "reading_exact": 0.88},
+                                reading_floors={"production v2": 0.90}, **common)
+    assert kept.promote, kept.reason
+    unscored = reg.decide_promotion(candidate_metrics={"mae": 1.0}, reading_floors={"production v2": 0.5}, **common)
+    assert not unscored.promote
