@@ -11,7 +11,7 @@ export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
 .PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster bench-reader pretrain tesseract bench-reading
-PRETRAIN_MINUTES ?= 50
+PRETRAIN_MINUTES ?= 55
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

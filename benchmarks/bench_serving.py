@@ -70,6 +70,7 @@ def register(root: Path, backbone: str, image_size: int, example) -> tuple[str, 
 
     from coin_assets.ml.model import CoinYearRegressor
     from coin_assets.ml.pyfunc import PhotoModelConfig, log_photo_model
+    from coin_assets.ml.year_reading import READER_WEIGHTS
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -80,8 +81,9 @@ def register(root: Path, backbone: str, image_size: int, example) -> tuple[str, 
     for seed in (0, 1):
         torch.manual_seed(seed)
         with mlflow.start_run():
+            # what a version registered by coin_year_model is: the regressor and the committed year reader
             info = log_photo_model(CoinYearRegressor(backbone=backbone), PhotoModelConfig(image_size=image_size),
-                                   *example, registered_model_name=NAME)
+                                   *example, registered_model_name=NAME, reader_weights=READER_WEIGHTS)
         versions.append(str(info.registered_model_version))
     MlflowClient().set_registered_model_alias(NAME, "production", versions[0])
     return uri, versions

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     for _, _, image in coins:
         view, affine, _ = reader.coin_view(image)
         lines = []
-        for crops, where in reader.stages(view, affine):
+        for crops, where in reader.stages(view, affine, image):
             lines += reader.recognise(crops, where, image.size)
         lines_of.append(lines)
     print(f"{len(coins)} coins read in {time.perf_counter() - started:.0f} s")

@@ -46,8 +46,11 @@ from coin_assets.ml.text_recognizer import (
 )
 
 YEAR_MIN, YEAR_MAX = 1900, 2039
-VIEW_SIDE = 512  # the coin's diameter, in px, in the face view
-RIM_INNER, RIM_OUTER = 0.38, 1.02  # the unwrapped band, in coin radii
+VIEW_SIDE = 512  # the face view's side, px
+# the view's half side over the found radius: room for a rim the coin finder took for the coin's edge (an inner
+# ring, a tilted coin's short axis)
+VIEW_MARGIN = 1.2
+RIM_INNER, RIM_OUTER = 0.38, 1.1  # the unwrapped band, in coin radii
 RIM_HEIGHT = 128
 DEFAULT_MIN_CONFIDENCE = 0.6
 DEFAULT_MARGIN = 0.5  # a second year read with at least this share of the best's confidence makes the coin unreadable
@@ -94,8 +97,9 @@ class YearReading:
 
 
 def face_view(img: Image.Image, cx: float, cy: float, r: float, side: int = VIEW_SIDE) -> tuple[Image.Image, np.ndarray]:
-    """The coin scaled to ``side`` px across (a 4 % margin), and the 2x3 affine that maps view px → photo px."""
-    half = r * 1.04
+    """The coin scaled into a ``side`` px square (its radius at ``1 / VIEW_MARGIN`` of the half side), and the
+    2x3 affine that maps view px → photo px."""
+    half = r * VIEW_MARGIN
     scale = 2 * half / side
     box = (cx - half, cy - half, cx + half, cy + half)
     view = img.transform((side, side), Image.Transform.EXTENT, box, Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
@@ -110,7 +114,7 @@ def unwrap_rim(view: Image.Image, inner: float = RIM_INNER, outer: float = RIM_O
     reads upside down (the recogniser reads both ways up)."""
     side = view.width
     c = side / 2.0
-    R = side / 2.0 / 1.04
+    R = side / 2.0 / VIEW_MARGIN
     mid_r = R * (inner + outer) / 2
     width = int(round(2 * math.pi * mid_r * (1 + overlap)))
     theta = -math.pi / 2 + np.arange(width) / (2 * math.pi * mid_r) * 2 * math.pi
@@ -197,6 +201,27 @@ def local_contrast(image: Image.Image, sigma: float = 10.0) -> Image.Image:
     return Image.fromarray(out).convert("RGB")
 
 
+def split_block(box: np.ndarray, max_aspect: float = 2.2) -> list[np.ndarray]:
+    """A detected box (ordered) that is too square for one line of text (the detector merged a line with the
+    design beside it): itself, plus overlapping bands a line's height, parallel to either of its sides."""
+    tl, tr, br, bl = box
+    length = np.linalg.norm(tr - tl)
+    thick = np.linalg.norm(bl - tl)
+    if length <= 0 or length / max(thick, 1e-6) >= max_aspect:
+        return [box]
+    out = [box]
+    for a, b, d in ((tl, tr, bl), (bl, tl, br)):  # along the long side, then along the other one (turned a quarter)
+        along, across = np.linalg.norm(b - a), np.linalg.norm(d - a)
+        band = along / 3.2
+        step = (d - a) / across
+        n = max(1, int(np.ceil((across - band) / (band / 2)))) + 1
+        for k in range(n):
+            offset = min(k * band / 2, max(0.0, across - band))
+            top_l, top_r = a + step * offset, b + step * offset
+            out.append(np.array([top_l, top_r, top_r + step * band, top_l + step * band]))
+    return out
+
+
 def _overlaps(box: np.ndarray, boxes: list[np.ndarray], threshold: float = 0.6) -> bool:
     """True when ``box``'s bounding rectangle is mostly inside one of ``boxes``' (the same line found twice)."""
     x0, y0 = box.min(0)
@@ -217,10 +242,10 @@ def _overlaps(box: np.ndarray, boxes: list[np.ndarray], threshold: float = 0.6) 
 class TextDetector:
     """PP-OCR's DB text detector from the rapidocr-onnxruntime wheel: RGB image → text quadrilaterals."""
 
-    def __init__(self, threads: int = 1, box_threshold: float = 0.4, unclip: float = 1.8):
+    def __init__(self, threads: int = 1, box_threshold: float = 0.5, unclip: float = 1.5, threshold: float = 0.3):
         from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _Detector
 
-        config = _detector_config(threads, box_threshold, unclip)
+        config = _detector_config(threads, box_threshold, unclip, threshold)
         self._detector = _Detector(config)
 
     def __call__(self, rgb: np.ndarray) -> list[np.ndarray]:
@@ -229,7 +254,7 @@ class TextDetector:
         return [] if boxes is None else [np.asarray(b, np.float64).reshape(4, 2) for b in boxes]
 
 
-def _detector_config(threads: int, box_threshold: float, unclip: float) -> dict:
+def _detector_config(threads: int, box_threshold: float, unclip: float, threshold: float) -> dict:
     import rapidocr_onnxruntime
     import yaml
 
@@ -237,6 +262,7 @@ def _detector_config(threads: int, box_threshold: float, unclip: float) -> dict:
     config = yaml.safe_load((root / "config.yaml").read_text())["Det"]
     config["model_path"] = str(root / config["model_path"])
     config.update({"intra_op_num_threads": threads, "inter_op_num_threads": 1, "box_thresh": box_threshold,
+                   "thresh": threshold,
                    "unclip_ratio": unclip, "limit_side_len": max(VIEW_SIDE, 1000), "limit_type": "max",
                    "use_cuda": False, "use_dml": False})
     return config
@@ -285,10 +311,11 @@ class YearReader:
         view, affine = face_view(rgb, cx, cy, r)
         return view, affine, finding.found
 
-    def stages(self, view: Image.Image, affine: np.ndarray):
+    def stages(self, view: Image.Image, affine: np.ndarray, photo: Image.Image):
         """The crops to read, cheapest first, as a generator of (crops, [(polygon in photo px, view name)]):
         1. the lines the detector finds on the face; 2. those it finds on the face's local-contrast version and
-        on the unwrapped rim; 3. those on the rim's local-contrast version, and windows along the rim."""
+        on the unwrapped rim; 3. those on the rim's local-contrast version, and windows along the rim; 4. those
+        it finds on the whole photo."""
 
         def to_photo(points: np.ndarray) -> np.ndarray:
             return points @ affine[:, :2].T + affine[:, 2]
@@ -296,13 +323,13 @@ class YearReader:
         def lines_of(image: Image.Image, boxes: list[np.ndarray], polygon, name: str):
             crops, where = [], []
             for quad in boxes:
-                box = _ordered_box(quad)
-                line = cut_line(image, box)
-                turns = [line, line.rotate(180)]
-                if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
-                    turns += [line.rotate(90, expand=True), line.rotate(270, expand=True)]
-                crops += turns
-                where += [(polygon(box), name)] * len(turns)
+                for box in split_block(_ordered_box(quad)):
+                    line = cut_line(image, box)
+                    turns = [line, line.rotate(180)]
+                    if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
+                        turns += [line.rotate(90, expand=True), line.rotate(270, expand=True)]
+                    crops += turns
+                    where += [(polygon(box), name)] * len(turns)
             return crops, where
 
         face_boxes = self.detector(np.asarray(view))
@@ -330,6 +357,11 @@ class YearReader:
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
             where += [(arc(quad), "rim")] * 2
         yield crops, where
+        # last: the coin finder may have taken an inner ring or the wrong circle; the whole photo, as it is
+        whole = photo.convert("RGB")
+        whole.thumbnail((768, 768))
+        scale = photo.width / whole.width
+        yield lines_of(whole, self.detector(np.asarray(whole)), lambda box: box * scale, "photo")
 
     def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int]) -> list[TextLine]:
         import torch
@@ -351,7 +383,7 @@ class YearReader:
         view, affine, coin_found = self.coin_view(img)
         lines: list[TextLine] = []
         reading = decide(lines, self.settings)
-        for crops, where in self.stages(view, affine):
+        for crops, where in self.stages(view, affine, img):
             lines += self.recognise(crops, where, img.size)
             reading = decide(lines, self.settings)
             if reading.year is not None and reading.confidence >= self.settings.early_exit:
