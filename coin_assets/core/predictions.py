@@ -49,9 +49,9 @@ def insert_predictions(conn, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     before = conn.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+    if "reading" not in frame:  # a model without a year reader
+        frame = frame.assign(reading=pd.Series([None] * len(frame), dtype="object"))
     conn.register("new_predictions", frame)
-    if "reading" not in frame:
-        frame = frame.assign(reading=None)
     conn.execute(
         "INSERT INTO predictions (coin_id, partition_date, predicted_year, sigma, lower_90, upper_90, model_name, "
         "model_version, predicted_at, dagster_run_id, reading) SELECT coin_id, partition_date, predicted_year, sigma, "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import math
 import random
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -174,32 +173,15 @@ def _camera(grey: Image.Image, rng: random.Random, nrng: np.random.Generator) ->
     return Image.open(io.BytesIO(buf.getvalue())).convert("L")
 
 
-def strip_item(seed: int, i: int) -> tuple[np.ndarray, str]:
+def strip_item(seed: int, i: int, size: int = STRIP_HEIGHT) -> tuple[np.ndarray, str]:
+    """Strip i of ``seed``: (uint8 [STRIP_HEIGHT, STRIP_WIDTH], its label). ``size`` is the recogniser's height."""
     rng = random.Random(f"strip:{seed}:{i}")
     text = sample_text(rng)
     return render_strip(text, rng), label_of(text)
 
 
-def _chunk(args) -> tuple[np.ndarray, list[str]]:
-    seed, start, stop = args
-    strips = np.empty((stop - start, STRIP_HEIGHT, STRIP_WIDTH), np.uint8)
-    labels = []
-    for k, i in enumerate(range(start, stop)):
-        strips[k], label = strip_item(seed, i)
-        labels.append(label)
-    return strips, labels
-
-
 def make_strips(n: int, seed: int = 0, workers: int = 2, start: int = 0) -> tuple[np.ndarray, list[str]]:
     """Strips ``start .. start + n`` of ``seed``: (uint8 [n, H, W], labels). Strip i is the same whatever n
     and workers are."""
-    bounds = np.linspace(start, start + n, max(1, min(n, workers * 8)) + 1).round().astype(int)
-    jobs = [(seed, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    if workers <= 1 or n < 256:
-        parts = [_chunk(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_chunk, jobs))
-    if not parts:
-        return np.empty((0, STRIP_HEIGHT, STRIP_WIDTH), np.uint8), []
-    return np.concatenate([p[0] for p in parts]), [label for p in parts for label in p[1]]
+    return v._render_many(strip_item, n, STRIP_HEIGHT, seed, workers, start,
+                          item_shape=(STRIP_HEIGHT, STRIP_WIDTH), min_parallel=256)

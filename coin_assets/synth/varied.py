@@ -493,28 +493,30 @@ def corpus_item(seed: int, i: int, size: int, fonts=TRAIN_FONTS) -> tuple[np.nda
 
 def _chunk(args) -> tuple[np.ndarray, list]:
     seed, start, stop, size, item = args
-    pairs = np.empty((stop - start, 2, size, size, 3), dtype=np.uint8)
-    labels = []
-    for k, i in enumerate(range(start, stop)):
-        pairs[k], label = item(seed, i, size)
+    arrays, labels = [], []
+    for i in range(start, stop):
+        array, label = item(seed, i, size)
+        arrays.append(array)
         labels.append(label)
-    return pairs, labels
+    return np.stack(arrays), labels
 
 
-def _render_many(item, n: int, size: int, seed: int, workers: int | None, start: int) -> tuple[np.ndarray, list]:
-    """Items ``start .. start + n`` of ``item(seed, i, size) -> (pair, label)``, in a few processes."""
+def _render_many(item, n: int, size: int, seed: int, workers: int | None, start: int,
+                 item_shape: tuple[int, ...] | None = None, min_parallel: int = 64) -> tuple[np.ndarray, list]:
+    """Items ``start .. start + n`` of ``item(seed, i, size) -> (uint8 array, label)`` (a pair
+    [2, size, size, 3] unless ``item_shape`` says otherwise), in a few processes."""
     if n < 0:
         raise ValueError("n must be >= 0")
     workers = workers or min(4, os.cpu_count() or 1)
     bounds = np.linspace(start, start + n, max(1, min(n, workers * 8)) + 1).round().astype(int)
     jobs = [(seed, int(a), int(b), size, item) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    if workers <= 1 or n < 64:
+    if workers <= 1 or n < min_parallel:
         parts = [_chunk(j) for j in jobs]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             parts = list(pool.map(_chunk, jobs))
     if not parts:
-        return np.empty((0, 2, size, size, 3), np.uint8), []
+        return np.empty((0, *(item_shape or (2, size, size, 3))), np.uint8), []
     return np.concatenate([p[0] for p in parts]), [label for p in parts for label in p[1]]
 
 
