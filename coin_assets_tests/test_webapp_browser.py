@@ -178,7 +178,7 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text("front as the model saw it")).to_be_visible()
     # where the year was read, drawn on the photo, and the digits with their probabilities
     expect(page.get_by_text("where the year was read")).to_be_visible()
-    expect(page.get_by_text("Digits read:")).to_contain_text("1961")
+    expect(page.get_by_text("Digits read:").locator("..")).to_contain_text("1961")
     expect(page.get_by_text("Minted in")).to_be_visible()
     assert "1961" in page.get_by_test_id("stMetricValue").first.inner_text()
     request_id = page.get_by_text("request ", exact=False).last.inner_text().split()[-1]

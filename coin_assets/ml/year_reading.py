@@ -408,9 +408,23 @@ class YearReader:
                 break
         if not lines:
             reading = replace(reading, reason="no text found on the coin")
+        if coin_found and reading.year is not None and not _on_coin(reading.polygon, img.size, affine):
+            # a date beside the coin (a banknote, a label, a second coin) is not this coin's year
+            return replace(reading, coin_found=False, reason=reading.reason + " (outside the coin found: sent to review)")
         if not coin_found:
             reading = replace(reading, coin_found=False, reason=reading.reason + " (no coin found: the whole photo was read)")
         return reading
+
+
+def _on_coin(polygon, size: tuple[int, int], affine: np.ndarray, slack: float = 1.05) -> bool:
+    """Whether the middle of a reading's region (fractions of the photo) lies on the found coin."""
+    if not polygon:
+        return False
+    w, h = size
+    points = np.array([(x * w, y * h) for x, y in polygon])
+    centre = np.array([VIEW_SIDE / 2, VIEW_SIDE / 2]) @ affine[:, :2].T + affine[:, 2]
+    radius = VIEW_SIDE / 2 / VIEW_MARGIN * affine[0, 0]
+    return bool(np.linalg.norm(points.mean(0) - centre) <= slack * radius)
 
 
 def year_tokens(line: TextLine, year_min: int = YEAR_MIN, year_max: int = YEAR_MAX) -> list[tuple[int, str, tuple[float, ...], float]]:
