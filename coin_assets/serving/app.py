@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Literal
 
 from fastapi import FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +32,15 @@ from coin_assets.ml.pyfunc import apply_readings, interval_90, needs_review
 from coin_assets.serving import auth, inputs
 from coin_assets.serving.async_api import async_router
 from coin_assets.serving.batching import MicroBatcher, QueueFull
+from coin_assets.serving.errors import (
+    MALFORMED_BODY,
+    RETRY_AFTER,
+    VALIDATION,
+    WWW_AUTHENTICATE,
+    error,
+    error_responses,
+)
+from coin_assets.serving.examples import BACK_JPEG_BASE64, FRONT_JPEG_BASE64
 from coin_assets.serving.inputs import BadInput, PreparedPhoto
 from coin_assets.serving.metrics import ServingMetrics
 from coin_assets.serving.model_holder import LoadedModel, ModelHolder
@@ -41,17 +51,16 @@ from coin_assets.settings import Settings
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
 CHUNK = 64 * 1024
-
-
-def error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": message}, status_code=status, headers=headers)
+# a photo part of a multipart body, declared as FastAPI declares the async routes' UploadFiles (any bytes:
+# the server sniffs the format; what is not a photo is a 422)
+PHOTO_PART = {"type": "string", "contentMediaType": "application/octet-stream"}
 
 
 class PredictJSON(BaseModel):
     """JSON form of /predict: base64 photos (a data URL works too)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"front": "/9j/4AAQSkZJRgABAQ...", "back": "/9j/4AAQSkZJRgABAQ...", "user_id": "u-42", "coin_id": "my-coin-7"}]})
+        {"front": FRONT_JPEG_BASE64, "back": BACK_JPEG_BASE64, "user_id": "u-42", "coin_id": "my-coin-7"}]})
     front: str = Field(description="front photo, base64")
     back: str = Field(description="back photo, base64")
     user_id: str | None = None
@@ -90,6 +99,30 @@ class Prediction(BaseModel):
         "request_id": "0b8e7c1e-4d43-4c1e-9d7e-0f8d1f1b2a3c", "year": 1987.4, "lower_90": 1979.2, "upper_90": 1995.6,
         "sigma": 5.0, "needs_review": False, "unreadable": False, "model_name": "coin_year_regressor",
         "model_version": "3", "latency_ms": 21.5}]})
+
+
+class Health(BaseModel):
+    """/health: 200 when a production model is served, 503 (with ``reason``) when none is."""
+
+    status: Literal["ready", "not_ready"]
+    model_name: str
+    model_version: str | None
+    alias: str | None
+    since: str | None
+    last_check: str | None
+    last_error: str | None
+    failed_version: str | None
+    optimised: bool | None
+    reason: str | None = Field(default=None, description="why no model is served (503 only)")
+
+
+class FeedbackSaved(BaseModel):
+    request_id: str
+    feedback_id: int
+    sender: str
+    role: Literal["user", "reviewer"]
+    status: Literal["awaiting_review", "label_submitted"]
+    coin_id: str
 
 
 class Feedback(BaseModel):
@@ -219,7 +252,9 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         return error(exc.status, exc.code, exc.message)
 
     @app.get("/health", summary="Liveness and readiness",
-             responses={503: {"description": "no production model loaded (reason given)"}})
+             responses={200: {"model": Health, "description": "a production model is served"},
+                        503: {"model": Health, "description": "no production model loaded (the health report, "
+                                                             "with the reason)"}})
     async def health():
         cur = holder.current
         state = holder.state
@@ -286,14 +321,19 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         return list(done)
 
     @app.post("/predict", response_model=Prediction, summary="The mint year of one coin from its two photos",
-              responses={413: {"description": "a photo over the size limit"}, 415: {"description": "wrong body type"},
-                         422: {"description": "bad input (missing side, not an image, truncated, too many pixels, "
-                                              "invalid base64, unknown field)"},
-                         503: {"description": "no model yet, or queue full (Retry-After)"}},
+              responses=error_responses({
+                  400: MALFORMED_BODY,
+                  413: "a photo (or the whole body) over the size limit",
+                  415: "a body that is neither multipart/form-data nor application/json",
+                  422: "bad input: a missing side, not an image, truncated, too many pixels, invalid base64, "
+                       "not valid JSON, an unknown field, a text field that is not short printable text",
+                  503: "no production model yet, too many requests in flight, or the request log cannot be "
+                       "written: retry after Retry-After seconds"}, headers={503: RETRY_AFTER}),
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": {"type": "object", "required": ["front", "back"], "properties": {
-                      "front": {"type": "string", "format": "binary"}, "back": {"type": "string", "format": "binary"},
-                      "user_id": {"type": "string"}, "coin_id": {"type": "string"}}}},
+                  "multipart/form-data": {"schema": {
+                      "type": "object", "required": ["front", "back"], "additionalProperties": False, "properties": {
+                          "front": PHOTO_PART, "back": PHOTO_PART,
+                          "user_id": {"type": "string"}, "coin_id": {"type": "string"}}}},
                   "application/json": {"schema": PredictJSON.model_json_schema(),
                                        "example": PredictJSON.model_config["json_schema_extra"]["examples"][0]}}}})
     async def predict(request: Request):
@@ -364,7 +404,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
             except Exception:
                 log.exception("could not remove %s of an unanswered request", key)
 
-    @app.get("/predictions/{request_id}", summary="A logged request and its answer")
+    @app.get("/predictions/{request_id}", summary="A logged request and its answer",
+             responses=error_responses({404: "no such request (or not a request id)", 422: VALIDATION}))
     async def get_prediction(request_id: str):
         rid = _request_uuid(request_id)
         row = await run_in_threadpool(store.get_request, rid)
@@ -377,7 +418,11 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 "result": {k: _jsonable(v) for k, v in result.items() if k not in ("id", "request_id")} if result else None}
 
     @app.post("/predictions/{request_id}/feedback", status_code=201, summary="The true year of a predicted coin",
-              responses={401: {"description": "no or unknown token"}, 404: {"description": "unknown request"}})
+              response_model=FeedbackSaved,
+              responses=error_responses({400: MALFORMED_BODY,
+                                         401: "no or unknown token (a user or reviewer token is needed)",
+                                         404: "no such request (or not a request id)", 422: VALIDATION},
+                                        headers={401: WWW_AUTHENTICATE}))
     async def post_feedback(request_id: str, body: Feedback, authorization: str | None = Header(default=None)):
         caller = auth.identify(callers, auth.bearer_token(authorization))
         if caller is None:
@@ -415,7 +460,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     async def models():
         return await run_in_threadpool(_list_models, holder)
 
-    @app.get("/metadata", summary="The serving model's signature, input limits and lineage")
+    @app.get("/metadata", summary="The serving model's signature, input limits and lineage",
+             responses=error_responses({503: "no production model loaded yet"}))
     async def metadata():
         cur = holder.current
         if cur is None:
@@ -432,7 +478,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 "training_set_hash": tags.get("training_set_hash"), "mlflow_run_id": cur.run_id,
                 "dagster_run_id": tags.get("dagster_run_id"), "tags": tags, "inference": cur.inference}
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"description": "the Prometheus text exposition", "content": {"text/plain": {}}}})
     async def prometheus():
         sync_metrics()
         counts = await run_in_threadpool(async_status_counts, store)
@@ -441,10 +488,12 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Check the production alias now (token from COIN_ASSETS_RELOAD_TOKEN)",
-              responses={401: {"description": "missing or wrong token"}, 503: {"description": "reload disabled"}})
+              responses=error_responses({401: "missing or wrong token (X-Reload-Token or Authorization: Bearer)",
+                                         403: "reload disabled: COIN_ASSETS_RELOAD_TOKEN is not set on the service",
+                                         422: VALIDATION}, headers={401: WWW_AUTHENTICATE}))
     async def reload(x_reload_token: str | None = Header(default=None), authorization: str | None = Header(default=None)):
-        if not settings.reload_token:
-            return error(503, "reload_disabled", "set COIN_ASSETS_RELOAD_TOKEN to enable the reload endpoint")
+        if not settings.reload_token:  # no token can be right: refused, whoever asks (not a server fault)
+            return error(403, "reload_disabled", "set COIN_ASSETS_RELOAD_TOKEN to enable the reload endpoint")
         if not auth.token_matches(settings.reload_token, x_reload_token or auth.bearer_token(authorization)):
             return error(401, "unauthorized", "reload needs the token from COIN_ASSETS_RELOAD_TOKEN",
                          {"WWW-Authenticate": "Bearer"})

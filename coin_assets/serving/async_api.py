@@ -25,16 +25,18 @@ import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from pydantic import BeforeValidator
 from sqlalchemy import func, insert, select
 
 from coin_assets.core.images import ImageRejected, clean_image
 from coin_assets.core.storage import ObjectStore
 from coin_assets.core.uploads import IMAGE_EXTENSIONS, SIDE_ALIASES
 from coin_assets.ml.data import decode_letterboxed
+from coin_assets.serving.errors import MALFORMED_BODY, VALIDATION, error_responses
 from coin_assets.serving.inputs import SIDES, BadInput, PreparedPhoto, check_photo, clean_text_field
 from coin_assets.serving.queue import ASYNC, batch_requests
 from coin_assets.serving.request_log import coin_id_for, write_upload
@@ -44,8 +46,21 @@ from coin_assets.settings import Settings
 MAX_BATCH_COINS = 1000
 MAX_ZIP_ENTRIES = 2 * MAX_BATCH_COINS + 100
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000  # the row offset stays a small integer for every database
 DEFAULT_INPUT_SIZE = 224
 _BATCH_NAME = re.compile(r"^(?P<coin>[^/\\]+?)__(?P<side>[A-Za-z]+)(?P<ext>\.[A-Za-z0-9]+)$")
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(value):
+    """A day as the document declares it (``format: date``, YYYY-MM-DD), not pydantic's lax reading
+    (which takes ``0`` for 1970-01-01)."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD")
+    return value
+
+
+IsoDay = Annotated[date, BeforeValidator(_iso_day)]
 RESULT_FIELDS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "model_name",
                  "model_version")
 
@@ -189,7 +204,9 @@ def history(store: RequestStore, *, user_id=None, status=None, day=None, model_v
         conditions.append(batch_requests.c.batch_id == batch_id)
     if day:
         start = datetime.combine(day, time(0), tzinfo=timezone.utc)
-        conditions.extend([requests.c.created_at >= start, requests.c.created_at < start + timedelta(days=1)])
+        conditions.append(requests.c.created_at >= start)
+        if day < date.max:  # the day after 9999-12-31 is no date
+            conditions.append(requests.c.created_at < start + timedelta(days=1))
     query = _JOINED.where(*conditions)
     count = select(func.count()).select_from(query.subquery())
     with store.engine.connect() as conn:
@@ -221,7 +238,7 @@ def async_router(settings: Settings, store: RequestStore, objects: ObjectStore, 
     def require_model() -> None:
         if holder is not None and holder.current is None:
             reason = holder.state.last_error or "no production model loaded yet"
-            raise HTTPException(503, detail=f"not ready: {reason}")
+            raise BadInput(f"not ready: {reason}", 503, "not_ready")
 
     def enqueue(coins: list[tuple[dict[str, PreparedPhoto], str | None]], user_id: str | None,
                 batch_id: str | None) -> list[str]:
@@ -247,7 +264,13 @@ def async_router(settings: Settings, store: RequestStore, objects: ObjectStore, 
                 s.execute(insert(batch_requests), links)
         return [r["request_id"] for r in rows]
 
-    @router.post("/predictions/requests", status_code=202, summary="Queue one coin (front + back)")
+    @router.post("/predictions/requests", status_code=202, summary="Queue one coin (front + back)",
+                 responses=error_responses({
+                     400: MALFORMED_BODY,
+                     413: "a photo over the size limit",
+                     422: "bad input: a missing side, an empty file, not an image, truncated, too many pixels, "
+                          "a text field that is not short printable text",
+                     503: "no production model loaded yet"}))
     async def submit(front: UploadFile = File(...), back: UploadFile = File(...),
                      user_id: str | None = Form(None), coin_id: str | None = Form(None)) -> JSONResponse:
         require_model()
@@ -259,8 +282,14 @@ def async_router(settings: Settings, store: RequestStore, objects: ObjectStore, 
         return JSONResponse({"request_id": request_id, "status": PENDING, "url": f"/predictions/{request_id}"},
                             status_code=202)
 
-    @router.post("/predictions/batch", status_code=202, summary="Queue many coins: pairs or zips")
-    async def submit_batch(files: list[UploadFile] = File(...), user_id: str | None = Form(None)) -> JSONResponse:
+    @router.post("/predictions/batch", status_code=202, summary="Queue many coins: pairs or zips",
+                 responses=error_responses({
+                     400: MALFORMED_BODY,
+                     413: "a photo or zip over the size limit, or more than 1000 coins",
+                     422: "no usable coin in the batch (the reasons per file in detail), or no files",
+                     503: "no production model loaded yet"}))
+    async def submit_batch(files: list[UploadFile] = File(..., min_length=1), user_id: str | None = Form(None)
+                           ) -> JSONResponse:
         require_model()
         user_id = clean_text_field("user_id", user_id)
         raw = []
@@ -287,17 +316,19 @@ def async_router(settings: Settings, store: RequestStore, objects: ObjectStore, 
         return JSONResponse({"batch_id": batch_id, "request_ids": ids, "coins": [c for _, c in accepted],
                              "rejected": rejected, "url": f"/predictions/batches/{batch_id}"}, status_code=202)
 
-    @router.get("/predictions/batches/{batch_id}", summary="Progress and results of a batch")
+    @router.get("/predictions/batches/{batch_id}", summary="Progress and results of a batch",
+                responses=error_responses({404: "no such batch", 422: VALIDATION}))
     def get_batch(batch_id: str) -> dict:
         view = batch_view(store, batch_id)
         if view is None:
             raise HTTPException(404, detail=f"no batch {batch_id!r}")
         return view
 
-    @router.get("/predictions/history", summary="Requests, newest first, with filters")
+    @router.get("/predictions/history", summary="Requests, newest first, with filters",
+                responses=error_responses({422: VALIDATION}))
     def get_history(user_id: str | None = None, status: Literal["pending", "claimed", "completed", "failed"] | None = None,
-                    day: date | None = None, model_version: str | None = None, batch_id: str | None = None,
-                    mode: Literal["sync", "async"] | None = None, page: int = Query(1, ge=1),
+                    day: IsoDay | None = None, model_version: str | None = None, batch_id: str | None = None,
+                    mode: Literal["sync", "async"] | None = None, page: int = Query(1, ge=1, le=MAX_PAGE),
                     page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE)) -> dict:
         return history(store, user_id=user_id, status=status, day=day, model_version=model_version,
                        batch_id=batch_id, mode=mode, page=page, page_size=page_size)
@@ -309,7 +340,10 @@ def async_router(settings: Settings, store: RequestStore, objects: ObjectStore, 
         return row
 
     @router.get("/predictions/{request_id}/inputs/{side}", summary="The photo as the model sees it (PNG)",
-                response_class=Response, responses={200: {"content": {"image/png": {}}}})
+                response_class=Response, responses={
+                    200: {"content": {"image/png": {}}},
+                    **error_responses({404: "no such request or side, or its photo is no longer stored",
+                                       422: "the stored photo cannot be decoded, or " + VALIDATION})})
     def get_input(request_id: str, side: str, request: Request) -> Response:
         if side not in SIDES:
             raise HTTPException(404, detail=f"side must be one of {list(SIDES)}")

@@ -62,7 +62,7 @@ def error_for(response: httpx.Response) -> ApiError:
         if code == "log_unavailable":
             return ApiError(status, "The service could not record this request, so it gave no answer. "
                                     "Please retry in a moment.", detail, seconds)
-        if code not in ("not_ready", "reload_disabled") and retry is not None:
+        if code != "not_ready" and retry is not None:
             wait = f" in {seconds:g} s" if seconds is not None else " in a moment"
             return ApiError(status, f"The service is busy. Please retry{wait}.", detail, seconds)
         return ApiError(status, f"{NO_MODEL_HINT} (API: {detail})", detail)
