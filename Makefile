@@ -12,6 +12,7 @@ export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
 .PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster bench-reader pretrain tesseract bench-reading
 PRETRAIN_MINUTES ?= 55
+PRETRAIN_MINED_MINUTES ?= 60
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,9 +68,14 @@ bench-reader: env
 
 # The year reader's recogniser, as committed in coin_assets/ml/weights/ (the year_reader_pretraining asset runs
 # the same code); writes the weights and their record (config, corpus hash, figures, sha256, this command).
+# Two steps: generated strips from scratch, then strips mixed with the crops the reader's own detector cuts
+# from 3000 generated photos (labelled by where the generator drew the year).
 pretrain: env
 	$(BIN)/python -m coin_assets.ml.recognizer_training --minutes $(PRETRAIN_MINUTES) \
-		--checkpoint $(COIN_ASSETS_DATA_DIR)/year_reader.ckpt --out coin_assets/ml/weights/year_reader
+		--checkpoint $(COIN_ASSETS_DATA_DIR)/year_reader_strips.ckpt --out $(COIN_ASSETS_DATA_DIR)/year_reader_strips
+	$(BIN)/python -m coin_assets.ml.recognizer_training --minutes $(PRETRAIN_MINED_MINUTES) --mined-photos 3000 \
+		--learning-rate 1e-3 --init $(COIN_ASSETS_DATA_DIR)/year_reader_strips.pt --cache-dir $(COIN_ASSETS_DATA_DIR)/reader_crops \
+		--checkpoint $(COIN_ASSETS_DATA_DIR)/year_reader_mined.ckpt --out coin_assets/ml/weights/year_reader
 
 # Debian's tesseract-ocr: the benchmark's second OCR to compare with
 tesseract:

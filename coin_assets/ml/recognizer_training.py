@@ -41,6 +41,14 @@ class RecognizerConfig:
     seed: int = 0
     num_threads: int | None = None
     workers: int = 2  # strip rendering processes
+    # crops the reader's own detector cuts from generated photos (coin_assets.ml.reader_crops), mixed into
+    # every batch at ``mined_share``; 0 photos: strips only
+    mined_photos: int = 0
+    mined_seed: int = 31
+    mined_val_photos: int = 300
+    mined_val_seed: int = 32
+    mined_share: float = 0.5
+    init_weights: str | None = None  # start from these weights (a .pt of load_recognizer) instead of at random
 
 
 @dataclass
@@ -69,8 +77,33 @@ def strip_metrics(model: TextRecognizer, strips: np.ndarray, labels: list[str]) 
             "year_exact": float(exact[years].mean()) if years.any() else math.nan}
 
 
+def _mined(photos: int, seed: int, workers: int, cache_dir: str | Path | None) -> tuple[np.ndarray, list[str]]:
+    """The reader's crops of ``photos`` generated photos, from ``cache_dir`` when mined there before."""
+    from coin_assets.ml.reader_crops import load_crops, mine_crops, save_crops
+
+    cached = Path(cache_dir) / f"mined-{seed}-{photos}.npz" if cache_dir else None
+    if cached and cached.exists():
+        return load_crops(cached)
+    strips, labels, per_photo = mine_crops(photos, seed, workers=workers)
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        save_crops(cached, strips, labels, per_photo)
+    return strips, labels
+
+
+def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Contrast, brightness and noise, per crop: the mined crops are few next to the strips."""
+    b = x.shape[0]
+    scale = torch.empty(b, 1, 1, 1).uniform_(0.7, 1.3, generator=gen)
+    shift = torch.empty(b, 1, 1, 1).uniform_(-25, 25, generator=gen)
+    noise = torch.randn(x.shape, generator=gen) * torch.empty(b, 1, 1, 1).uniform_(0, 6, generator=gen)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * scale + mean + shift + noise).clamp(0, 255)
+
+
 def train_recognizer(config: RecognizerConfig, checkpoint: str | Path | None = None,
-                     on_log: Callable[[dict], None] | None = None) -> RecognizerResult:
+                     on_log: Callable[[dict], None] | None = None,
+                     cache_dir: str | Path | None = None) -> RecognizerResult:
     from coin_assets.synth.text_strips import make_strips
 
     torch.manual_seed(config.seed)
@@ -81,8 +114,17 @@ def train_recognizer(config: RecognizerConfig, checkpoint: str | Path | None = N
     strips, labels = make_strips(config.corpus_size, config.corpus_seed, workers=config.workers)
     digest = corpus_hash(strips, labels)
     val_x, val_y = make_strips(config.val_size, config.val_seed, workers=config.workers)
+    mined_x, mined_y = _mined(config.mined_photos, config.mined_seed, config.workers, cache_dir) if config.mined_photos else (None, [])
+    mined_val = _mined(config.mined_val_photos, config.mined_val_seed, config.workers, cache_dir) if config.mined_photos else None
+    if mined_x is not None:
+        digest = corpus_hash(np.concatenate([strips[:1000], mined_x]), labels[:1000] + mined_y)
     corpus_seconds = time.perf_counter() - started
     model = TextRecognizer(width=config.width, hidden=config.hidden)
+    if config.init_weights:
+        from coin_assets.ml.year_reading import load_recognizer
+
+        model.load_state_dict(load_recognizer(config.init_weights).state_dict())
+    jitter_gen = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     step, history, next_chunk = 0, [], config.corpus_size
     if checkpoint and Path(checkpoint).exists():
@@ -104,9 +146,15 @@ def train_recognizer(config: RecognizerConfig, checkpoint: str | Path | None = N
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac))) * min(1.0, (step + 1) / 200)
         model.train()
-        idx = rng.integers(0, len(strips), config.batch_size)
+        n_mined = round(config.batch_size * config.mined_share) if mined_x is not None and len(mined_y) else 0
+        idx = rng.integers(0, len(strips), config.batch_size - n_mined)
         x = torch.from_numpy(strips[idx])[:, None]
-        loss = ctc_loss(model(x), [labels[i] for i in idx])
+        batch_labels = [labels[i] for i in idx]
+        if n_mined:
+            m_idx = rng.integers(0, len(mined_y), n_mined)
+            x = torch.cat([x.float(), _jitter(torch.from_numpy(mined_x[m_idx])[:, None].float(), jitter_gen)])
+            batch_labels += [mined_y[i] for i in m_idx]
+        loss = ctc_loss(model(x), batch_labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -124,6 +172,8 @@ def train_recognizer(config: RecognizerConfig, checkpoint: str | Path | None = N
         if step % config.checkpoint_every == 0:
             entry = {"step": step, "seconds": round(elapsed_before + time.perf_counter() - train_started, 1),
                      "loss": float(np.mean(losses[-config.checkpoint_every:])), **strip_metrics(model, val_x[:500], val_y[:500])}
+            if mined_val is not None:
+                entry["detected_year_exact"] = strip_metrics(model, *mined_val)["year_exact"]
             history.append(entry)
             if on_log:
                 on_log(entry)
@@ -134,8 +184,11 @@ def train_recognizer(config: RecognizerConfig, checkpoint: str | Path | None = N
                 os.replace(tmp, checkpoint)
     seconds = elapsed_before + time.perf_counter() - train_started
     model.eval()
+    val_metrics = strip_metrics(model, val_x, val_y)
+    if mined_val is not None:
+        val_metrics["detected_year_exact"] = strip_metrics(model, *mined_val)["year_exact"]
     return RecognizerResult(model=model, steps=step, seconds=seconds, history=history,
-                            val_metrics=strip_metrics(model, val_x, val_y), corpus_hash=digest,
+                            val_metrics=val_metrics, corpus_hash=digest,
                             corpus_seconds=corpus_seconds)
 
 
@@ -146,11 +199,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=RecognizerConfig.minutes)
     parser.add_argument("--corpus-size", type=int, default=RecognizerConfig.corpus_size)
     parser.add_argument("--checkpoint", default=None, help="resume from and save to this file")
+    parser.add_argument("--mined-photos", type=int, default=0,
+                        help="also train on the reader's own crops of this many generated photos")
+    parser.add_argument("--learning-rate", type=float, default=RecognizerConfig.learning_rate)
+    parser.add_argument("--init", default=None, help="start from these weights (.pt)")
+    parser.add_argument("--cache-dir", default=None, help="keep the mined crops here, to reuse them")
     parser.add_argument("--out", required=True, help="where the weights (.pt) and their record (.json) go")
     args = parser.parse_args(argv)
-    config = RecognizerConfig(minutes=args.minutes, corpus_size=args.corpus_size)
+    config = RecognizerConfig(minutes=args.minutes, corpus_size=args.corpus_size, mined_photos=args.mined_photos,
+                              init_weights=args.init, learning_rate=args.learning_rate)
     started = time.perf_counter()
-    result = train_recognizer(config, args.checkpoint, on_log=lambda e: print(json.dumps(e), flush=True))
+    result = train_recognizer(config, args.checkpoint, on_log=lambda e: print(json.dumps(e), flush=True),
+                              cache_dir=args.cache_dir)
     print(json.dumps({"final": result.val_metrics, "steps": result.steps, "wall_s": round(time.perf_counter() - started)}))
     from coin_assets.ml.year_reading import save_reader_weights
 

@@ -17,22 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
+from coin_assets.core.text_lines import STRIP_HEIGHT, STRIP_WIDTH, fit_strip  # noqa: F401 (the input)
+
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ/-"
-STRIP_HEIGHT, STRIP_WIDTH = 32, 128
-
-
-def fit_strip(grey: np.ndarray, height: int = STRIP_HEIGHT, width: int = STRIP_WIDTH) -> np.ndarray:
-    """A grey crop of any size → uint8 [height, width]: resized to ``height`` keeping its aspect (squeezed when
-    longer than ``width``), left-aligned, the rest filled with the crop's median (the recogniser's input)."""
-    img = Image.fromarray(np.asarray(grey, np.uint8), "L")
-    w = max(1, min(width, round(img.width * height / max(1, img.height))))
-    img = img.resize((w, height), Image.Resampling.BILINEAR)
-    out = np.full((height, width), int(np.median(np.asarray(img))), np.uint8)
-    out[:, :w] = np.asarray(img)
-    return out
 
 
 def _block(cin: int, cout: int, pool: tuple[int, int] | None) -> nn.Sequential:

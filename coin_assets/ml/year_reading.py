@@ -503,7 +503,10 @@ def save_reader_weights(result, config, out: str | Path) -> Path:
               "train_seconds": round(result.seconds), "val_metrics": result.val_metrics,
               "history": result.history[-5:], "sha256": sha256_of(weights),
               "command": f"python -m coin_assets.ml.recognizer_training --minutes {config.minutes:g} "
-                         f"--corpus-size {config.corpus_size} --out {weights.with_suffix('')}"}
+                         f"--corpus-size {config.corpus_size} --learning-rate {config.learning_rate:g}"
+                         + (f" --mined-photos {config.mined_photos}" if getattr(config, "mined_photos", 0) else "")
+                         + (f" --init {config.init_weights}" if getattr(config, "init_weights", None) else "")
+                         + f" --out {weights.with_suffix('')}"}
     weights.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     return weights
 

@@ -20,7 +20,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from coin_assets.ml.text_recognizer import STRIP_HEIGHT, STRIP_WIDTH, fit_strip
+from coin_assets.core.text_lines import STRIP_HEIGHT, STRIP_WIDTH, fit_strip
 from coin_assets.synth import varied as v
 
 YEAR_RANGE = (1850, 2039)  # years drawn on strips: wider than the answer's range, so the range is a rule, not a prior

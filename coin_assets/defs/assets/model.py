@@ -208,6 +208,9 @@ class ReaderPretrainRunConfig(Config):
     corpus_size: int = Field(40000, description="generated text strips held in memory")
     max_steps: int | None = Field(None, description="stop after this many steps (smoke runs)")
     seed: int = 0
+    mined_photos: int = Field(0, description="also train on the reader's own detected crops of this many "
+                                             "generated photos (about 1 s a photo to cut and label)")
+    from_committed: bool = Field(False, description="start from the package's committed weights")
 
 
 @asset(group_name="model", kinds={"pytorch", "mlflow"})
@@ -224,10 +227,13 @@ def year_reader_pretraining(
 
     from coin_assets.ml.recognizer_training import RecognizerConfig, train_recognizer
     from coin_assets.ml.tracking import log_reader_pretraining
-    from coin_assets.ml.year_reading import READER_WEIGHTS_POINTER, reader_state_bytes
+    from coin_assets.ml.year_reading import READER_WEIGHTS, READER_WEIGHTS_POINTER, reader_state_bytes
 
     rc = RecognizerConfig(minutes=config.minutes, corpus_size=config.corpus_size, max_steps=config.max_steps,
-                          seed=config.seed, val_size=min(RecognizerConfig.val_size, max(50, config.corpus_size // 10)))
+                          seed=config.seed, val_size=min(RecognizerConfig.val_size, max(50, config.corpus_size // 10)),
+                          mined_photos=config.mined_photos,
+                          mined_val_photos=min(RecognizerConfig.mined_val_photos, max(5, config.mined_photos // 10)),
+                          init_weights=str(READER_WEIGHTS) if config.from_committed else None)
     result = train_recognizer(rc, on_log=lambda row: context.log.info(f"recogniser {row}"))
     store = storage.store()
     key = f"ml/year_reader/{context.run.run_id}.pt"

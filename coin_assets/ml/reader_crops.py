@@ -1,0 +1,199 @@
+"""Training crops for the year reader: the lines it cuts itself from generated photos, labelled by where the
+generator drew the year.
+
+Strips drawn directly (:mod:`coin_assets.synth.text_strips`) teach the recogniser to read; what it meets in the
+product are the lines its text detector finds on a silver image: boxes that take in part of the emblem, bands
+cut out of a merged box, windows along the unwrapped rim, the year turned a quarter or upside down. This module
+produces those crops and their labels, so the recogniser is trained on what it will be asked to read.
+
+Labelling needs no model:
+
+* **where the year is**: each front is rendered twice from the same random state, once with its year and once
+  with nothing in the year's place; the pixels that differ are the year (:func:`year_mask`);
+* **which way up it reads**: every placement draws the year left to right in the unrotated face (the side
+  placement tilted by ``side_tilt``), and the face is turned by ``style.rotation``, so the year's reading
+  direction in the photo is known.
+
+A crop that holds the whole year, not much more, read in the year's direction is labelled with the year; the
+same crop turned upside down or a quarter is labelled empty (nothing upright to read). Crops that hold part of
+the year are left out, as are crops away from it (the strip corpus covers legends and denominations).
+Deterministic per (seed, i); the held-out typefaces are never drawn here.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from coin_assets.core.text_lines import STRIP_HEIGHT, STRIP_WIDTH, fit_strip
+from coin_assets.synth import varied as v
+
+PHOTO_SIZES = ((640, 480), (480, 640), (800, 800), (1024, 768))
+MIN_COVER = 0.9  # share of the year's pixels inside a crop that is labelled with the year
+MAX_AREA = 6.0  # a labelled crop's area at most this times the year's bounding box
+UPRIGHT_COS = 0.75  # a crop reads the year upright when its reading direction is this close to the year's
+
+
+@dataclass(frozen=True)
+class MinedPhoto:
+    """One generated front and what its crops were labelled: counts for the detector's recall."""
+
+    placement: str
+    year: int
+    year_crops: int  # crops labelled with the year (upright)
+    crops: int  # crops kept (labelled with the year or empty)
+
+
+def _front_pair(seed: int, i: int, year_text: str | None) -> tuple[Image.Image, int, v.Style]:
+    year_rng, style_rng = v.coin_rngs(seed, i)
+    year = v.sample_year(year_rng)
+    style = replace(v.sample_style(style_rng), placement=v.PLACEMENTS[i % len(v.PLACEMENTS)])
+    size = PHOTO_SIZES[(i // len(v.PLACEMENTS)) % len(PHOTO_SIZES)]
+    front, _ = v.render_photo_pair(year, style, style_rng, photo_size=size, year_text=year_text)
+    return front.image, year, style
+
+
+def _silver(img: Image.Image) -> Image.Image:
+    """The photo as the product sees it: a JPEG upload cleaned to a silver image (≤ 512 px)."""
+    from coin_assets.core.images import clean_image
+
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return Image.open(io.BytesIO(clean_image(buf.getvalue()).data)).convert("RGB")
+
+
+def year_mask(with_year: Image.Image, without_year: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """bool [h, w] at ``size``: where the two renders differ (the year's strokes, slightly blurred)."""
+    a = np.asarray(with_year.convert("L").resize(size, Image.Resampling.BILINEAR), np.float32)
+    b = np.asarray(without_year.convert("L").resize(size, Image.Resampling.BILINEAR), np.float32)
+    diff = np.abs(a - b)
+    return diff > max(10.0, 0.25 * float(diff.max()))
+
+
+def reading_direction(style: v.Style) -> np.ndarray:
+    """The year's left-to-right direction in photo px (y down): the face's +x turned by its rotation."""
+    theta = math.radians(style.rotation + (style.extra.get("side_tilt", 0.0) if style.placement == "side" else 0.0))
+    return np.array([math.cos(theta), -math.sin(theta)])
+
+
+def _turn_directions(polygon: np.ndarray, turns: int) -> list[np.ndarray]:
+    """Reading directions (photo px) of a line's crops as the reader orders them: as cut, upside down, and for
+    a tall line turned a quarter each way. The polygon's first half is its top edge, left to right."""
+    top = polygon[: len(polygon) // 2]
+    k = len(top) // 2
+    along = top[k] - top[k - 1]
+    down = polygon[-1] - polygon[0]
+    units = [d / max(1e-9, float(np.linalg.norm(d))) for d in (along, -along, down, -down)]
+    return units[:turns]
+
+
+def _polygon_mask(polygon: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    canvas = Image.new("1", size, 0)
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in polygon], fill=1)
+    return np.asarray(canvas, bool)
+
+
+def mine_photo(reader, seed: int, i: int) -> tuple[list[np.ndarray], list[str], MinedPhoto]:
+    """The strips (uint8 [STRIP_HEIGHT, STRIP_WIDTH]) and labels of generated front ``i`` of ``seed``, cut by
+    ``reader``'s stages exactly as in the product."""
+    with_year, year, style = _front_pair(seed, i, None)
+    without_year, _, _ = _front_pair(seed, i, "")
+    photo = _silver(with_year)
+    mask = year_mask(with_year, without_year, photo.size)
+    strips: list[np.ndarray] = []
+    labels: list[str] = []
+    year_crops = 0
+    if mask.sum() < 8:
+        return strips, labels, MinedPhoto(style.placement, year, 0, 0)
+    ys, xs = np.nonzero(mask)
+    year_box_area = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1))
+    direction = reading_direction(style)
+    view, affine, _ = reader.coin_view(photo)
+    for crops, where in reader.stages(view, affine, photo):
+        start = 0
+        while start < len(crops):
+            entry = where[start]
+            end = start
+            while end < len(crops) and where[end] is entry:
+                end += 1
+            polygon = np.asarray(entry[0], np.float64)
+            inside = _polygon_mask(polygon, photo.size)
+            cover = float((inside & mask).sum()) / float(mask.sum())
+            if cover >= MIN_COVER and inside.sum() <= MAX_AREA * year_box_area:
+                for crop, turn in zip(crops[start:end], _turn_directions(polygon, end - start), strict=True):
+                    upright = float(turn @ direction) >= UPRIGHT_COS
+                    strips.append(fit_strip(np.asarray(crop.convert("L")), STRIP_HEIGHT, STRIP_WIDTH))
+                    labels.append(str(year) if upright else "")
+                    year_crops += upright
+            start = end
+    return strips, labels, MinedPhoto(style.placement, year, year_crops, len(strips))
+
+
+def _mine_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str], list[MinedPhoto]]:
+    from coin_assets.ml.text_recognizer import TextRecognizer
+    from coin_assets.ml.year_reading import TextDetector, YearReader
+
+    seed, start, stop = args
+    # the stages only need the detector; the recogniser is never called
+    reader = YearReader(TextRecognizer(), detector=TextDetector(threads=1))
+    strips, labels, photos = [], [], []
+    for i in range(start, stop):
+        s, lab, photo = mine_photo(reader, seed, i)
+        strips += s
+        labels += lab
+        photos.append(photo)
+    array = np.stack(strips) if strips else np.empty((0, STRIP_HEIGHT, STRIP_WIDTH), np.uint8)
+    return array, labels, photos
+
+
+def mine_crops(n: int, seed: int, workers: int = 2, start: int = 0) -> tuple[np.ndarray, list[str], list[MinedPhoto]]:
+    """Crops of generated fronts ``start .. start + n`` of ``seed``: (uint8 [N, H, W], labels, per photo)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(start, start + n, max(1, min(n, workers * 8)) + 1).round().astype(int)
+    jobs = [(seed, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if workers <= 1:
+        parts = [_mine_chunk(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_mine_chunk, jobs))
+    strips = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, STRIP_HEIGHT, STRIP_WIDTH), np.uint8)
+    return strips, [lab for p in parts for lab in p[1]], [ph for p in parts for ph in p[2]]
+
+
+def save_crops(path, strips: np.ndarray, labels: list[str], photos: list[MinedPhoto]) -> None:
+    np.savez_compressed(path, strips=strips, labels=np.array(labels, dtype=object),
+                        placements=np.array([p.placement for p in photos]),
+                        year_crops=np.array([p.year_crops for p in photos]))
+
+
+def load_crops(path) -> tuple[np.ndarray, list[str]]:
+    data = np.load(path, allow_pickle=True)
+    return data["strips"], [str(s) for s in data["labels"]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+    import time
+
+    parser = argparse.ArgumentParser(description="Cut and label the year reader's crops of generated photos.")
+    parser.add_argument("--photos", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", required=True, help=".npz file")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    strips, labels, photos = mine_crops(args.photos, args.seed, workers=args.workers)
+    save_crops(args.out, strips, labels, photos)
+    found = {p: float(np.mean([m.year_crops > 0 for m in photos if m.placement == p])) for p in v.PLACEMENTS}
+    print(json.dumps({"photos": len(photos), "crops": len(labels), "year_crops": sum(1 for lab in labels if lab),
+                      "year_cut_out_share": found, "seconds": round(time.perf_counter() - started)}))
+
+
+if __name__ == "__main__":
+    main()
