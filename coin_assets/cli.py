@@ -74,6 +74,18 @@ def wait_for_settled_uploads(store, days: list[str], settle_seconds: float) -> N
         time.sleep(wait + 0.05)
 
 
+def materialize_base_version(resources: dict | None = None, instance: DagsterInstance | None = None) -> str | None:
+    """``base_model_version``: on an instance with no model yet, the committed reader becomes production (the
+    API reads years before anything is trained). Returns the version registered, or None."""
+    from coin_assets.definitions import defs
+    from coin_assets.defs.resources import default_resources
+
+    result = materialize([*defs.assets], selection=AssetSelection.assets("base_model_version"),
+                         resources=resources or default_resources(), instance=instance or _instance(),
+                         raise_on_error=True)
+    return result.output_for_node("base_model_version")["registered_version"]
+
+
 def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None,
                  evaluation_config: dict | None = None) -> dict:
     """Materialize every asset for the given (default: all uploaded) days, in-process, and summarise."""
@@ -88,6 +100,8 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
                      "seconds": {}, "recovered_runs": recover_runs(instance), "up_to_date": []}
+    if train and (train_config or {}).get("use_year_reader", True):
+        summary["base_version"] = materialize_base_version(resources, instance)
     ingest_sel = AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
                     for name in ("bronze_images", "decoded_images", "silver_images", "gold_images")}

@@ -12,6 +12,7 @@ from coin_assets.defs.assets.ingestion import (
     silver_images,
 )
 from coin_assets.defs.assets.model import (
+    base_model_version,
     coin_year_model,
     model_evaluation,
     promotion_decision,
@@ -46,7 +47,8 @@ from coin_assets.defs.sensors import abandoned_run_sensor, retraining_sensor, re
 defs = Definitions(
     assets=[
         coin_uploads, bronze_images, decoded_images, silver_images, gold_images, coin_crops, archived_bronze,
-        review_labels, training_set, synthetic_pretraining, year_reader_pretraining, coin_year_model, model_evaluation, promotion_decision,
+        review_labels, training_set, synthetic_pretraining, year_reader_pretraining, base_model_version,
+        coin_year_model, model_evaluation, promotion_decision,
         coin_predictions, review_queue, serving_deployment, serving_requests,
     ],
     asset_checks=[*ingestion_checks, *model_checks],

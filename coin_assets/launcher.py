@@ -116,9 +116,11 @@ def stop_all(grace: float = GRACE_SECONDS) -> None:
     psutil.wait_procs(_group_members(), timeout=2)
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings, register_base: bool = False) -> None:
     """Create the MLflow database and the request store once, before the services start: several
-    processes creating a fresh MLflow SQLite database at the same moment race on its migrations."""
+    processes creating a fresh MLflow SQLite database at the same moment race on its migrations. With
+    ``register_base``, an instance with no model yet gets the base version (the committed year reader) as
+    production, so the API answers from its first minute."""
     from mlflow import MlflowClient
 
     from coin_assets.serving.queue import batch_requests  # noqa: F401  (registers the batch table)
@@ -129,6 +131,12 @@ def prepare(settings: Settings) -> None:
     store = RequestStore(settings.serving_db)
     store.create_tables()
     store.dispose()
+    if register_base:
+        from coin_assets.cli import materialize_base_version
+
+        version = materialize_base_version()
+        if version:
+            print(f"registered the committed year reader as v{version} (production) of the model", flush=True)
 
 
 def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECONDS,
@@ -150,7 +158,7 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
         wanted = [Service(f"{i + 1}:{Path(cmd[0]).name}", cmd) for i, cmd in enumerate(commands)]
     else:
         wanted = services(settings, with_dagster=with_dagster, only=only)
-        prepare(settings)
+        prepare(settings, register_base=with_dagster)
     try:
         for svc in wanted:
             procs[svc.name] = subprocess.Popen(svc.argv, cwd=None if commands else root, env={**env, **svc.env})

@@ -275,11 +275,13 @@ def decide_promotion(
     min_mae_improvement: float = 0.0,
     reading_floors: dict[str, float] | None = None,
     reading_tolerance: float = 0.05,
+    production_is_base: bool = False,
 ) -> PromotionDecision:
     """Pure function. Insane → not staged, not promoted (reason lists the problems). No production →
     promote the first sane model. Otherwise promote only if candidate mae < production mae -
     min_mae_improvement (mae key 'mae'); else staged but rejected with a reason stating both MAEs and
-    the margin.
+    the margin. A production that is the base version (the committed reader, no whole-coin model:
+    ``production_is_base``) is replaced by the first sane candidate that reads as well as it.
 
     A candidate without a finite 'mae' counts as insane; a production without a finite 'mae' is replaced
     by any sane candidate that has one.
@@ -307,6 +309,9 @@ def decide_promotion(
     if production_version is None:
         return make(True, True, f"promoted: v{candidate_version} is the first sane model "
                                 f"(no production version yet), test MAE {candidate_mae:.3f}")
+    if production_is_base:
+        return make(True, True, f"promoted: v{candidate_version} is the first trained model and reads as well as "
+                                f"production v{production_version}, the base version; test MAE {candidate_mae:.3f}")
     production_mae = _mae(production_metrics)
     if production_mae is None:
         return make(True, True, f"promoted: production v{production_version} has no finite test MAE; "

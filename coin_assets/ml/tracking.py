@@ -194,3 +194,45 @@ def log_evaluation(client, run_id: str, scored: dict[str, dict], baseline_mae: f
 
     metrics = [Metric(f"{role}_test_{k}", float(v), 0, 0) for role, m in scored.items() for k, v in m.items()]
     client.log_batch(run_id, metrics=[*metrics, Metric("mean_baseline_test_mae", float(baseline_mae), 0, 0)])
+
+
+def register_base_version(client, model_name: str, image_size: int, reader_weights: str, experiment_id: str,
+                          lock_url: str | None = None, log: Callable[[str], None] = print) -> str | None:
+    """On a registry with no version of ``model_name``: log the base version (the year reader with a prior as
+    its whole-coin estimate, :mod:`coin_assets.ml.base_model`) in its own MLflow run, register it and make it
+    production. Returns its version, or None when the model already has versions (nothing is done)."""
+    from datetime import datetime, timezone
+
+    import mlflow
+
+    from coin_assets.ml import registry as reg
+    from coin_assets.ml.base_model import BASE_VERSION_TAG, PriorYear
+    from coin_assets.ml.pyfunc import PhotoModelConfig, log_photo_model
+    from coin_assets.ml.year_reading import sha256_of
+    from coin_assets.synth import varied
+
+    if reg.all_versions(client, model_name):
+        return None
+    with reg.registry_lock(client, model_name, lock_url):
+        if reg.all_versions(client, model_name):  # another process registered first
+            return None
+        year_rng, style_rng = varied.coin_rngs(0, 0)  # an input example the packaged preprocessing can score
+        pair = varied.render_photo_pair(varied.sample_year(year_rng), varied.sample_style(style_rng), style_rng)
+        example = []
+        for side in pair:
+            buf = io.BytesIO()
+            side.image.save(buf, "JPEG", quality=90)
+            example.append(buf.getvalue())
+        with mlflow.start_run(experiment_id=experiment_id, run_name="base version") as run:
+            mlflow.set_tags({BASE_VERSION_TAG: "true", "year_reader_sha256": sha256_of(reader_weights)})
+            info = log_photo_model(PriorYear(), PhotoModelConfig(image_size=image_size), example[0], example[1],
+                                   registered_model_name=model_name, reader_weights=reader_weights)
+            run_id = run.info.run_id
+        version = str(info.registered_model_version)
+        for key, value in {BASE_VERSION_TAG: "true", "image_size": image_size, "run_id": run_id,
+                           "decision": reg.DECISION_PROMOTED, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "decision_reason": "base version: the committed year reader, before any training"}.items():
+            client.set_model_version_tag(model_name, version, key, str(value))
+        client.set_registered_model_alias(model_name, reg.PRODUCTION, version)
+    log(f"registered v{version} of {model_name} as the base version (production)")
+    return version

@@ -253,6 +253,26 @@ def year_reader_pretraining(
     })
 
 
+@asset(group_name="model", kinds={"pytorch", "mlflow"})
+def base_model_version(context: AssetExecutionContext, storage: CoinStorage, mlflow_registry: MlflowRegistry) -> Output[dict]:
+    """On an instance with no model yet: the year reader (the latest year_reader_pretraining, else the
+    package's committed weights) registered as the base version and made production, so the API reads years
+    before anything is trained. Nothing is done once the model has versions."""
+    from coin_assets.ml.tracking import register_base_version
+    from coin_assets.ml.year_reading import sha256_of
+
+    weights = _reader_weights(storage)
+    version = register_base_version(
+        mlflow_registry.client(), mlflow_registry.model_name, TrainConfig().image_size, weights,
+        experiment_id=mlflow_registry.ensure_experiment(), lock_url=mlflow_registry.lock_url, log=context.log.info)
+    value = {"registered_version": version, "reader_sha256": sha256_of(weights)}
+    return Output(value, metadata={
+        "registered": version is not None,
+        "version": version or "none (the model already has versions)",
+        "reader_sha256": value["reader_sha256"],
+    })
+
+
 def _pretrained_for(storage: CoinStorage, train_config: TrainConfig) -> tuple[dict | None, str]:
     """The latest pre-training when it fits this config, or None and why not."""
     import json
@@ -461,6 +481,7 @@ def promotion_decision(
         min_mae_improvement=config.min_mae_improvement,
         reading_floors=_reading_floors(model_evaluation),
         reading_tolerance=config.reading_tolerance,
+        production_is_base=_is_base_version(client, name, model_evaluation["production_version"]),
     )
     decision = reg.apply_decision(client, name, decision, lock_url=mlflow_registry.lock_url)
     (context.log.info if decision.promote else context.log.warning)(f"v{candidate}: {decision.reason}")
@@ -481,9 +502,15 @@ def promotion_decision(
     })
 
 
+def _is_base_version(client, name: str, version: str | None) -> bool:
+    from coin_assets.ml.base_model import BASE_VERSION_TAG
+
+    return version is not None and client.get_model_version(name, str(version)).tags.get(BASE_VERSION_TAG) == "true"
+
+
 def _reading_floors(evaluation: dict) -> dict[str, float]:
-    """What a candidate must read as well as (within the tolerance): production on the same suite, and the
-    pre-trained reader's recorded suite score where the suite is the default one."""
+    """What a candidate must read as well as (within the tolerance): production on the same suite (on a fresh
+    instance, the base version: the pre-trained reader every candidate starts from)."""
     floors = {}
     production = evaluation.get("production_metrics") or {}
     if production.get("reading_exact") is not None:
