@@ -1,17 +1,27 @@
 """Shared pieces of the serving tests: a temporary MLflow registry with tiny real raw-photo versions,
-generated coin photos, and Settings pointing every system at a temporary folder."""
+generated coin photos, Settings pointing every system at a temporary folder, and the API started for
+real in its own process (``running_api``)."""
 
 from __future__ import annotations
 
 import io
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
 
+from coin_assets.core.processes import stop_process_group
 from coin_assets.ml import pyfunc as pf
 from coin_assets.ml.model import CoinYearRegressor
 from coin_assets.ml.registry import PRODUCTION
@@ -22,6 +32,46 @@ NAME = "coin_serving_test"
 RELOAD_TOKEN = "reload-secret-123"
 USER_TOKEN = "user-token-alice"
 REVIEWER_TOKEN = "reviewer-token-rita"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_api(data: Path, env: dict[str, str | None], *args: str, grace: float = 15,
+                ready: Callable[[], bool] = lambda: True) -> Iterator[str]:
+    """``python -m coin_assets.serving *args`` (this worktree's package) on a free port, its data under
+    ``data`` and its output in ``data / "server.log"``; ``env`` is laid over this process's environment
+    (a ``None`` value removes the variable). Yields the base URL once /health answers 200 and ``ready()``
+    holds (within 120 s), and stops the whole process group (``grace`` seconds for the leader) on exit."""
+    port = free_port()
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "COIN_ASSETS_DATA_DIR": str(data),
+            "COIN_ASSETS_API_PORT": str(port), **env}
+    full = {key: value for key, value in full.items() if value is not None}
+    server_log = data / "server.log"
+    with open(server_log, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "coin_assets.serving", *args, "--log-level", "warning"],
+                                cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                assert proc.poll() is None, server_log.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200 and ready():
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.3)
+            else:
+                pytest.fail("the API did not become ready: " + server_log.read_text()[-3000:])
+            yield base
+        finally:
+            stop_process_group(proc, grace=grace)
 
 
 def jpeg(img, quality: int = 90) -> bytes:

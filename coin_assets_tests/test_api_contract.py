@@ -14,12 +14,6 @@ hold the document to that.
 from __future__ import annotations
 
 import base64
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,14 +21,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from coin_assets.core.processes import stop_process_group
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
+    ROOT,
     USER_TOKEN,
+    running_api,
     serving_registry_fixture,
 )
 
 NAME = "coin_api_contract"
-ROOT = Path(__file__).resolve().parents[1]
 ERROR_REF = "#/components/schemas/ErrorBody"
 # Fuzzed cases per operation, on top of the documented examples and the coverage cases (some 500
 # requests in all, ~10 s on 2 busy cores once the API is up): enough for the faults this test is for
@@ -42,44 +36,16 @@ ERROR_REF = "#/components/schemas/ErrorBody"
 MAX_EXAMPLES = 25
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api(serving_registry, tmp_path_factory) -> str:
     """The base URL of the API, running in its own process on a copy of a registered version."""
     (version,) = serving_registry.model_copy(NAME, serving_registry.base[:1])
     serving_registry.promote(version, NAME)
-    data = tmp_path_factory.mktemp("contract_data")
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COIN_ASSETS_DATA_DIR": str(data),
-           "MLFLOW_TRACKING_URI": serving_registry.uri, "COIN_ASSETS_MODEL_NAME": NAME,
+    env = {"MLFLOW_TRACKING_URI": serving_registry.uri, "COIN_ASSETS_MODEL_NAME": NAME,
            "COIN_ASSETS_SERVING_POLL_SECONDS": "0", "COIN_ASSETS_MAX_PHOTO_BYTES": "300000",
-           "COIN_ASSETS_API_TOKENS": f"alice:user:{USER_TOKEN}", "COIN_ASSETS_API_PORT": str(port)}
-    env.pop("COIN_ASSETS_RELOAD_TOKEN", None)
-    log = open(data / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "coin_assets.serving", "--log-level", "warning"], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, (data / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("the API did not become ready: " + (data / "server.log").read_text()[-3000:])
+           "COIN_ASSETS_API_TOKENS": f"alice:user:{USER_TOKEN}", "COIN_ASSETS_RELOAD_TOKEN": None}
+    with running_api(tmp_path_factory.mktemp("contract_data"), env) as base:
         yield base
-    finally:
-        stop_process_group(proc, grace=15)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,37 +4,27 @@ reaches the service by polling, the streaming body limit and the bounded number 
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from coin_assets.core import serving_client
-from coin_assets.core.processes import stop_process_group
 from coin_assets.ml import registry as reg
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     RELOAD_TOKEN,
     coin_photos,
+    free_port,
+    running_api,
     serving_registry_fixture,
 )
 
 NAME = "coin_serving_live"
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_PHOTO = 300_000
 MAX_HELD = 8  # room for the 3 streaming clients of the promotion test (each holds one request at a time)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,33 +37,11 @@ def registry(serving_registry):
 
 @pytest.fixture(scope="module")
 def server(registry, tmp_path_factory):
-    data = tmp_path_factory.mktemp("live_data")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COIN_ASSETS_DATA_DIR": str(data),
-           "MLFLOW_TRACKING_URI": registry.uri, "COIN_ASSETS_MODEL_NAME": NAME,
+    env = {"MLFLOW_TRACKING_URI": registry.uri, "COIN_ASSETS_MODEL_NAME": NAME,
            "COIN_ASSETS_RELOAD_TOKEN": RELOAD_TOKEN, "COIN_ASSETS_SERVING_POLL_SECONDS": "1",
-           "COIN_ASSETS_SERVING_QUEUE": str(MAX_HELD), "COIN_ASSETS_MAX_PHOTO_BYTES": str(MAX_PHOTO),
-           "COIN_ASSETS_API_PORT": str(port)}
-    log = open(data / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "coin_assets.serving", "--log-level", "warning"], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            assert proc.poll() is None, (data / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("the API did not become ready: " + (data / "server.log").read_text()[-3000:])
+           "COIN_ASSETS_SERVING_QUEUE": str(MAX_HELD), "COIN_ASSETS_MAX_PHOTO_BYTES": str(MAX_PHOTO)}
+    with running_api(tmp_path_factory.mktemp("live_data"), env) as base:
         yield base
-    finally:
-        stop_process_group(proc, grace=15)
-        log.close()
 
 
 def predict(client: httpx.Client, base: str, photos) -> httpx.Response:

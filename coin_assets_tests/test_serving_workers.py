@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,22 +15,15 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from coin_assets.core.processes import stop_process_group
 from coin_assets.serving.metrics import worker_pids
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     coin_photos,
+    running_api,
     serving_registry_fixture,
 )
 
 NAME = "coin_serving_workers"
-ROOT = Path(__file__).resolve().parents[1]
 STALE = "counter_999999.db"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,31 +34,10 @@ def server(serving_registry, tmp_path_factory):
     folder = data / "metrics"
     folder.mkdir()
     (folder / STALE).write_bytes(b"\0" * 64)  # left by an earlier start: must not be counted
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COIN_ASSETS_DATA_DIR": str(data),
-           "MLFLOW_TRACKING_URI": serving_registry.uri, "COIN_ASSETS_MODEL_NAME": NAME,
+    env = {"MLFLOW_TRACKING_URI": serving_registry.uri, "COIN_ASSETS_MODEL_NAME": NAME,
            "COIN_ASSETS_SERVING_POLL_SECONDS": "0", "PROMETHEUS_MULTIPROC_DIR": str(folder), "OMP_NUM_THREADS": "1"}
-    log = open(data / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "coin_assets.serving", "--workers", "2", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, (data / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200 and len(worker_pids(folder)) == 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("2 workers did not become ready: " + (data / "server.log").read_text()[-3000:])
+    with running_api(data, env, "--workers", "2", grace=20, ready=lambda: len(worker_pids(folder)) == 2) as base:
         yield base, folder
-    finally:
-        stop_process_group(proc, grace=20)
-        log.close()
 
 
 def requests_by_worker(folder: Path) -> dict[int, float]:
