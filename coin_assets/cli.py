@@ -13,11 +13,11 @@ import resource
 import signal
 import sys
 import time
-from datetime import datetime, timezone
 
 from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
 from coin_assets.core import metadata as md
+from coin_assets.core.clock import utcnow
 from coin_assets.core.uploads import list_uploads
 from coin_assets.settings import Settings
 
@@ -67,7 +67,7 @@ def wait_for_settled_uploads(store, days: list[str], settle_seconds: float) -> N
     newest = max((f.modified for f in list_uploads(store) if f.partition in days), default=None)
     if newest is None or not settle_seconds:
         return
-    wait = settle_seconds - (datetime.now(timezone.utc) - newest).total_seconds()
+    wait = settle_seconds - (utcnow() - newest).total_seconds()
     if wait > 0:
         print(f"waiting {wait:.1f} s for the newest upload to settle (COIN_ASSETS_SETTLE_SECONDS={settle_seconds:g})",
               file=sys.stderr)

@@ -53,7 +53,7 @@ def test_an_unreadable_coin_and_a_photo_without_a_coin_go_to_the_review_queue(la
     import torch
 
     from coin_assets.core import predictions as preds
-    from coin_assets.core.metadata import utcnow
+    from coin_assets.core.clock import utcnow
     from coin_assets.ml.model import UNREADABLE_SIGMA, CoinYearRegressor
     from coin_assets.ml.pretrain import to_input
 

@@ -9,11 +9,11 @@ import pytest
 from dagster import RunConfig, SensorResult, build_sensor_context, materialize
 from fastapi.testclient import TestClient
 
+from coin_assets.core.clock import utcnow
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.assets.serving import ServingRequestsConfig, serving_requests
 from coin_assets.defs.sensors import review_sensor, upload_sensor
 from coin_assets.serving.app import create_app
-from coin_assets.serving.store import utcnow
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     REVIEWER_TOKEN,
     USER_TOKEN,

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 from PIL import Image
 
+from coin_assets.core.clock import utcnow
 from coin_assets.core.coin_crop import CoinFinding, coin_centred
-from coin_assets.core.metadata import ensure_schema, utcnow
+from coin_assets.core.metadata import ensure_schema
 from coin_assets.core.parallel import bounded_map
 from coin_assets.core.storage import LocalStore
 

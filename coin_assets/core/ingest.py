@@ -14,6 +14,7 @@ from functools import partial
 
 from coin_assets.core import metadata as md
 from coin_assets.core.audit import record_verified_bronze
+from coin_assets.core.clock import utcnow
 from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many, start_decoders_early
 from coin_assets.core.images import MAX_SIDE, ImageRejected
 from coin_assets.core.parallel import default_workers
@@ -156,7 +157,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
                 rows.append(dict(
                     upload_key=f.key, partition_date=partition, kind=f.kind, coin_id=f.coin_id, side=f.side,
                     raw_name=f.name, raw_size=size, sha256=sha, bronze_path=bronze_path, duplicate_of=duplicate_of,
-                    user_id=None, uploaded_at=f.modified, ingested_at=md.utcnow(), label_year=None, label_note=None,
+                    user_id=None, uploaded_at=f.modified, ingested_at=utcnow(), label_year=None, label_note=None,
                     source_modified=f.modified,
                 ))
                 if f.kind == "other":
@@ -326,7 +327,7 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
             clean_path=clean_path, clean_size=entry["clean_size"], clean_width=entry["clean_width"],
             clean_height=entry["clean_height"], raw_format=entry["raw_format"], raw_mode=entry["raw_mode"],
             raw_width=entry["raw_width"], raw_height=entry["raw_height"],
-            exif_orientation=entry["exif_orientation"], notes=entry["notes"], processed_at=md.utcnow(),
+            exif_orientation=entry["exif_orientation"], notes=entry["notes"], processed_at=utcnow(),
         ))
         report.processed += 1
         report.bytes_written += entry["clean_size"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 
 import duckdb
 import pandas as pd
+
+from coin_assets.core.clock import utcnow
 
 SCHEMA = [
     # Bronze ledger: one row per uploaded file (images and anything else), bytes kept as uploaded.
@@ -166,10 +167,6 @@ GOLD_COLUMNS = (
 GOLD_NULLABLE_COLUMNS = frozenset(
     {"user_id", "uploaded_at", "label_year", "label_source", "labelled_by", "labelled_at", "model_version"})
 GOLD_REQUIRED_COLUMNS = tuple(c for c in GOLD_COLUMNS if c not in GOLD_NULLABLE_COLUMNS)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:

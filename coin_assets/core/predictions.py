@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from coin_assets.core.metadata import utcnow
+from coin_assets.core.clock import utcnow
 
 REVIEW_QUEUE_SQL = """
 CREATE TABLE IF NOT EXISTS review_queue (

@@ -7,7 +7,8 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from coin_assets.core.metadata import ensure_schema, utcnow
+from coin_assets.core.clock import utcnow
+from coin_assets.core.metadata import ensure_schema
 from coin_assets.core.uploads import YEAR_MIN
 
 
@@ -31,7 +32,7 @@ def parse_verdicts(data: bytes, source: str, default_time: datetime) -> tuple[li
     missing = {"coin_id", "year", "reviewer"} - set(reader.fieldnames or [])
     if missing:
         return [], [f"{source}: missing column(s) {sorted(missing)}"]
-    max_year = datetime.now(timezone.utc).year
+    max_year = utcnow().year
     for line, row in enumerate(reader, start=2):
         coin_id, reviewer = (row.get("coin_id") or "").strip(), (row.get("reviewer") or "").strip()
         try:
@@ -86,7 +87,7 @@ def review_label_count(conn) -> int:
 
 
 def record_verdict(conn, coin_id: str, year: int, reviewer: str, source: str = "cli") -> Verdict:
-    max_year = datetime.now(timezone.utc).year
+    max_year = utcnow().year
     if not YEAR_MIN <= year <= max_year:
         raise ValueError(f"year {year} outside {YEAR_MIN}-{max_year}")
     known = conn.execute("SELECT count(*) FROM gold_images WHERE coin_id = ?", [coin_id]).fetchall()[0][0]

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
+from coin_assets.core.clock import utcnow
 from coin_assets.core.storage import ObjectStore, StoredObject, is_utf8_key, printable_key
 
 UPLOAD_PREFIX = "uploads"
@@ -104,7 +105,7 @@ def list_uploads(
 ) -> list[UploadFile]:
     """Files of the upload zone (optionally one day), skipping those modified in the last
     ``settle_seconds`` (they may still be being written)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or utcnow()
     cutoff = now - timedelta(seconds=settle_seconds)
     files = []
     for obj in store.list(UPLOAD_PREFIX):
@@ -148,7 +149,7 @@ def load_sidecar(size: int, read: Callable[[], bytes]) -> Sidecar:
 
 def parse_sidecar(data: bytes, max_year: int | None = None, min_year: int = YEAR_MIN) -> Sidecar:
     """Parse a sidecar leniently: bad fields are dropped with a recorded reason."""
-    max_year = max_year or datetime.now(timezone.utc).year
+    max_year = max_year or utcnow().year
     out = Sidecar()
     try:
         doc = json.loads(data.decode("utf-8"))

@@ -37,9 +37,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from coin_assets.core.clock import utcnow
 
 if TYPE_CHECKING:  # keep `import coin_assets.ml.registry` cheap: mlflow loads lazily
     from mlflow import MlflowClient
@@ -59,10 +60,6 @@ LOCK_TIMEOUT_SECONDS = 120.0
 # ---------------------------------------------------------------------------------------------
 # lookup
 # ---------------------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def model_version_uri(name: str, version: str | int) -> str:
@@ -362,7 +359,7 @@ def apply_decision(client: MlflowClient, name: str, decision: PromotionDecision,
                 f"staged, not promoted: production moved from v{decision.production_version or ' none'} to "
                 f"v{current.version} after v{candidate} was compared with it; evaluate again. "
                 f"(was: {decision.reason})"))
-        now = _now()
+        now = utcnow().isoformat(timespec="milliseconds")
         tags = {
             "decision": decision.decision,
             "decision_reason": decision.reason[:_MAX_REASON_CHARS],
@@ -474,7 +471,7 @@ def _rollback_locked(client: MlflowClient, name: str, actor: str, reason: str, t
                 f"'{PREVIOUS_PRODUCTION}' alias and no earlier promoted version (pass to_version to choose one)"
             )
 
-    now = _now()
+    now = utcnow().isoformat(timespec="milliseconds")
     from_version, to = current.version, target.version
     _set_tags(client, name, from_version, {
         "rolled_back_by": actor, "rollback_reason": reason[:_MAX_REASON_CHARS], "rolled_back_at": now,

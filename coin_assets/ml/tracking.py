@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from coin_assets.core.clock import utcnow
+
 PRETRAINED_POINTER = "ml/pretrained/latest.json"
 
 
@@ -201,7 +203,6 @@ def register_base_version(client, model_name: str, image_size: int, reader_weigh
     """On a registry with no version of ``model_name``: log the base version (the year reader with a prior as
     its whole-coin estimate, :mod:`coin_assets.ml.base_model`) in its own MLflow run, register it and make it
     production. Returns its version, or None when the model already has versions (nothing is done)."""
-    from datetime import datetime, timezone
 
     import mlflow
 
@@ -230,7 +231,7 @@ def register_base_version(client, model_name: str, image_size: int, reader_weigh
             run_id = run.info.run_id
         version = str(info.registered_model_version)
         for key, value in {BASE_VERSION_TAG: "true", "image_size": image_size, "run_id": run_id,
-                           "decision": reg.DECISION_PROMOTED, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "decision": reg.DECISION_PROMOTED, "promoted_at": utcnow().isoformat(timespec="seconds"),
                            "decision_reason": "base version: the committed year reader, before any training"}.items():
             client.set_model_version_tag(model_name, version, key, str(value))
         client.set_registered_model_alias(model_name, reg.PRODUCTION, version)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coin_assets.core.clock import utcnow
 from coin_assets.core.images import ACCEPTED_FORMATS, MAX_PIXELS
 from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
 from coin_assets.ml.pyfunc import apply_readings, interval_90, needs_review
@@ -45,7 +46,7 @@ from coin_assets.serving.inputs import BadInput, PreparedPhoto
 from coin_assets.serving.metrics import ServingMetrics
 from coin_assets.serving.model_holder import LoadedModel, ModelHolder
 from coin_assets.serving.request_log import coin_id_for, object_store, write_review_verdict, write_upload
-from coin_assets.serving.store import COMPLETED, RequestStore, async_status_counts, utcnow
+from coin_assets.serving.store import COMPLETED, RequestStore, async_status_counts
 from coin_assets.settings import Settings
 
 log = logging.getLogger(__name__)

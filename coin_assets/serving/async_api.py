@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator
 from sqlalchemy import func, insert, select
 
+from coin_assets.core.clock import utcnow
 from coin_assets.core.images import ImageRejected, clean_image
 from coin_assets.core.storage import ObjectStore
 from coin_assets.core.uploads import IMAGE_EXTENSIONS, SIDE_ALIASES
@@ -63,10 +64,6 @@ def _iso_day(value):
 IsoDay = Annotated[date, BeforeValidator(_iso_day)]
 RESULT_FIELDS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "model_name",
                  "model_version")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # ---------------------------------------------------------------------------------------- checks

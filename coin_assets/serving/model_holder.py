@@ -18,19 +18,16 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pandas as pd
 
+from coin_assets.core.clock import utcnow
 from coin_assets.ml.pyfunc import PhotoPredictor, load_photo_predictor
 from coin_assets.ml.registry import PRODUCTION, get_alias_version
 from coin_assets.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ finish exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import Column, ForeignKey, Integer, String, Table, and_, func, insert, select, update
 
+from coin_assets.core.clock import utcnow
 from coin_assets.serving.store import (
     CLAIMED,
     COMPLETED,
@@ -45,10 +46,6 @@ batch_requests = Table(
     Column("batch_id", String(36), nullable=False, index=True),
     Column("position", Integer, nullable=False),
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -99,10 +99,6 @@ feedback = Table(
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _with_installed_driver(url: str) -> str:
     """``postgresql://`` names psycopg 3 in SQLAlchemy 2.1; use psycopg2 when only that one is installed."""
     import importlib.util

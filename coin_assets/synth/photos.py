@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
+from coin_assets.core.clock import utcnow
+
 YEAR_MIN: int = 1950
 YEAR_MAX: int = 2025
 
@@ -612,7 +614,7 @@ def generate_uploads(upload_root, coins: int, days: int = 1, seed: int = 0, end_
     if generator not in ("era", "varied"):
         raise ValueError(f"unknown generator {generator!r}: expected 'era' or 'varied'")
     root = pathlib.Path(upload_root)
-    end = end_date or dt.datetime.now(dt.timezone.utc).date()
+    end = end_date or utcnow().date()
     first_day = end - dt.timedelta(days=days - 1)
     fmt_keys, fmt_weights = _normalise_formats(formats)
 

@@ -2,13 +2,13 @@
 
 
 import time
-from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from coin_assets.core import archive, audit, ingest, ingest_state, readers
+from coin_assets.core.clock import utcnow
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
 from coin_assets.defs.metadata import reasons_table, table_preview
@@ -167,7 +167,7 @@ def archived_bronze(context: AssetExecutionContext, storage: CoinStorage, duckdb
     the ledger repointed (the lineage check verifies the archived bytes; re-processing reads them
     there). A younger day is left alone. Run daily by `bronze_archive_schedule`."""
     after_days = Settings.from_env().archive_after_days
-    if not archive.is_due(context.partition_key, datetime.now(timezone.utc).date(), after_days):
+    if not archive.is_due(context.partition_key, utcnow().date(), after_days):
         return MaterializeResult(metadata={"archived": False, "reason": f"younger than {after_days} days"})
     with writer_connection(duckdb) as conn:
         report = archive.archive_partition(storage.store(), conn, context.partition_key)

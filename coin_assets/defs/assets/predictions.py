@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from coin_assets.core import predictions as preds
-from coin_assets.core.metadata import utcnow
+from coin_assets.core.clock import utcnow
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
 from coin_assets.defs.metadata import table_preview
