@@ -51,7 +51,6 @@ from coin_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 1
-CHUNK = 64 * 1024
 # a photo part of a multipart body, declared as FastAPI declares the async routes' UploadFiles (any bytes:
 # the server sniffs the format; what is not a photo is a 422)
 PHOTO_PART = {"type": "string", "contentMediaType": "application/octet-stream"}
@@ -296,7 +295,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                         raise BadInput(f"{side}: missing (send the front and the back)")
                     if not isinstance(part, UploadFile):
                         raise BadInput(f"{side}: must be a file")
-                    raw_sides[side] = await _read_capped(part, side, limit)
+                    raw_sides[side] = await inputs.read_limited(part, side, limit)
                 user_id, client_coin = form.get("user_id"), form.get("coin_id")
                 if isinstance(user_id, UploadFile) or isinstance(client_coin, UploadFile):
                     raise BadInput("user_id and coin_id must be text fields")
@@ -503,16 +502,6 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         return report
 
     return app
-
-
-async def _read_capped(part: UploadFile, side: str, limit: int) -> bytes:
-    chunks, total = [], 0
-    while chunk := await part.read(CHUNK):
-        total += len(chunk)
-        if total > limit:
-            raise BadInput(f"{side}: photo over the size limit of {limit} bytes", 413, "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def threads_for_worker(api_workers: int = 1) -> tuple[int, int]:

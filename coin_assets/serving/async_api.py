@@ -38,7 +38,14 @@ from coin_assets.core.storage import ObjectStore
 from coin_assets.core.uploads import IMAGE_EXTENSIONS, SIDE_ALIASES
 from coin_assets.ml.data import decode_letterboxed
 from coin_assets.serving.errors import MALFORMED_BODY, VALIDATION, error_responses
-from coin_assets.serving.inputs import SIDES, BadInput, PreparedPhoto, check_photo, clean_text_field
+from coin_assets.serving.inputs import (
+    SIDES,
+    BadInput,
+    PreparedPhoto,
+    check_photo,
+    clean_text_field,
+    read_limited,
+)
 from coin_assets.serving.queue import ASYNC, batch_requests
 from coin_assets.serving.request_log import coin_id_for, write_upload
 from coin_assets.serving.store import COMPLETED, FAILED, PENDING, RequestStore, requests, results
@@ -67,17 +74,6 @@ RESULT_FIELDS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unrea
 
 
 # ---------------------------------------------------------------------------------------- checks
-
-
-async def read_limited(upload: UploadFile, side: str, limit: int) -> bytes:
-    """Read an uploaded file in chunks, refusing it as soon as it passes ``limit`` bytes."""
-    chunks, total = [], 0
-    while chunk := await upload.read(1 << 20):
-        total += len(chunk)
-        if total > limit:
-            raise BadInput(f"{side}: photo over the size limit of {limit} bytes", 413, "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass

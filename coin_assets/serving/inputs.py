@@ -15,12 +15,16 @@ import binascii
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
 from coin_assets.ml.pyfunc import PhotoRejected, preprocess_photo
+
+if TYPE_CHECKING:
+    from fastapi import UploadFile
 
 SIDES = ("front", "back")
 FORM_FIELDS = {"front", "back", "user_id", "coin_id"}
@@ -51,6 +55,21 @@ class PreparedPhoto:
 def max_request_bytes(max_photo_bytes: int) -> int:
     """Largest body /predict reads: two photos as base64 (the larger encoding) plus overhead."""
     return 2 * (max_photo_bytes * 4 // 3 + 4) + REQUEST_OVERHEAD
+
+
+READ_CHUNK = 64 * 1024  # how far past the limit an upload is read, at most, before it is refused
+
+
+async def read_limited(upload: UploadFile, side: str, limit: int) -> bytes:
+    """Read an uploaded file (POST /predict's parts, the async routes' files) in chunks, refusing it with a
+    413 as soon as it passes ``limit`` bytes."""
+    chunks, total = [], 0
+    while chunk := await upload.read(READ_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise BadInput(f"{side}: photo over the size limit of {limit} bytes", 413, "too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def decode_base64(side: str, text: str, max_photo_bytes: int) -> bytes:
