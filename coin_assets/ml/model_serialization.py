@@ -4,23 +4,20 @@ model loads through ``mlflow.pyfunc`` and predicts sanely (plain MLflow, no Dags
 Models are logged as raw-photo pyfuncs by ``coin_assets.ml.pyfunc.log_photo_model``; versions
 registered before that are tensor-input ``mlflow.pytorch`` models, which still load here.
 
-Notes on MLflow 3 behaviour this module relies on or works around:
-
-- ``mlflow.pytorch.load_model`` of a pt2 (``torch.export``) model returns a ``torch.fx.GraphModule``
-  frozen in eval mode whose ``.eval()``/``.train()`` raise ``NotImplementedError``:
-  ``load_torch_model`` wraps it so code written for eager modules (``model.to(dev).eval()``) works.
-- ``torch.export`` specialises a size-1 dimension to a constant, so such a model was logged with a
-  batch-2 input example (it accepts any batch size).
+Notes on MLflow 3 behaviour: a pt2 (``torch.export``) model loads frozen in eval mode and is wrapped
+(:mod:`coin_assets.ml.torch_flavor`); ``torch.export`` specialises a size-1 dimension to a constant, so
+such a model was logged with a batch-2 input example (it accepts any batch size).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
+from coin_assets.ml.pyfunc import load_photo_predictor
+from coin_assets.ml.torch_flavor import load_pytorch_module
 
 if TYPE_CHECKING:  # keep the import cheap: mlflow and torch load lazily
     import torch
@@ -36,46 +33,14 @@ def as_input_array(input_example) -> np.ndarray:
 
 
 def load_torch_model(model_uri: str) -> torch.nn.Module:
-    """``mlflow.pytorch.load_model`` on CPU, returned as a module that code written for eager models can use.
-
-    A pt2 (``torch.export``) model loads as a GraphModule frozen in eval mode whose ``.eval()`` and
-    ``.train()`` raise NotImplementedError; it is wrapped so that ``.eval()``/``.train(mode)`` are no-ops
-    (the graph always runs as exported: in eval mode) and ``.to(device)`` still moves the weights.
-    A pickled eager model is returned as loaded (in eval mode).
-    """
-    import mlflow.pytorch
+    """The torch module of a registered version, on CPU, usable by code written for eager models: a
+    raw-photo pyfunc's packaged module, or an older tensor-input version's ``mlflow.pytorch`` model
+    (loaded by :func:`coin_assets.ml.torch_flavor.load_pytorch_module`, which wraps pt2 exports)."""
     from mlflow.models import get_model_info
 
     if "pytorch" not in get_model_info(model_uri).flavors:  # a raw-photo pyfunc: its packaged torch module
-        from coin_assets.ml.pyfunc import load_photo_predictor
-
         return load_photo_predictor(model_uri).module
-    model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    if "train" in vars(model) or "eval" in vars(model):  # ExportedProgram.module() patches these per instance
-        return _exported_module_class()(model)
-    return model.eval()
-
-
-@functools.cache
-def _exported_module_class():
-    import torch
-
-    class ExportedCoinModel(torch.nn.Module):
-        """An exported (eval-mode) coin model behind an nn.Module whose train()/eval() do not raise."""
-
-        def __init__(self, exported: torch.nn.Module):
-            super().__init__()
-            self.exported = exported
-            self.training = False
-
-        def forward(self, pairs):
-            return self.exported(pairs)
-
-        def train(self, mode: bool = True):
-            self.training = bool(mode)  # the exported graph is fixed in eval mode either way
-            return self
-
-    return ExportedCoinModel
+    return load_pytorch_module(model_uri)
 
 
 def _photo_model_problems(loaded, year_range: tuple[int, int]) -> list[str]:

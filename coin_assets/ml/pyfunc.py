@@ -14,7 +14,7 @@ MLflow ``code_paths``, so ``mlflow models serve -m models:/<name>@production`` a
 request with none of our code installed around it.
 
 The torch module itself is saved with ``mlflow.pytorch.save_model`` as an artifact of the pyfunc and
-loaded with :func:`coin_assets.ml.model_serialization.load_torch_model`: :class:`PhotoPredictor` is the fast
+loaded with :func:`coin_assets.ml.torch_flavor.load_pytorch_module`: :class:`PhotoPredictor` is the fast
 in-process path (batch predictions, the serving API) and the pyfunc is a thin shell around it.
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from coin_assets.ml.calibration import Z_90
+from coin_assets.ml.torch_flavor import load_pytorch_module
 
 INPUT_COLUMNS = ("front", "back")
 OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "error", "reading")
@@ -274,11 +275,9 @@ def _model_class():
         """MLflow pyfunc: DataFrame[front, back] of raw photos → DataFrame[year, sigma, lower_90, ...]."""
 
         def load_context(self, context):
-            from coin_assets.ml.model_serialization import load_torch_model
-
             config = PhotoModelConfig.from_json(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
             reader = load_year_reader(context.artifacts.get(READER_ARTIFACT), config)
-            self.predictor = PhotoPredictor(load_torch_model(context.artifacts[TORCH_ARTIFACT]), config, reader=reader)
+            self.predictor = PhotoPredictor(load_pytorch_module(context.artifacts[TORCH_ARTIFACT]), config, reader=reader)
 
         def predict(self, context, model_input, params=None):
             frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -423,7 +422,6 @@ def migrate_tensor_version(client, name: str, version: str, example_front: bytes
     import mlflow
     from mlflow.models import get_model_info
 
-    from coin_assets.ml.model_serialization import load_torch_model
     from coin_assets.ml.registry import model_version_uri
 
     uri = model_version_uri(name, version)
@@ -434,7 +432,7 @@ def migrate_tensor_version(client, name: str, version: str, example_front: bytes
     if size is None:
         shape = get_model_info(uri).signature.inputs.to_dict()[0]["tensor-spec"]["shape"]
         size = shape[-1]
-    module = load_torch_model(uri)
+    module = load_pytorch_module(uri)  # a tensor-input version: its mlflow.pytorch model
     with mlflow.start_run(run_name=f"migrate {name} v{version} to raw photos"):
         mlflow.set_tags({"migrated_from": f"{name}/{version}"})
         info = log_photo_model(module, PhotoModelConfig(image_size=int(size), review_max_interval=review_max_interval),
