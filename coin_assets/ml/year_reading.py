@@ -52,8 +52,10 @@ VIEW_SIDE = 512  # the face view's side, px
 VIEW_MARGIN = 1.2
 RIM_INNER, RIM_OUTER = 0.38, 1.1  # the unwrapped band, in coin radii
 RIM_HEIGHT = 128
-DEFAULT_MIN_CONFIDENCE = 0.9  # chosen on the demo uploads: 23 of 25 wrong answers had less, 90 % of right ones more
-DEFAULT_MARGIN = 0.5  # a second year read with at least this share of the best's confidence makes the coin unreadable
+# chosen with benchmarks/calibrate_reader.py (docs/reading.md): the most exact reads with no confident wrong
+# answer and no year given to a coin without one
+DEFAULT_MIN_CONFIDENCE = 0.95
+DEFAULT_MARGIN = 0.7  # a second year read with at least this share of the best's support makes the coin unreadable
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
 READER_RECORD = WEIGHTS_DIR / "year_reader.json"
@@ -298,7 +300,7 @@ def shared_detector(threads: int = 1) -> TextDetector:
 class ReaderSettings:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     margin: float = DEFAULT_MARGIN
-    early_exit: float = 0.9  # support at which a stage's year is answered without reading further
+    early_exit: float = DEFAULT_MIN_CONFIDENCE  # support at which a stage's year is answered without reading further
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
