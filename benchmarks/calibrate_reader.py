@@ -1,4 +1,4 @@
-"""Choose the year reader's trust settings (``min_confidence``, ``margin``) on generated photos.
+"""Choose the year reader's trust settings (``min_confidence``, ``margin``, ``min_reads``) on generated photos.
 
     python benchmarks/calibrate_reader.py --per-placement 20
 
@@ -53,11 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         stages_of.append([reader.recognise(crops, where, image.size)
                           for crops, where in reader.stages(view, affine, image)])
     print(f"{len(coins)} coins read in {time.perf_counter() - started:.0f} s")
-    print(f"{'min_conf':>8} {'margin':>6} {'exit':>5} {'exact':>7} {'wrong':>7} {'no-year answered':>16}  per placement exact")
+    print(f"{'min_conf':>8} {'margin':>6} {'reads':>5} {'exact':>7} {'wrong':>7} {'no-year answered':>16}  per placement exact")
     for min_conf in (0.6, 0.7, 0.8, 0.9, 0.95):
         for margin in (0.3, 0.5, 0.7):
-            for early_exit in (0.9, 0.97):
-                settings = ReaderSettings(min_confidence=min_conf, margin=margin, early_exit=early_exit)
+            for min_reads in (1, 2):
+                settings = ReaderSettings(min_confidence=min_conf, margin=margin, early_exit=min_conf,
+                                          min_reads=min_reads)
                 exact = wrong = no_year = 0
                 per = {p: 0 for p in v.PLACEMENTS}
                 for (year, placement, _), stages in zip(coins, stages_of, strict=True):
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
                     elif got is not None:
                         wrong += 1
                 n = len(coins) - args.no_year
-                print(f"{min_conf:>8.2f} {margin:>6.2f} {early_exit:>5.2f} {exact / n:>7.1%} {wrong / n:>7.1%} "
+                print(f"{min_conf:>8.2f} {margin:>6.2f} {min_reads:>5d} {exact / n:>7.1%} {wrong / n:>7.1%} "
                       f"{no_year / max(1, args.no_year):>16.1%}  "
                       + " ".join(f"{p}:{c / args.per_placement:.0%}" for p, c in per.items()))
 

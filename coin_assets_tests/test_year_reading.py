@@ -65,17 +65,22 @@ def test_the_committed_weights_match_their_record_and_load():
 
 def test_a_clear_year_is_read_and_numbers_that_are_not_years_are_not():
     settings = ReaderSettings()
-    assert decide([line("1987"), line("50"), line("LIBERTY")], settings).year == 1987
+    assert decide([line("1987"), line("1987"), line("50"), line("LIBERTY")], settings).year == 1987
     for distractors in (["50"], ["250"], ["1/2"], ["LIBERTY"], ["12345"], ["10", "25"], ["1788"], ["2087"]):
-        reading = decide([line(t) for t in distractors], settings)
+        reading = decide([line(t) for t in distractors * 2], settings)
         assert reading.year is None, distractors
     # a mint mark beside the year, a year inside a legend with a range: the four digits are found
-    assert decide([line("1987D")], settings).year == 1987
-    assert decide([line("D1964")], settings).year == 1964
+    assert decide([line("1987D"), line("1987")], settings).year == 1987
+    assert decide([line("D1964"), line("1964")], settings).year == 1964
+
+
+def test_a_year_read_by_one_crop_only_is_not_trusted():
+    lone = decide([line("1990", prob=0.999), line("LIBERTY")], ReaderSettings())
+    assert lone.year is None and "1 crop(s)" in lone.reason and lone.digits == "1990"
 
 
 def test_an_unsure_or_contested_reading_abstains_and_says_why():
-    settings = ReaderSettings(min_confidence=0.6, margin=0.5)
+    settings = ReaderSettings(min_confidence=0.6, margin=0.5, min_reads=1)
     unsure = decide([line("1987", prob=0.8)], settings)  # 0.8 ** 4 = 0.41
     assert unsure.year is None and "below" in unsure.reason and unsure.digits == "1987"
     contested = decide([line("1987"), line("1957", prob=0.97)], settings)

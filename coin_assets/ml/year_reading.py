@@ -56,6 +56,7 @@ RIM_HEIGHT = 128
 # answer and no year given to a coin without one
 DEFAULT_MIN_CONFIDENCE = 0.95
 DEFAULT_MARGIN = 0.7  # a second year read with at least this share of the best's support makes the coin unreadable
+DEFAULT_MIN_READS = 2  # crops that must read the year: a lone read is how most misreadings arrive
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
 READER_RECORD = WEIGHTS_DIR / "year_reader.json"
@@ -301,6 +302,7 @@ class ReaderSettings:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     margin: float = DEFAULT_MARGIN
     early_exit: float = DEFAULT_MIN_CONFIDENCE  # support at which a stage's year is answered without reading further
+    min_reads: int = DEFAULT_MIN_READS
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
@@ -447,10 +449,12 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     overlapping crops and by both views, a misreading seldom twice. The best year is answered when its support
     clears ``min_confidence`` and the next year's support is below ``margin`` times it."""
     support: dict[int, float] = {}
+    reads: dict[int, int] = {}
     best: dict[int, tuple[float, str, tuple[float, ...], TextLine]] = {}
     for line in lines:
         for year, digits, probs, conf in year_tokens(line, settings.year_min, settings.year_max):
             support[year] = 1.0 - (1.0 - support.get(year, 0.0)) * (1.0 - conf)
+            reads[year] = reads.get(year, 0) + 1
             if year not in best or conf > best[year][0]:
                 best[year] = (conf, digits, probs, line)
     shown = tuple(sorted((t for t in lines if t.text), key=lambda t: -t.confidence))
@@ -464,6 +468,9 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     if score < settings.min_confidence:
         return YearReading(None, score, digits, probs, line.polygon, line.view,
                            f"read {digits} with confidence {score:.2f}, below {settings.min_confidence:.2f}", shown)
+    if reads[year] < settings.min_reads:
+        return YearReading(None, score, digits, probs, line.polygon, line.view,
+                           f"read {digits} by {reads[year]} crop(s), fewer than {settings.min_reads}", shown)
     if len(ranked) > 1 and ranked[1][1] >= settings.margin * score:
         other, score2 = ranked[1]
         return YearReading(None, score, digits, probs, line.polygon, line.view,
