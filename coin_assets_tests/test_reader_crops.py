@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from coin_assets.ml.text_recognizer import STRIP_HEIGHT, STRIP_WIDTH
 from coin_assets.ml import reader_crops as rc
+from coin_assets.ml.text_recognizer import STRIP_HEIGHT, STRIP_WIDTH
 from coin_assets.synth import varied as v
 
 
