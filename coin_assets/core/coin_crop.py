@@ -9,6 +9,12 @@ plausible radius along its gradient direction (both signs: a coin may be darker 
 table), votes are normalised by the circle's length, and the winner is checked: a real coin has an edge on
 most of its circumference. A photo without such a circle gives a :class:`CoinFinding` with ``circle=None``
 and the reason, never a made-up crop.
+
+Photographs as people take them (docs/coin_finding.md): a coin that fills the frame; a coin cut by the frame
+(the centre may lie on the edge, the support counts only the part of the circle inside the photo); a small
+coin in a large photo (a second pass at twice the working size, only when the first finds nothing); busy
+backgrounds (a circle that texture makes up touches edges in many short arcs); a tilted coin (an ellipse);
+several coins (:func:`find_coins`: both faces of a coin scanned side by side).
 """
 
 from __future__ import annotations
@@ -21,15 +27,32 @@ from PIL import Image, ImageFilter
 
 CROP_RADIUS_FRACTION = 0.45
 WORK_SIDE = 256
-MIN_RADIUS_FRACTION = 0.15  # of the short side
+MIN_RADIUS_FRACTION = 0.05  # of the short side: the smallest coin looked for (a second pass at twice the size)
+MIN_RADIUS_FRACTION_LARGE = 0.15  # the first pass, at the working size, looks for coins from here up
+SMALL_MAX_FRACTION = 0.16  # the second pass looks for coins up to here
+SMALL_MIN_SUPPORT = 0.5  # ... with more of its outline, and metal that differs clearly from the table: measured
+SMALL_MIN_CONTRAST = 1.6  # >= 2.1 for small coins, 1.3 for a ring in the design of a large coin the first pass missed
 MAX_RADIUS_FRACTION = 0.52
+MAX_EDGES = 6000  # votes at the working size (the strongest edges)
 MIN_SUPPORT = 0.3
 MIN_SUPPORT_CONTRAST = 0.05  # support x ring contrast: measured <= 0.04 for circles in bare wood grain, >= 0.06 for coins
 EDGE_PERCENTILE = 85.0
 CANDIDATES = 12
 MAX_GAP = 0.3  # longest arc of the circle without an edge
 BLUR = 2.0  # px at the working size: smooths cloth weave and wood grain, keeps the coin outline
-
+SUPPORT_POINTS = 90
+RADIAL = 0.6  # |cos| between an edge's gradient and the circle's radius for the edge to be on the circle
+TILT_BAND = 0.025  # of the radius: how far the outline may stray from the circle (a coin tilted 20 deg: 3 %)
+EDGE_MARGIN = 2  # px at the working size: circle points this near the frame are outside it
+MIN_VISIBLE = 0.55  # share of the circle inside the photo (a disc 25 % outside still has 63 % of its edge in)
+CUT_MIN_RADIUS = 0.25  # of the short side: a circle cut by the frame is a close-up coin, at least this large
+# (a block in a corner, a banknote's corner or a finger against the frame make smaller round-looking arcs)
+CENTRE_OUTSIDE = 0.1  # of the largest radius: how far outside the photo a centre may lie
+OVERLAP = 0.9  # two coins' centres are at least this times the sum of their radii apart
+NEXT_COIN_SCORE = 0.3  # a further coin scores at least this share of the best one
+MIN_COHERENCE = 0.2  # support x ring contrast / sqrt(arcs): <= 0.13 measured for circles in checked cloth,
+# wood grain, printed text and bare tables, >= 0.27 for coins on all but checked cloth (docs/coin_finding.md)
+_DEBUG: list | None = None  # set to a list to collect the checked circles' measures
 
 @dataclass(frozen=True)
 class CoinCircle:
@@ -57,21 +80,36 @@ def _edges(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return gx, gy, np.hypot(gx, gy)
 
 
-def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float, r: float) -> tuple[float, float]:
-    """(share of 90 points of the circle that sit on, or next to, a strong edge whose gradient is radial;
-    the longest arc without such an edge, as a share of the circle)."""
+def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float,
+             r: float) -> tuple[float, float, float, int]:
+    """(support: share of the circle's points inside the photo that sit on, or within a band of, a strong edge
+    whose gradient is radial; the longest arc without such an edge as a share of the circle, the part outside
+    the photo not counting as a gap; the share of the circle inside the photo;
+    the number of separate arcs the edge makes: a coin's outline goes round in a few, the circles that texture
+    makes up (cloth checks, wood grain, lines of print) touch its edges in many short pieces)."""
     h, w = mag_ok.shape
-    angles = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    angles = np.linspace(0, 2 * np.pi, SUPPORT_POINTS, endpoint=False)
+    ca, sa = np.cos(angles), np.sin(angles)
+    x0, y0 = cx + r * ca, cy + r * sa
+    inside = (x0 >= EDGE_MARGIN) & (x0 <= w - 1 - EDGE_MARGIN) & (y0 >= EDGE_MARGIN) & (y0 <= h - 1 - EDGE_MARGIN)
+    visible = float(inside.mean())
+    if visible == 0:
+        return 0.0, 1.0, 0.0, 1
     hits = np.zeros(len(angles), dtype=bool)
-    for dr in (-1.0, 0.0, 1.0):
-        xs = np.rint(cx + (r + dr) * np.cos(angles)).astype(int)
-        ys = np.rint(cy + (r + dr) * np.sin(angles)).astype(int)
-        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    band = max(1, round(TILT_BAND * r))  # a tilted coin is an ellipse: its outline strays from the circle
+    for dr in range(-band, band + 1):
+        xs = np.rint(cx + (r + dr) * ca).astype(int)
+        ys = np.rint(cy + (r + dr) * sa).astype(int)
+        ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
         xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
-        g = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-9
-        radial = np.abs(gx[ys, xs] * np.cos(angles) + gy[ys, xs] * np.sin(angles)) / g
-        hits |= inside & mag_ok[ys, xs] & (radial > 0.6)
-    return float(hits.mean()), _longest_gap(hits)
+        ex, ey = gx[ys, xs], gy[ys, xs]
+        radial = np.abs(ex * ca + ey * sa) / (np.hypot(ex, ey) + 1e-9)
+        hits |= ok & mag_ok[ys, xs] & (radial > RADIAL)
+    hits &= inside
+    support = float(hits.sum()) / inside.sum()
+    h8 = hits.astype(np.int8)
+    pieces = max(1, int((np.diff(np.concatenate((h8, h8[:1]))) == 1).sum()))
+    return support, _longest_gap(hits | ~inside), visible, pieces
 
 
 def _longest_gap(hits: np.ndarray) -> float:
@@ -81,11 +119,8 @@ def _longest_gap(hits: np.ndarray) -> float:
     if not hits.any():
         return 1.0
     rolled = np.roll(hits, -int(np.argmax(hits)))  # start on a hit, so no run wraps
-    longest = run = 0
-    for h in rolled:
-        run = 0 if h else run + 1
-        longest = max(longest, run)
-    return longest / len(hits)
+    misses = np.flatnonzero(np.diff(np.concatenate(([1], rolled.astype(np.int8), [1]))))
+    return float((misses[1::2] - misses[0::2]).max()) / len(hits)
 
 
 def _edge_pixels(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray):
@@ -119,10 +154,13 @@ def _refine(edge_pixels, cx: float, cy: float, r: float):
 
 def _ring_contrast(rgb: np.ndarray, cx: float, cy: float, r: float) -> float:
     """How much the band just inside the circle differs from the band just outside (colour means over the
-    pooled spread): a coin is a disc of metal on a table, a circle drawn on wood grain is wood on both sides."""
+    pooled spread): a coin is a disc of metal on a table, a circle drawn on wood grain is wood on both sides.
+    Only the parts of the bands inside the photo count."""
     h, w = rgb.shape[:2]
     x0, x1 = max(0, int(cx - 1.3 * r) - 1), min(w, int(cx + 1.3 * r) + 2)  # only the ring's bounding box
     y0, y1 = max(0, int(cy - 1.3 * r) - 1), min(h, int(cy + 1.3 * r) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
     box = rgb[y0:y1, x0:x1]
     yy, xx = np.ogrid[y0:y1, x0:x1]
     d = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy) / max(r, 1.0)
@@ -133,90 +171,184 @@ def _ring_contrast(rgb: np.ndarray, cx: float, cy: float, r: float) -> float:
     return float(np.abs(inner.mean(0) - outer.mean(0)).max() / spread)
 
 
-def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float = MIN_SUPPORT) -> CoinFinding:
-    """The most circle-like round edge in the photo, in photo pixels, or the reason there is none."""
+@dataclass
+class _Pass:
+    """One search at one working size: the edges, the accumulator and the photo at that size."""
+
+    scale: float
+    sw: int
+    sh: int
+    rgb: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+    mag_ok: np.ndarray
+    radii: np.ndarray
+    acc: np.ndarray  # [radius, sh + 2 pad, sw + 2 pad], normalised by the circle's length
+    pad: int
+
+
+def _prepare(img: Image.Image, work_side: int, min_fraction: float, max_fraction: float,
+             max_edges: int) -> _Pass | str:
+    """The photo at ``work_side`` px, its edges and the vote of every strong edge pixel, or why not."""
     w, h = img.size
-    if min(w, h) < 16:
-        return CoinFinding(None, f"image too small ({w}x{h})")
     scale = work_side / max(w, h)
-    small = img.convert("L")
+    small = img.convert("RGB")
     if scale < 1:
-        small.draft("L", (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
+        small.draft("RGB", (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
         small = small.resize((max(8, round(w * scale)), max(8, round(h * scale))), Image.Resampling.BILINEAR)
-    else:
-        scale = 1.0
     sw, sh = small.size
     scale = sw / w
-    grey = np.asarray(small.filter(ImageFilter.GaussianBlur(BLUR)), dtype=np.float32) / 255.0
+    grey_small = img.convert("L")  # the edges from the grey photo reduced, as before colour was added
+    if grey_small.size != small.size:
+        grey_small = grey_small.resize(small.size, Image.Resampling.BILINEAR)
+    grey = np.asarray(grey_small.filter(ImageFilter.GaussianBlur(BLUR)), dtype=np.float32) / 255.0
     gx, gy, mag = _edges(grey)
     if float(mag.max()) < 0.15:
-        return CoinFinding(None, "no edges: the image is blank or uniform")
+        return "no edges: the image is blank or uniform"
     threshold = max(float(np.percentile(mag, EDGE_PERCENTILE)), 0.08 * float(mag.max()), 0.1)
     mag_ok = mag > threshold
     ys, xs = np.nonzero(mag_ok)
-    if len(xs) > 6000:  # enough votes; keep the strongest edges
-        keep = np.argsort(mag[ys, xs])[-6000:]
+    if len(xs) > max_edges:  # enough votes; keep the strongest edges
+        keep = np.argpartition(mag[ys, xs], len(xs) - max_edges)[-max_edges:]
         ys, xs = ys[keep], xs[keep]
     ux, uy = gx[ys, xs] / mag[ys, xs], gy[ys, xs] / mag[ys, xs]  # float32, like the votes below
     xs_f, ys_f = xs.astype(np.float32), ys.astype(np.float32)
     short = min(sw, sh)
-    radii = np.arange(max(4, int(MIN_RADIUS_FRACTION * short)), int(MAX_RADIUS_FRACTION * short) + 1)
+    radii = np.arange(max(4, int(min_fraction * short)), int(max_fraction * short) + 1)
     if len(radii) == 0:
-        return CoinFinding(None, f"image too small ({w}x{h})")
-    # votes go into a zero-bordered [radius, y, x] accumulator (the border takes the 3x3 box sum below)
+        return f"image too small ({w}x{h})"
+    # votes go into a [radius, y, x] accumulator bordered by ``pad`` px, so that the centre of a coin cut by the
+    # frame may lie on or just outside the edge, and by one more zero px for the 3x3 box sum below
+    pad = max(2, int(CENTRE_OUTSIDE * radii[-1]))
     radii_f = radii.astype(np.float32)
-    plane_h, plane_w = sh + 2, sw + 2
+    plane_h, plane_w = sh + 2 * pad + 2, sw + 2 * pad + 2
     plane = plane_h * plane_w
     flats = []
     for sign in (-1.0, 1.0):
-        cx = np.rint(xs_f[None, :] + sign * radii_f[:, None] * ux[None, :]).astype(np.int32)
-        cy = np.rint(ys_f[None, :] + sign * radii_f[:, None] * uy[None, :]).astype(np.int32)
-        ok = (cx >= 0) & (cx < sw) & (cy >= 0) & (cy < sh)
+        cx = np.rint(xs_f[None, :] + sign * radii_f[:, None] * ux[None, :]).astype(np.int32) + (pad + 1)
+        cy = np.rint(ys_f[None, :] + sign * radii_f[:, None] * uy[None, :]).astype(np.int32) + (pad + 1)
+        ok = (cx >= 1) & (cx < plane_w - 1) & (cy >= 1) & (cy < plane_h - 1)
         ridx = np.broadcast_to(np.arange(len(radii), dtype=np.int64)[:, None], cx.shape)
-        flats.append(ridx[ok] * plane + (cy[ok] + 1).astype(np.int64) * plane_w + cx[ok] + 1)
+        flats.append(ridx[ok] * plane + cy[ok].astype(np.int64) * plane_w + cx[ok])
     acc_p = np.bincount(np.concatenate(flats), minlength=len(radii) * plane).astype(np.float32)
     acc_p = acc_p.reshape(len(radii), plane_h, plane_w)
     # a 3x3 box sum per radius (separable): votes of a slightly squashed or noisy circle spread over neighbours
     rows = acc_p[:, :, :-2] + acc_p[:, :, 1:-1] + acc_p[:, :, 2:]
     acc = rows[:, :-2, :] + rows[:, 1:-1, :] + rows[:, 2:, :]
     acc /= (2 * np.pi * radii)[:, None, None].astype(np.float32)
-    per_radius = acc.reshape(len(radii), -1)
+    rgb = np.asarray(small, dtype=np.float32) / 255.0
+    return _Pass(scale, sw, sh, rgb, gx, gy, mag_ok, radii, acc, pad)
+
+
+def _checked_circles(p: _Pass, edge_pixels, found: list[tuple]) -> list[tuple]:
+    """The strongest few radii's best centres, refined and checked, as (score, support, cx, cy, r) at the working
+    size: a coin is a circle with an edge all round AND metal inside that differs from the table outside (an
+    engraved inner rim or a ring in wood grain has one, not both). Circles overlapping ``found`` are left out."""
+    per_radius = p.acc.reshape(len(p.radii), -1)
     best_flat = per_radius.argmax(axis=1)
-    best_val = per_radius[np.arange(len(radii)), best_flat]
-    # the strongest few radii are checked: a coin is a circle with an edge all round AND metal inside that
-    # differs from the table outside (an engraved inner rim or a ring in wood grain has one, not both)
-    rgb = np.asarray(small.convert("RGB"), dtype=np.float32) / 255.0
-    checked = []
+    best_val = per_radius[np.arange(len(p.radii)), best_flat]
     picked: list[int] = []
     for k in np.argsort(best_val)[::-1]:  # the best radii, at least 3 px apart
+        if best_val[k] <= 0:
+            break
         if all(abs(int(k) - j) >= 3 for j in picked):
             picked.append(int(k))
         if len(picked) == CANDIDATES:
             break
-    edge_pixels = _edge_pixels(mag_ok, gx, gy)
+    checked = []
+    plane_w = p.sw + 2 * p.pad
     for k in picked:
-        ky, kx = divmod(int(best_flat[k]), sw)
-        cx_k, cy_k, r_k = _refine(edge_pixels, float(kx), float(ky), float(radii[k]))
-        if min(cx_k, cy_k, sw - cx_k, sh - cy_k) < 0.7 * r_k or r_k < 0.9 * radii[0]:  # a coin lies (nearly) all in the frame
+        ky, kx = divmod(int(best_flat[k]), plane_w)
+        cx_k, cy_k, r_k = _refine(edge_pixels, float(kx - p.pad), float(ky - p.pad), float(p.radii[k]))
+        if not 0.9 * p.radii[0] <= r_k <= 1.1 * p.radii[-1]:
             continue
-        sup, gap = _support(mag_ok, gx, gy, cx_k, cy_k, r_k)
-        if gap > MAX_GAP:  # the edge must go round: corners and arcs of other shapes leave long gaps
+        if any(math.hypot(cx_k - f[2], cy_k - f[3]) < OVERLAP * (r_k + f[4]) for f in found):
             continue
-        checked.append((sup * sup * _ring_contrast(rgb, cx_k, cy_k, r_k), sup, cx_k, cy_k, r_k))
-    if not checked:
-        return CoinFinding(None, "no round coin: no circle with an edge all round lies within the photo")
-    top = max(checked)
-    # a coin holds smaller circles (a disc in its design, the inner rim, a highlight): the coin is the
-    # largest good circle that contains the best one
-    around = [c for c in checked if c[0] >= 0.4 * top[0] and c[4] >= top[4]
-              and math.hypot(c[2] - top[2], c[3] - top[3]) + top[4] <= 1.05 * c[4]]
-    score, support, cx_s, cy_s, r_s = max(around, key=lambda c: c[4])
-    contrast = score / max(support * support, 1e-9)
-    if support < min_support or support * contrast < MIN_SUPPORT_CONTRAST:
-        return CoinFinding(None, f"no round coin: best circle has {support:.0%} of its edge and inside/outside "
-                                 f"contrast {contrast:.2f} (needs >= {min_support:.0%} and a product >= {MIN_SUPPORT_CONTRAST})")
-    return CoinFinding(CoinCircle(cx=(cx_s + 0.5) / scale, cy=(cy_s + 0.5) / scale, radius=r_s / scale,
-                                  support=support))
+        sup, gap, visible, pieces = _support(p.mag_ok, p.gx, p.gy, cx_k, cy_k, r_k)
+        if visible < MIN_VISIBLE or gap > MAX_GAP:  # the edge must go round: corners and arcs leave long gaps
+            continue
+        if visible < 0.97 and r_k < CUT_MIN_RADIUS * min(p.sw, p.sh):  # the frame makes corners look round
+            continue
+        contrast = _ring_contrast(p.rgb, cx_k, cy_k, r_k)
+        if _DEBUG is not None:
+            _DEBUG.append(dict(cx=cx_k / p.scale, cy=cy_k / p.scale, r=r_k / p.scale, sup=sup, gap=gap,
+                               vis=visible, con=contrast, runs=pieces))
+        if sup * contrast / math.sqrt(pieces) < MIN_COHERENCE:  # a circle made up of texture
+            continue
+        checked.append((sup * sup * contrast, sup, cx_k, cy_k, r_k))
+    return checked
+
+
+def _search(p: _Pass, max_coins: int, min_support: float, min_contrast: float = 0.0) -> tuple[list[tuple], str | None]:
+    """Up to ``max_coins`` non-overlapping coins at the working size, best first, and why the search stopped."""
+    edge_pixels = _edge_pixels(p.mag_ok, p.gx, p.gy)
+    found: list[tuple] = []
+    reason = None
+    while len(found) < max_coins:
+        checked = _checked_circles(p, edge_pixels, found)
+        if not checked:
+            reason = "no round coin: no circle with an edge all round lies (mostly) within the photo"
+            break
+        top = max(checked)
+        # a coin holds smaller circles (a disc in its design, the inner rim, a highlight): the coin is the
+        # largest good circle that contains the best one
+        around = [c for c in checked if c[0] >= 0.4 * top[0] and c[4] >= top[4]
+                  and math.hypot(c[2] - top[2], c[3] - top[3]) + top[4] <= 1.05 * c[4]]
+        best = max(around, key=lambda c: c[4])
+        score, support = best[0], best[1]
+        contrast = score / max(support * support, 1e-9)
+        if support < min_support or support * contrast < MIN_SUPPORT_CONTRAST or contrast < min_contrast:
+            reason = (f"no round coin: best circle has {support:.0%} of its edge and inside/outside contrast "
+                      f"{contrast:.2f} (needs >= {min_support:.0%}, a product >= {MIN_SUPPORT_CONTRAST}"
+                      + (f" and a contrast >= {min_contrast})" if min_contrast else ")"))
+            break
+        if found and score < NEXT_COIN_SCORE * found[0][0]:
+            break
+        found.append(best)
+        if len(found) < max_coins:  # no centre that would overlap this coin is voted for again
+            hh, ww = p.acc.shape[1:]
+            yy, xx = np.ogrid[0:hh, 0:ww]
+            dist = np.hypot(xx - p.pad - best[2], yy - p.pad - best[3]).astype(np.float32)
+            limit = (OVERLAP * (p.radii + best[4])).astype(np.float32)
+            p.acc *= dist[None, :, :] >= limit[:, None, None]
+    return found, reason
+
+
+def _circles(img: Image.Image, max_coins: int, work_side: int, min_support: float) -> tuple[list[CoinCircle], str]:
+    w, h = img.size
+    if min(w, h) < 16:
+        return [], f"image too small ({w}x{h})"
+    reasons = []
+    passes = [(work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0)]
+    if min(w, h) * MIN_RADIUS_FRACTION >= 8:  # a small coin is looked for at twice the size, where it has pixels
+        passes.append((2 * work_side, MIN_RADIUS_FRACTION, SMALL_MAX_FRACTION, 2 * MAX_EDGES,
+                       max(min_support, SMALL_MIN_SUPPORT), SMALL_MIN_CONTRAST))
+    for side, lo, hi, max_edges, support_needed, contrast_needed in passes:
+        p = _prepare(img, side, lo, hi, max_edges)
+        if isinstance(p, str):  # blank at this size (a small coin on a plain table may show only at the next)
+            reasons.append(p)
+            continue
+        found, reason = _search(p, max_coins, support_needed, contrast_needed)
+        if found:
+            return [CoinCircle(cx=(c[2] + 0.5) / p.scale, cy=(c[3] + 0.5) / p.scale, radius=c[4] / p.scale,
+                               support=c[1]) for c in found], ""
+        reasons.append(reason)
+    if len(reasons) == 1 or reasons[0] == reasons[1]:
+        return [], reasons[0]
+    return [], f"{reasons[0]}; small coins: {reasons[1]}"
+
+
+def find_coins(img: Image.Image, max_coins: int = 4, work_side: int = WORK_SIDE,
+               min_support: float = MIN_SUPPORT) -> list[CoinCircle]:
+    """Every coin in the photo (up to ``max_coins``, non-overlapping, each with the support a coin needs),
+    best first, in photo pixels: both faces of a coin scanned side by side give two. Empty without a coin."""
+    return _circles(img, max_coins, work_side, min_support)[0]
+
+
+def find_coin(img: Image.Image, work_side: int = WORK_SIDE, min_support: float = MIN_SUPPORT) -> CoinFinding:
+    """The most circle-like round edge in the photo, in photo pixels, or the reason there is none."""
+    circles, reason = _circles(img, 1, work_side, min_support)
+    return CoinFinding(circles[0]) if circles else CoinFinding(None, reason)
 
 
 def crop_coin(img: Image.Image, circle: CoinCircle, size: int,
