@@ -9,7 +9,10 @@ Sets (each photo new to every model: seeds no training or suite uses):
 
 * ``generator``: :mod:`coin_assets.synth.varied` photos, ``--per-placement`` coins of each placement;
 * ``holdout``: the held-out renderer's photos (other typefaces, tablecloths, a second light, a colour cast);
-* ``no_year``: coins without a year (letters or nothing in its place, a face worn smooth);
+* ``struck``: :mod:`coin_assets.synth.struck` photographs of struck coins (relief lit by one or two lights,
+  metal, wear, tilt, other dates and numbers on the face, years split by the design);
+* ``struck_holdout``: the same renderer's held-out look (fonts, lights and backgrounds training never sees);
+* ``no_year``: coins without a year (letters or nothing in its place, a face worn smooth), drawn and struck;
 * ``no_coin``: table tops, a banknote with a date, a bottle cap.
 
 Per set and placement: exact (answered, not flagged, right), MAE of the answers given, confident wrong
@@ -63,17 +66,31 @@ def jpeg(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def make_coins(per_placement: int, no_year: int, no_coin: int) -> list[Coin]:
+def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, ...] = ("generator", "holdout",
+               "struck", "struck_holdout")) -> list[Coin]:
     from coin_assets.synth import holdout as h
+    from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
 
     coins = []
-    for k, placement in enumerate(v.PLACEMENTS):
+    for k, placement in enumerate(s.STRUCK_PLACEMENTS):
         for i in range(per_placement):
+            for name, holdout in (("struck", False), ("struck_holdout", True)):
+                if name not in sets:
+                    continue
+                year_rng, look_rng = s.struck_rngs(BENCH_SEED, k * 100_000 + i, holdout=holdout)
+                year = s.sample_struck_year(year_rng)
+                front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement, holdout=holdout)
+                coins.append(Coin(name, placement, year, jpeg(front.image), jpeg(back.image)))
+    for k, placement in enumerate(v.PLACEMENTS):
+        for i in range(per_placement if {"generator", "holdout"} & set(sets) else 0):
             year_rng, style_rng = v.coin_rngs(BENCH_SEED, k * 100_000 + i)
             year = v.sample_year(year_rng)
             front, back = v.render_photo_pair(year, replace(v.sample_style(style_rng), placement=placement), style_rng)
-            coins.append(Coin("generator", placement, year, jpeg(front.image), jpeg(back.image)))
+            if "generator" in sets:
+                coins.append(Coin("generator", placement, year, jpeg(front.image), jpeg(back.image)))
+            if "holdout" not in sets:
+                continue
             rng = random.Random(f"bench-holdout:{BENCH_SEED}:{k}:{i}")
             year = rng.randint(v.YEAR_MIN, v.YEAR_MAX)
             front, back, _ = h.render_holdout_photo_pair(year, rng, placement=placement)
@@ -89,6 +106,10 @@ def make_coins(per_placement: int, no_year: int, no_coin: int) -> list[Coin]:
             text = "" if kind == "blank" else "".join(text_rng.choice(v.NO_YEAR_LETTERS) for _ in range(4))
             front, back = v.render_photo_pair(None, style, style_rng, year_text=text)
         coins.append(Coin("no_year", kind, None, jpeg(front.image), jpeg(back.image)))
+        rng = random.Random(f"bench-no-year-struck:{BENCH_SEED}:{i}")
+        letters = "".join(rng.choice("ABCDEFGHKLMNPRSTVWXYZ") for _ in range(rng.choice((0, 4))))
+        front, back, _ = s.render_struck_photo_pair(None, rng, year_text=letters, holdout=i % 2 == 1)
+        coins.append(Coin("no_year", "struck", None, jpeg(front.image), jpeg(back.image)))
     for i in range(no_coin):
         kind = ("table", "banknote", "bottle_cap")[i % 3]
         coins.append(Coin("no_coin", kind, None, jpeg(not_a_coin(kind, i)), jpeg(not_a_coin("table", i + 1000))))
@@ -258,10 +279,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-year", type=int, default=12)
     parser.add_argument("--no-coin", type=int, default=6)
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--sets", default="generator,holdout,struck,struck_holdout",
+                        help="comma-separated: generator, holdout, struck, struck_holdout")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     started = time.time()
-    coins = make_coins(args.per_placement, args.no_year, args.no_coin)
+    coins = make_coins(args.per_placement, args.no_year, args.no_coin, tuple(args.sets.split(",")))
     proc = None
     base = args.api
     if base is None:

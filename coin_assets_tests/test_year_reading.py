@@ -30,8 +30,9 @@ from coin_assets.ml.year_reading import (
 from coin_assets.synth import varied as v
 
 
-def line(text: str, prob: float = 0.99, view: str = "face") -> TextLine:
-    return TextLine(text, prob ** len(text), tuple([prob] * len(text)), ((0.1, 0.1), (0.2, 0.1), (0.2, 0.2)), view)
+def line(text: str, prob: float = 0.99, view: str = "face", reader: str = "ocr") -> TextLine:
+    return TextLine(text, prob ** len(text), tuple([prob] * len(text)), ((0.1, 0.1), (0.2, 0.1), (0.2, 0.2)), view,
+                    reader)
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +75,46 @@ def test_a_clear_year_is_read_and_numbers_that_are_not_years_are_not():
     assert decide([line("D1964"), line("1964")], settings).year == 1964
 
 
-def test_a_year_read_by_one_crop_only_is_not_trusted():
-    lone = decide([line("1990", prob=0.999), line("LIBERTY")], ReaderSettings())
+def test_with_min_reads_a_year_read_by_one_crop_only_is_not_trusted():
+    lone = decide([line("1990", prob=0.999), line("LIBERTY")], ReaderSettings(min_reads=2))
     assert lone.year is None and "1 crop(s)" in lone.reason and lone.digits == "1990"
 
 
+def test_the_platform_recogniser_corroborates_but_does_not_propose():
+    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1)
+    alone = decide([line("1990", reader="own")] * 3, settings)
+    assert alone.year is None and alone.reason.startswith("no four-digit year")
+    # its near miss (1993) that PP-OCR never read counts for nothing
+    assert decide([line("1990", prob=0.9), line("1993", reader="own")], settings).year == 1990
+    # its agreeing reads add weight to a year PP-OCR read: they settle a contest between two of PP-OCR's reads
+    contest = [line("1990", prob=0.9), line("1993", prob=0.9)]
+    assert decide(contest, settings).year is None
+    helped = decide(contest + [line("1990", reader="own")] * 3, settings)
+    assert helped.year == 1990, helped.reason
+    # without a PP-OCR reader, the platform's recogniser proposes (corroborating=())
+    assert decide([line("1990", reader="own")] * 3, ReaderSettings(corroborating=())).year == 1990
+
+
 def test_an_unsure_or_contested_reading_abstains_and_says_why():
-    settings = ReaderSettings(min_confidence=0.6, margin=0.5, min_reads=1)
+    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1)
     unsure = decide([line("1987", prob=0.8)], settings)  # 0.8 ** 4 = 0.41
     assert unsure.year is None and "below" in unsure.reason and unsure.digits == "1987"
     contested = decide([line("1987"), line("1957", prob=0.97)], settings)
-    assert contested.year is None and "two years read" in contested.reason
+    assert contested.year is None and "of the years read" in contested.reason and "1957" in contested.reason
     # the same year read by several crops adds up; a lone misreading beside it does not win
-    agreed = decide([line("1987", 0.85), line("1987", 0.85), line("1987", 0.85), line("1981", 0.8)], settings)
-    assert agreed.year == 1987 and agreed.confidence > 0.6
+    agreed = decide([line("1987", 0.95), line("1987", 0.9), line("1987", 0.9), line("1981", 0.9)], settings)
+    assert agreed.year == 1987 and agreed.confidence > 0.5
+    # a date read on the coin beside the year (a founding date in range) makes it unreadable, not a guess
+    two_dates = decide([line("1999"), line("1999"), line("1976"), line("1976")], settings)
+    assert two_dates.year is None
+
+
+def test_settings_recorded_by_an_older_version_still_load():
+    old = {"min_confidence": 0.95, "margin": 0.7, "early_exit": 0.95, "min_reads": 2, "year_min": 1900,
+           "year_max": 2039}
+    settings = ReaderSettings.from_dict(old)
+    assert settings.min_confidence == 0.95 and settings.min_reads == 2 and settings.early_exit is True
+    assert ReaderSettings.from_dict(ReaderSettings().to_dict()) == ReaderSettings()
 
 
 def test_nothing_read_is_unreadable():

@@ -297,7 +297,7 @@ def load_year_reader(weights_path: str | None, config: PhotoModelConfig):
     from coin_assets.ml.year_reading import ReaderSettings, YearReader, load_recognizer
 
     spec = dict(config.extra.get("year_reader") or {})
-    settings = ReaderSettings(**spec.get("settings", {}))
+    settings = ReaderSettings.from_dict(spec.get("settings", {}))
     return YearReader(load_recognizer(weights_path, spec.get("sha256")), settings)
 
 

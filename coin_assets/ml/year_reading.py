@@ -9,16 +9,21 @@ text, then recognise each one.
    * the rim unwrapped by a polar transform into a straight strip (:func:`unwrap_rim`), where text that runs
      along the rim, facing in or out, becomes a straight line and the coin's rotation a shift.
 
-   A text detector finds the lines on both views: the DB detector of PP-OCR, as shipped (with its licence,
-   Apache-2.0) in the ``rapidocr-onnxruntime`` wheel, run through onnxruntime. It is a component only: it
-   says where text is, not what it says.
-2. **What it says.** Each line is cut out along its own angle, both ways up, and read by the platform's own
-   recogniser (:class:`coin_assets.ml.text_recognizer.TextRecognizer`, trained on generated strips, versioned
-   with the model). A year is a run of exactly four digits in [``YEAR_MIN``, ``YEAR_MAX``]: a denomination
-   ("10", "250"), a legend's letters or a five-digit number is not one.
-3. **Trust.** A reading's confidence is the product of its four digits' probabilities. The answer is the most
-   confident year when it clears ``min_confidence`` and no other year read on the coin comes close
-   (``margin``); otherwise the coin is unreadable and goes to review, with what was read shown to the reviewer.
+   A text detector finds the lines on both views, and on the face turned a quarter, a half and three quarters
+   (it finds text best near level): the DB detector of PP-OCR, as shipped (with its licence, Apache-2.0) in the
+   ``rapidocr-onnxruntime`` wheel, run through onnxruntime.
+2. **What it says.** Each line is cut out along its own angle, both ways up, and read by PP-OCR's recogniser
+   (:class:`OcrLineReader`, from the same wheel, trained on text of every kind: it reads struck digits on worn
+   metal). The platform's own recogniser (:class:`coin_assets.ml.text_recognizer.TextRecognizer`, trained on
+   generated strips and on the crops this reader cuts from generated photos, versioned with the model) can read
+   beside it (``ReaderSettings.readers``) and then only corroborates years PP-OCR read; at the calibrated
+   settings it changes no answer and costs six times PP-OCR's time, so it is off by default. A year is a run of exactly four digits in [``YEAR_MIN``, ``YEAR_MAX``]: a denomination ("10",
+   "250"), a legend's letters or a five-digit number is not one.
+3. **Trust** (:func:`decide`). Each crop that reads a year votes for it with its confidence (the product of
+   its digits' probabilities). The year with the most weight is answered when its best read clears
+   ``min_confidence`` and it holds ``min_share`` of the weight of every year read on the coin; otherwise the
+   coin is unreadable and goes to review, with what was read shown to the reviewer. The settings are chosen on
+   photographic coins by ``benchmarks/calibrate_reader.py``.
 
 Every reading carries its region in the photo (a polygon in fractions of the photo's width and height, so it
 can be drawn on the photo at any size) and the digits with their probabilities.
@@ -54,9 +59,9 @@ RIM_INNER, RIM_OUTER = 0.38, 1.1  # the unwrapped band, in coin radii
 RIM_HEIGHT = 128
 # chosen with benchmarks/calibrate_reader.py (docs/reading.md): the most exact reads with no confident wrong
 # answer and no year given to a coin without one
-DEFAULT_MIN_CONFIDENCE = 0.95
-DEFAULT_MARGIN = 0.7  # a second year read with at least this share of the best's support makes the coin unreadable
-DEFAULT_MIN_READS = 2  # crops that must read the year: a lone read is how most misreadings arrive
+DEFAULT_MIN_CONFIDENCE = 0.7
+DEFAULT_MIN_SHARE = 0.75  # a second year read with over a quarter of the weight makes the coin unreadable
+DEFAULT_MIN_READS = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
 READER_RECORD = WEIGHTS_DIR / "year_reader.json"
@@ -70,7 +75,8 @@ class TextLine:
     confidence: float
     char_probs: tuple[float, ...]
     polygon: tuple[tuple[float, float], ...]  # in fractions of the photo's width and height
-    view: str  # "face" or "rim"
+    view: str  # "face", "rim" or "photo"
+    reader: str = "own"  # the recogniser that read it: "own" (the platform's) or "ocr" (PP-OCR's)
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ class YearReading:
                 "digit_probs": [round(p, 4) for p in self.digit_probs],
                 "region": [[round(x, 4), round(y, 4)] for x, y in self.polygon], "view": self.view,
                 "reason": self.reason, "coin_found": self.coin_found,
-                "lines": [{"text": t.text, "confidence": round(t.confidence, 4), "view": t.view} for t in self.lines[:12]]}
+                "lines": [{"text": t.text, "confidence": round(t.confidence, 4), "view": t.view, "reader": t.reader}
+                          for t in self.lines[:12]]}
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -161,7 +168,7 @@ def _ordered_box(quad: np.ndarray) -> np.ndarray:
     return quad
 
 
-def cut_line(img: Image.Image, quad: np.ndarray, pad: float = 0.12) -> Image.Image:
+def cut_line(img: Image.Image, quad: np.ndarray, pad: float = 0.3) -> Image.Image:
     """The text line inside ``quad`` (ordered by :func:`_ordered_box`) as an upright grey crop, 48 px tall,
     with a little margin around it."""
     tl, tr, br, bl = quad
@@ -263,7 +270,7 @@ def _overlaps(box: np.ndarray, boxes: list[np.ndarray], threshold: float = 0.6) 
 class TextDetector:
     """PP-OCR's DB text detector from the rapidocr-onnxruntime wheel: RGB image → text quadrilaterals."""
 
-    def __init__(self, threads: int = 1, box_threshold: float = 0.5, unclip: float = 1.5, threshold: float = 0.3):
+    def __init__(self, threads: int = 1, box_threshold: float = 0.5, unclip: float = 2.0, threshold: float = 0.3):
         from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _Detector
 
         config = _detector_config(threads, box_threshold, unclip, threshold)
@@ -275,13 +282,21 @@ class TextDetector:
         return [] if boxes is None else [np.asarray(b, np.float64).reshape(4, 2) for b in boxes]
 
 
-def _detector_config(threads: int, box_threshold: float, unclip: float, threshold: float) -> dict:
+def _wheel_root() -> Path:
     import rapidocr_onnxruntime
+
+    return Path(rapidocr_onnxruntime.__file__).resolve().parent
+
+
+def _wheel_config() -> dict:
     import yaml
 
-    root = Path(rapidocr_onnxruntime.__file__).resolve().parent
-    config = yaml.safe_load((root / "config.yaml").read_text())["Det"]
-    config["model_path"] = str(root / config["model_path"])
+    return yaml.safe_load((_wheel_root() / "config.yaml").read_text())
+
+
+def _detector_config(threads: int, box_threshold: float, unclip: float, threshold: float) -> dict:
+    config = _wheel_config()["Det"]
+    config["model_path"] = str(_wheel_root() / config["model_path"])
     config.update({"intra_op_num_threads": threads, "inter_op_num_threads": 1, "box_thresh": box_threshold,
                    "thresh": threshold,
                    "unclip_ratio": unclip, "limit_side_len": max(VIEW_SIDE, 1000), "limit_type": "max",
@@ -294,30 +309,102 @@ def shared_detector(threads: int = 1) -> TextDetector:
     return TextDetector(threads=threads)
 
 
+class OcrLineReader:
+    """PP-OCR's line recogniser (PP-OCRv4 rec, from the same wheel as the detector): upright grey line crops →
+    :class:`~coin_assets.ml.text_recognizer.Decoded` (each character's probability, as the platform's own
+    recogniser gives). Trained on printed and photographed text of every kind, it reads struck digits on worn
+    metal that the platform's recogniser, trained on generated coins only, has never seen."""
+
+    def __init__(self, threads: int = 1, batch: int = 16):
+        import onnxruntime as ort
+
+        root = _wheel_root()
+        config = _wheel_config()["Rec"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(root / config["model_path"]), options,
+                                             providers=["CPUExecutionProvider"])
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self._chars = ["", *meta["character"].splitlines(), " "]  # class 0 is CTC's blank
+        self._height = int(config["rec_img_shape"][1])
+        self._batch = batch
+
+    def __call__(self, crops: list[Image.Image]) -> list:
+        from coin_assets.ml.text_recognizer import Decoded
+
+        out: list = [None] * len(crops)
+        order = sorted(range(len(crops)), key=lambda i: crops[i].width / max(1, crops[i].height))
+        for start in range(0, len(order), self._batch):
+            chunk = order[start:start + self._batch]
+            widths = [max(8, min(1600, math.ceil(self._height * crops[i].width / max(1, crops[i].height))))
+                      for i in chunk]
+            batch = np.zeros((len(chunk), 3, self._height, max(widths)), np.float32)
+            for row, (i, w) in enumerate(zip(chunk, widths, strict=True)):
+                grey = np.asarray(crops[i].convert("L").resize((w, self._height), Image.Resampling.BILINEAR),
+                                  np.float32)
+                batch[row, :, :, :w] = grey / 127.5 - 1.0
+            probs = self._session.run(None, {self._session.get_inputs()[0].name: batch})[0]
+            for row, i in enumerate(chunk):
+                best = probs[row].argmax(1)
+                chars, char_probs, previous = [], [], 0
+                for t, k in enumerate(best):
+                    if k != 0 and k != previous:
+                        chars.append(self._chars[k] if k < len(self._chars) else "")
+                        char_probs.append(float(probs[row, t, k]))
+                    previous = k
+                out[i] = Decoded("".join(chars), tuple(char_probs))
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def shared_ocr_reader(threads: int = 1) -> OcrLineReader:
+    return OcrLineReader(threads=threads)
+
+
 # ------------------------------------------------------------------------------------------- reading
 
 
 @dataclass(frozen=True)
 class ReaderSettings:
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    margin: float = DEFAULT_MARGIN
-    early_exit: float = DEFAULT_MIN_CONFIDENCE  # support at which a stage's year is answered without reading further
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # of the year's best single read
+    min_share: float = DEFAULT_MIN_SHARE  # of the weight of all years read on the coin
     min_reads: int = DEFAULT_MIN_READS
+    # the recognisers that read the crops: "ocr" (PP-OCR's) and "own" (the platform's). The platform's adds
+    # nothing at the calibrated settings and costs six times PP-OCR's time (docs/reading.md), so it is off
+    readers: tuple[str, ...] = ("ocr",)
+    corroborating: tuple[str, ...] = ("own",)  # readers that only add weight to years another reader read
+    early_exit: bool = True  # answer as soon as a stage gives a trusted year, without reading further
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> ReaderSettings:
+        """Settings recorded with a version; keys of older versions that no longer exist are dropped."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: (tuple(v) if k in ("readers", "corroborating") else v) for k, v in values.items() if k in known}
+        if not isinstance(values.get("early_exit", True), bool):
+            values.pop("early_exit")
+        return cls(**values)
+
 
 class YearReader:
     """Detector + the platform's recogniser + the decision rule: ``read(silver RGB image) → YearReading``."""
 
     def __init__(self, recognizer: TextRecognizer, settings: ReaderSettings | None = None,
-                 detector: TextDetector | None = None):
+                 detector: TextDetector | None = None, ocr: OcrLineReader | None | bool = True):
         self.recognizer = recognizer.eval()
         self.settings = settings or ReaderSettings()
         self.detector = detector or shared_detector()
+        self.ocr = (shared_ocr_reader() if ocr is True else (ocr or None)) if "ocr" in self.settings.readers else None
+        if self.ocr is None:  # the platform's recogniser alone: its reads propose years
+            from dataclasses import replace
+
+            self.settings = replace(self.settings, readers=("own",), corroborating=())
 
     def coin_view(self, img: Image.Image) -> tuple[Image.Image, np.ndarray, bool]:
         """(the face view, its view → photo affine, whether a coin was found)."""
@@ -336,8 +423,9 @@ class YearReader:
     def stages(self, view: Image.Image, affine: np.ndarray, photo: Image.Image):
         """The crops to read, cheapest first, as a generator of (crops, [(polygon in photo px, view name)]):
         1. the lines the detector finds on the face; 2. those it finds on the face's local-contrast version and
-        on the unwrapped rim; 3. those on the rim's local-contrast version, and windows along the rim; 4. those
-        it finds on the whole photo."""
+        on the unwrapped rim; 3. those it finds on the face turned a quarter, a half and three quarters (the
+        detector finds text best near level); 4. those on the rim's local-contrast version, and windows along
+        the rim; 5. those it finds on the whole photo."""
 
         def to_photo(points: np.ndarray) -> np.ndarray:
             return points @ affine[:, :2].T + affine[:, 2]
@@ -345,13 +433,15 @@ class YearReader:
         def lines_of(image: Image.Image, boxes: list[np.ndarray], polygon, name: str):
             crops, where = [], []
             for quad in boxes:
-                for box in split_block(_ordered_box(quad)):
+                for k, box in enumerate(split_block(_ordered_box(quad))):
                     line = cut_line(image, box)
                     turns = [line, line.rotate(180)]
                     if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
                         turns += [line.rotate(90, expand=True), line.rotate(270, expand=True)]
                     crops += turns
-                    where += [(polygon(box), name)] * len(turns)
+                    # PP-OCR reads a whole line in its context; the parts split_block cuts out of it are for the
+                    # platform's recogniser, which reads short crops
+                    where += [(polygon(box), name, k == 0)] * len(turns)
             return crops, where
 
         face_boxes = self.detector(np.asarray(view))
@@ -364,11 +454,15 @@ class YearReader:
             bottom = np.stack([xs[::-1], np.linspace(box[2][1], box[3][1], 6)], 1)
             return to_photo(rim_to_view(np.concatenate([top, bottom]), meta))
 
-        extra_face = [b for b in self.detector(np.asarray(local_contrast(view))) if not _overlaps(b, face_boxes)]
+        contrast = local_contrast(view)
+        extra_face = [b for b in self.detector(np.asarray(contrast)) if not _overlaps(b, face_boxes)]
         crops, where = lines_of(view, extra_face, to_photo, "face")
         rim_boxes = self.detector(np.asarray(strip))
         more = lines_of(strip, rim_boxes, arc, "rim")
         yield crops + more[0], where + more[1]
+        turned = [turn_back(box, angle, view.size) for angle in (90, 180, 270)
+                  for box in self.detector(np.asarray(view.rotate(angle)))]
+        yield lines_of(view, turned, to_photo, "face")
         extra_rim = [b for b in self.detector(np.asarray(local_contrast(strip))) if not _overlaps(b, rim_boxes)]
         crops, where = lines_of(strip, extra_rim, arc, "rim")
         grey = strip.convert("L")
@@ -377,7 +471,7 @@ class YearReader:
             window = grey.crop(box)
             crops += [window, window.rotate(180)]
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-            where += [(arc(quad), "rim")] * 2
+            where += [(arc(quad), "rim", y1 - y0 == strip.height and x1 - x0 > 2.5 * strip.height)] * 2
         yield crops, where
         # last: the coin finder may have taken an inner ring or the wrong circle; the whole photo, as it is
         whole = photo.convert("RGB")
@@ -386,20 +480,30 @@ class YearReader:
         yield lines_of(whole, self.detector(np.asarray(whole)), lambda box: box * scale, "photo")
 
     def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int]) -> list[TextLine]:
+        """The crops read by the recognisers in ``settings.readers``: PP-OCR's reads the whole lines, the
+        platform's every crop (the parts :func:`split_block` cuts out too)."""
         import torch
 
         if not crops:
             return []
         w, h = size
-        strips = np.stack([fit_strip(np.asarray(c), STRIP_HEIGHT, STRIP_WIDTH) for c in crops])
-        with torch.inference_mode():
-            decoded = greedy_decode(self.recognizer(torch.from_numpy(strips)[:, None]))
-        return [TextLine(d.text, d.confidence, d.char_probs, tuple((float(x) / w, float(y) / h) for x, y in poly), name)
-                for d, (poly, name) in zip(decoded, where, strict=True)]
+        lines = []
+        if "own" in self.settings.readers:
+            strips = np.stack([fit_strip(np.asarray(c), STRIP_HEIGHT, STRIP_WIDTH) for c in crops])
+            with torch.inference_mode():
+                decoded = greedy_decode(self.recognizer(torch.from_numpy(strips)[:, None]))
+            lines += [TextLine(d.text, d.confidence, d.char_probs, _fractions(entry[0], w, h), entry[1], "own")
+                      for d, entry in zip(decoded, where, strict=True)]
+        if self.ocr is not None:
+            whole = [i for i, entry in enumerate(where) if len(entry) < 3 or entry[2]]
+            for i, d in zip(whole, self.ocr([crops[i] for i in whole]), strict=True):
+                lines.append(TextLine(d.text, d.confidence, d.char_probs, _fractions(where[i][0], w, h), where[i][1],
+                                      "ocr"))
+        return lines
 
     def read(self, img: Image.Image) -> YearReading:
-        """Read stage by stage; stop as soon as a year is read with at least ``settings.early_exit``
-        support and nothing contests it (most coins whose year lies in the field stop after the first)."""
+        """Read stage by stage; stop as soon as a stage gives a trusted year (``settings.early_exit``; most
+        coins whose year lies in the field stop after the first)."""
         from dataclasses import replace
 
         view, affine, coin_found = self.coin_view(img)
@@ -408,7 +512,7 @@ class YearReader:
         for crops, where in self.stages(view, affine, img):
             lines += self.recognise(crops, where, img.size)
             reading = decide(lines, self.settings)
-            if reading.year is not None and reading.confidence >= self.settings.early_exit:
+            if reading.year is not None and self.settings.early_exit:
                 break
         if not lines:
             reading = replace(reading, reason="no text found on the coin")
@@ -418,6 +522,19 @@ class YearReader:
         if not coin_found:
             reading = replace(reading, coin_found=False, reason=reading.reason + " (no coin found: the whole photo was read)")
         return reading
+
+
+def _fractions(polygon, w: int, h: int) -> tuple[tuple[float, float], ...]:
+    return tuple((float(x) / w, float(y) / h) for x, y in polygon)
+
+
+def turn_back(box: np.ndarray, angle: float, size: tuple[int, int]) -> np.ndarray:
+    """A box found on ``image.rotate(angle)`` (Pillow: counter-clockwise, about the centre) → the same box
+    on ``image``."""
+    c = np.array([size[0] / 2.0, size[1] / 2.0])
+    t = math.radians(angle)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    return (np.asarray(box, np.float64).reshape(-1, 2) - c) @ rot.T + c
 
 
 def _on_coin(polygon, size: tuple[int, int], affine: np.ndarray, slack: float = 1.05) -> bool:
@@ -445,36 +562,47 @@ def year_tokens(line: TextLine, year_min: int = YEAR_MIN, year_max: int = YEAR_M
 def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     """The year to answer from everything read on a coin, or why there is none.
 
-    A year's support is ``1 - Π(1 - confidence)`` over the crops that read it: the true year is read again by
-    overlapping crops and by both views, a misreading seldom twice. The best year is answered when its support
-    clears ``min_confidence`` and the next year's support is below ``margin`` times it."""
-    support: dict[int, float] = {}
+    Each crop that reads a year is a vote weighted by its confidence (the product of its four digits'
+    probabilities). Readers in ``settings.corroborating`` (the platform's recogniser, by default) only add
+    weight to years another reader read: on their own they propose too many near misses. The year with the
+    most weight is answered when its best single read clears ``min_confidence``, it holds at least
+    ``min_share`` of all the weight given to years on the coin (a second date, a misread digit read often,
+    takes it away) and at least ``min_reads`` crops read it."""
+    weight: dict[int, float] = {}
     reads: dict[int, int] = {}
     best: dict[int, tuple[float, str, tuple[float, ...], TextLine]] = {}
-    for line in lines:
-        for year, digits, probs, conf in year_tokens(line, settings.year_min, settings.year_max):
-            support[year] = 1.0 - (1.0 - support.get(year, 0.0)) * (1.0 - conf)
-            reads[year] = reads.get(year, 0) + 1
-            if year not in best or conf > best[year][0]:
-                best[year] = (conf, digits, probs, line)
+    tokens = [(line, token) for line in lines if line.reader in settings.readers
+              for token in year_tokens(line, settings.year_min, settings.year_max)]
+    proposed = {token[0] for line, token in tokens if line.reader not in settings.corroborating}
+    for line, (year, digits, probs, conf) in tokens:
+        if year not in proposed:
+            continue
+        weight[year] = weight.get(year, 0.0) + conf
+        reads[year] = reads.get(year, 0) + 1
+        if line.reader not in settings.corroborating and (year not in best or conf > best[year][0]):
+            best[year] = (conf, digits, probs, line)
     shown = tuple(sorted((t for t in lines if t.text), key=lambda t: -t.confidence))
     if not best:
         texts = ", ".join(sorted({t.text for t in shown if t.confidence > 0.3})[:6])
         return YearReading(None, 0.0, "", (), (), "", "no four-digit year read" + (f" (read: {texts})" if texts else ""),
                            shown)
-    ranked = sorted(support.items(), key=lambda kv: -kv[1])
-    year, score = ranked[0]
-    _, digits, probs, line = best[year]
-    if score < settings.min_confidence:
+    total = sum(weight.values())
+    year = max(weight, key=weight.get)
+    conf, digits, probs, line = best[year]
+    share = weight[year] / total
+    score = conf * share
+    if conf < settings.min_confidence:
         return YearReading(None, score, digits, probs, line.polygon, line.view,
-                           f"read {digits} with confidence {score:.2f}, below {settings.min_confidence:.2f}", shown)
+                           f"read {digits} with confidence {conf:.2f} at best, below {settings.min_confidence:.2f}",
+                           shown)
     if reads[year] < settings.min_reads:
         return YearReading(None, score, digits, probs, line.polygon, line.view,
                            f"read {digits} by {reads[year]} crop(s), fewer than {settings.min_reads}", shown)
-    if len(ranked) > 1 and ranked[1][1] >= settings.margin * score:
-        other, score2 = ranked[1]
+    if share < settings.min_share:
+        others = ", ".join(f"{y} ({w / total:.0%})" for y, w in sorted(weight.items(), key=lambda kv: -kv[1])[1:3])
         return YearReading(None, score, digits, probs, line.polygon, line.view,
-                           f"two years read: {year} ({score:.2f}) and {other} ({score2:.2f})", shown)
+                           f"{year} has {share:.0%} of the years read, below {settings.min_share:.0%}; also read "
+                           f"{others}", shown)
     return YearReading(year, score, digits, probs, line.polygon, line.view, "read", shown)
 
 
