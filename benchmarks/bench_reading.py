@@ -13,7 +13,8 @@ Sets (each photo new to every model: seeds no training or suite uses):
   metal, wear, tilt, other dates and numbers on the face, years split by the design);
 * ``struck_holdout``: the same renderer's held-out look (fonts, lights and backgrounds training never sees);
 * ``no_year``: coins without a year (letters or nothing in its place, a face worn smooth), drawn and struck;
-* ``no_coin``: table tops, a banknote with a date, a bottle cap.
+* ``no_coin``: table tops, a banknote with a date, a bottle cap;
+* ``two_faces``: both faces of a struck coin side by side in one photo (the answer says ``coins: 2``).
 
 Per set and placement: exact (answered, not flagged, right), MAE of the answers given, confident wrong
 (answered, not flagged, wrong), flagged (unreadable or sent to review), 90 % interval coverage over all coins;
@@ -110,6 +111,11 @@ def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, 
         letters = "".join(rng.choice("ABCDEFGHKLMNPRSTVWXYZ") for _ in range(rng.choice((0, 4))))
         front, back, _ = s.render_struck_photo_pair(None, rng, year_text=letters, holdout=i % 2 == 1)
         coins.append(Coin("no_year", "struck", None, jpeg(front.image), jpeg(back.image)))
+    for i in range(no_coin if "struck" in sets else 0):  # both faces in one photo, sent as front and back
+        year_rng, look_rng = s.struck_rngs(BENCH_SEED + 1, i)
+        year = s.sample_struck_year(year_rng)
+        photo, _ = s.two_faces_photo(year, look_rng)
+        coins.append(Coin("two_faces", "struck", year, jpeg(photo), jpeg(photo)))
     for i in range(no_coin):
         kind = ("table", "banknote", "bottle_cap")[i % 3]
         coins.append(Coin("no_coin", kind, None, jpeg(not_a_coin(kind, i)), jpeg(not_a_coin("table", i + 1000))))

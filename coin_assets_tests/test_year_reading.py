@@ -81,7 +81,10 @@ def test_with_min_reads_a_year_read_by_one_crop_only_is_not_trusted():
 
 
 def test_the_platform_recogniser_corroborates_but_does_not_propose():
-    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1)
+    # off by default: its reads count for nothing
+    assert decide([line("1990", prob=0.9), line("1993", prob=0.9)] + [line("1990", reader="own")] * 3,
+                  ReaderSettings(min_confidence=0.6)).year is None
+    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1, readers=("ocr", "own"))
     alone = decide([line("1990", reader="own")] * 3, settings)
     assert alone.year is None and alone.reason.startswith("no four-digit year")
     # its near miss (1993) that PP-OCR never read counts for nothing
@@ -92,7 +95,7 @@ def test_the_platform_recogniser_corroborates_but_does_not_propose():
     helped = decide(contest + [line("1990", reader="own")] * 3, settings)
     assert helped.year == 1990, helped.reason
     # without a PP-OCR reader, the platform's recogniser proposes (corroborating=())
-    assert decide([line("1990", reader="own")] * 3, ReaderSettings(corroborating=())).year == 1990
+    assert decide([line("1990", reader="own")] * 3, ReaderSettings(readers=("own",), corroborating=())).year == 1990
 
 
 def test_an_unsure_or_contested_reading_abstains_and_says_why():
@@ -107,6 +110,36 @@ def test_an_unsure_or_contested_reading_abstains_and_says_why():
     # a date read on the coin beside the year (a founding date in range) makes it unreadable, not a guess
     two_dates = decide([line("1999"), line("1999"), line("1976"), line("1976")], settings)
     assert two_dates.year is None
+
+
+def box(x: float, y: float, w: float = 0.04, h: float = 0.03, turn: float = 0.0) -> tuple:
+    """A text box (tl, tr, br, bl) at (x, y), turned by ``turn`` degrees."""
+    c, s = math.cos(math.radians(turn)), math.sin(math.radians(turn))
+    return tuple((x + px * c - py * s, y + px * s + py * c) for px, py in ((0, 0), (w, 0), (w, h), (0, h)))
+
+
+def at(text: str, polygon: tuple, prob: float = 0.97) -> TextLine:
+    return TextLine(text, prob ** len(text), tuple([prob] * len(text)), polygon, "face", "ocr")
+
+
+@pytest.mark.parametrize("turn", [0.0, 35.0, 180.0])
+def test_a_year_split_by_the_design_is_joined_and_unrelated_numbers_are_not(turn):
+    settings = ReaderSettings(min_confidence=0.6)
+    c, s = math.cos(math.radians(turn)), math.sin(math.radians(turn))
+    beside = (0.4 + 0.12 * c, 0.5 + 0.12 * s)  # three box lengths along the first half's baseline
+    split = decide([at("19", box(0.4, 0.5, turn=turn)), at("48", box(*beside, turn=turn))], settings)
+    assert split.year == 1948, split.reason
+    assert len(split.polygon) == 4
+    # the halves must sit on one line: a "20" above a "10" (a denomination below) is no year
+    below = (0.4 - 0.08 * s, 0.5 + 0.08 * c)
+    assert decide([at("20", box(0.4, 0.5, turn=turn)), at("10", box(*below, turn=turn))], settings).year is None
+    # nor halves of very different sizes, nor ones too far apart
+    big = decide([at("19", box(0.4, 0.5, turn=turn)), at("48", box(*beside, w=0.1, h=0.08, turn=turn))], settings)
+    far = (0.4 + 0.4 * c, 0.5 + 0.4 * s)
+    assert big.year is None and decide([at("19", box(0.4, 0.5, turn=turn)),
+                                        at("48", box(*far, turn=turn))], settings).year is None
+    assert decide([at("19", box(0.4, 0.5, turn=turn)), at("48", box(*beside, turn=turn))],
+                  replace(settings, join_split=False)).year is None
 
 
 def test_settings_recorded_by_an_older_version_still_load():
@@ -191,6 +224,21 @@ def test_a_coin_without_a_year_and_a_photo_without_a_coin_get_no_trusted_year(re
     table = Image.fromarray((v.background(640, 480, style, np.random.default_rng(3)) * 255).astype(np.uint8))
     reading = reader.read(table)
     assert reading.year is None or not reading.coin_found
+
+
+def test_a_photo_of_both_faces_side_by_side_is_split_and_both_are_read(reader):
+    from coin_assets.synth import struck
+
+    year_rng, look_rng = struck.struck_rngs(77, 1)
+    year = struck.sample_struck_year(year_rng)
+    photo, circles = struck.two_faces_photo(year, look_rng)
+    reading = reader.read(Image.open(io.BytesIO(jpeg(photo))))
+    assert reading.coins == 2 and "two coins in the photo" in reading.reason
+    assert reading.year == year and reading.to_dict()["coins"] == 2
+    # the year was read on the face that carries it
+    cx, cy = np.mean([(x * photo.width, y * photo.height) for x, y in reading.polygon], axis=0)
+    front = circles[0]
+    assert math.hypot(cx - front[0], cy - front[1]) <= front[2]
 
 
 # ------------------------------------------------------------------------------------ promotion guard

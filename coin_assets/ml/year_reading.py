@@ -57,6 +57,7 @@ VIEW_SIDE = 512  # the face view's side, px
 VIEW_MARGIN = 1.2
 RIM_INNER, RIM_OUTER = 0.38, 1.1  # the unwrapped band, in coin radii
 RIM_HEIGHT = 128
+SECOND_COIN_RADIUS = 0.75  # a second coin this size of the first or larger is read too (two faces side by side)
 # chosen with benchmarks/calibrate_reader.py (docs/reading.md): the most exact reads with no confident wrong
 # answer and no year given to a coin without one
 DEFAULT_MIN_CONFIDENCE = 0.7
@@ -92,13 +93,14 @@ class YearReading:
     reason: str  # why the year was or was not trusted
     lines: tuple[TextLine, ...] = field(default=(), repr=False)  # everything read, for the reviewer
     coin_found: bool = True  # False: no coin in the photo; the whole photo was read
+    coins: int = 1  # coins found in the photo: 0 (the whole photo was read), 1, or 2 side by side (both read)
 
     def to_dict(self) -> dict:
         """JSON-ready: the API's and the predictions table's ``reading``."""
         return {"year": self.year, "confidence": round(self.confidence, 4), "digits": self.digits,
                 "digit_probs": [round(p, 4) for p in self.digit_probs],
                 "region": [[round(x, 4), round(y, 4)] for x, y in self.polygon], "view": self.view,
-                "reason": self.reason, "coin_found": self.coin_found,
+                "reason": self.reason, "coin_found": self.coin_found, "coins": self.coins,
                 "lines": [{"text": t.text, "confidence": round(t.confidence, 4), "view": t.view, "reader": t.reader}
                           for t in self.lines[:12]]}
 
@@ -376,6 +378,7 @@ class ReaderSettings:
     readers: tuple[str, ...] = ("ocr",)
     corroborating: tuple[str, ...] = ("own",)  # readers that only add weight to years another reader read
     early_exit: bool = True  # answer as soon as a stage gives a trusted year, without reading further
+    join_split: bool = True  # join the halves of a year split by the design (:func:`split_years`)
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
@@ -408,17 +411,23 @@ class YearReader:
 
     def coin_view(self, img: Image.Image) -> tuple[Image.Image, np.ndarray, bool]:
         """(the face view, its view → photo affine, whether a coin was found)."""
-        from coin_assets.core.coin_crop import find_coin
+        views = self.coin_views(img)
+        return views[0]
+
+    def coin_views(self, img: Image.Image) -> list[tuple[Image.Image, np.ndarray, bool]]:
+        """A face view (and its view → photo affine, whether a coin was found) per coin in the photo: one, or
+        two when the photo shows two coins of about the same size side by side (both faces of a coin scanned
+        together, or two coins)."""
+        from coin_assets.core.coin_crop import find_coins
 
         rgb = img.convert("RGB")
-        finding = find_coin(rgb)
-        if finding.found:
-            c = finding.circle
-            cx, cy, r = c.cx, c.cy, c.radius
-        else:  # a coin that fills the frame (or is cut by it): read the whole photo as the face
-            cx, cy, r = rgb.width / 2, rgb.height / 2, max(rgb.width, rgb.height) / 2
-        view, affine = face_view(rgb, cx, cy, r)
-        return view, affine, finding.found
+        circles = find_coins(rgb, max_coins=2)
+        if len(circles) == 2 and min(c.radius for c in circles) < SECOND_COIN_RADIUS * max(c.radius for c in circles):
+            circles = circles[:1]
+        if not circles:  # a coin that fills the frame (or is cut by it): read the whole photo as the face
+            view, affine = face_view(rgb, rgb.width / 2, rgb.height / 2, max(rgb.width, rgb.height) / 2)
+            return [(view, affine, False)]
+        return [(*face_view(rgb, c.cx, c.cy, c.radius), True) for c in circles]
 
     def stages(self, view: Image.Image, affine: np.ndarray, photo: Image.Image):
         """The crops to read, cheapest first, as a generator of (crops, [(polygon in photo px, view name)]):
@@ -503,20 +512,29 @@ class YearReader:
 
     def read(self, img: Image.Image) -> YearReading:
         """Read stage by stage; stop as soon as a stage gives a trusted year (``settings.early_exit``; most
-        coins whose year lies in the field stop after the first)."""
+        coins whose year lies in the field stop after the first). A photo of two coins side by side is split:
+        both are read and their readings pooled, so that one year read on either is the answer, and two
+        different years make it unreadable."""
         from dataclasses import replace
 
-        view, affine, coin_found = self.coin_view(img)
+        views = self.coin_views(img)
         lines: list[TextLine] = []
         reading = decide(lines, self.settings)
-        for crops, where in self.stages(view, affine, img):
-            lines += self.recognise(crops, where, img.size)
+        stages = [self.stages(view, affine, img) for view, affine, _ in views]
+        for step in zip(*stages, strict=True):
+            for crops, where in step:
+                lines += self.recognise(crops, where, img.size)
             reading = decide(lines, self.settings)
             if reading.year is not None and self.settings.early_exit:
                 break
+        coin_found = views[0][2]
         if not lines:
             reading = replace(reading, reason="no text found on the coin")
-        if coin_found and reading.year is not None and not _on_coin(reading.polygon, img.size, affine):
+        reading = replace(reading, coins=len(views) if coin_found else 0)
+        if len(views) > 1:
+            reading = replace(reading, reason=reading.reason + " (two coins in the photo: both were read)")
+        if coin_found and reading.year is not None and not any(
+                _on_coin(reading.polygon, img.size, affine) for _, affine, _ in views):
             # a date beside the coin (a banknote, a label, a second coin) is not this coin's year
             return replace(reading, coin_found=False, reason=reading.reason + " (outside the coin found: sent to review)")
         if not coin_found:
@@ -559,6 +577,40 @@ def year_tokens(line: TextLine, year_min: int = YEAR_MIN, year_max: int = YEAR_M
     return out
 
 
+_TWO_DIGITS = re.compile(r"^[0-9]{2}$")
+
+
+def split_years(lines: list[TextLine]) -> list[TextLine]:
+    """Years split in two by the design ("19" left of the emblem, "48" right of it), joined: a line reading
+    "19" or "20" and another reading two digits, by the same recogniser on the same view, about the same height,
+    side by side along the first one's baseline (at most half its height off it, one to eight of its lengths
+    away). The geometry is measured in the first line's own box (its length and height as the axes), so it
+    holds at any rotation and any aspect of the photo."""
+    halves = [t for t in lines if _TWO_DIGITS.match(t.text) and len(t.polygon) == 4]
+    joined = []
+    for first in halves:
+        if first.text[:2] not in ("19", "20"):
+            continue
+        tl, tr, _, bl = (np.asarray(p) for p in first.polygon)
+        axes = np.stack([tr - tl, bl - tl], 1)
+        if abs(np.linalg.det(axes)) < 1e-12:
+            continue
+        height = np.linalg.norm(bl - tl)
+        centre = np.mean(first.polygon, axis=0)
+        for second in halves:
+            if second is first or second.reader != first.reader or second.view != first.view:
+                continue
+            other = np.asarray(second.polygon)
+            along, across = np.linalg.solve(axes, other.mean(0) - centre)
+            size = np.linalg.norm(other[3] - other[0]) / max(height, 1e-12)
+            if abs(across) <= 0.5 and 1.0 <= abs(along) <= 8.0 and 0.6 <= size <= 1.6:
+                a, b = (first.polygon, second.polygon) if along > 0 else (second.polygon, first.polygon)
+                joined.append(TextLine(first.text + second.text, first.confidence * second.confidence,
+                                       first.char_probs + second.char_probs, (a[0], b[1], b[2], a[3]),
+                                       first.view, first.reader))
+    return joined
+
+
 def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     """The year to answer from everything read on a coin, or why there is none.
 
@@ -571,8 +623,10 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     weight: dict[int, float] = {}
     reads: dict[int, int] = {}
     best: dict[int, tuple[float, str, tuple[float, ...], TextLine]] = {}
-    tokens = [(line, token) for line in lines if line.reader in settings.readers
-              for token in year_tokens(line, settings.year_min, settings.year_max)]
+    read = [line for line in lines if line.reader in settings.readers]
+    if settings.join_split:
+        read += split_years(read)
+    tokens = [(line, token) for line in read for token in year_tokens(line, settings.year_min, settings.year_max)]
     proposed = {token[0] for line, token in tokens if line.reader not in settings.corroborating}
     for line, (year, digits, probs, conf) in tokens:
         if year not in proposed:

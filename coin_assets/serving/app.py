@@ -80,6 +80,9 @@ class Reading(BaseModel):
     view: str
     reason: str
     coin_found: bool = True
+    coins: int = Field(1, description="coins found in the front photo: 0 (none: the whole photo was read), 1, or 2 "
+                                      "side by side (both faces of a coin in one photo: the photo is split, both "
+                                      "are read, and one year read on either is the answer)")
     lines: list[dict]
 
 
