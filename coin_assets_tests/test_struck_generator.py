@@ -95,15 +95,42 @@ def test_truth_circle_matches_the_drawn_coin_and_tilt_makes_an_ellipse(tilt):
     assert minor / major == pytest.approx(math.cos(math.radians(tilt)), abs=0.015)
 
 
-def test_cut_coins_stay_mostly_in_the_frame():
-    for i in range(30):
+def test_diameters_follow_real_photos_and_cut_coins_stay_mostly_in_the_frame():
+    """Mostly 300..466 px in 640×480, some small (240..300 px), some filling the frame (the short sides cut)."""
+    w, h = 640, 480
+    ds = []
+    for i in range(400):
         style = struck.sample_struck_style(random.Random(i))
-        w, h = 640, 480
         d = round(style.diameter * min(w, h))
+        ds.append(d)
         cx, cy = struck._coin_centre(style, d, w, h)
-        assert 250 <= d <= 0.98 * h
-        slack = style.cut * d + 1
+        assert 240 <= d <= 1.08 * h
+        slack = style.cut * d + max(0.0, (d - h) / 2) + 1
         assert d / 2 - slack <= cx <= w - d / 2 + slack and d / 2 - slack <= cy <= h - d / 2 + slack
+    ds = np.array(ds)
+    assert 0.65 < np.mean((ds >= 300) & (ds <= 480)) < 0.85
+    assert 0.06 < np.mean(ds < 300) < 0.2 and 0.06 < np.mean(ds >= 0.97 * h) < 0.2
+
+
+def test_digit_heights_and_relief_like_real_coins_with_a_hard_tail():
+    """Field years 6.8..11.5 % of the diameter, rim years 0.7 of that; lettering 14..30 % of the digit height
+    tall; a hard tail (small, faint or worn) of about 15 %. An explicit placement rescales the year."""
+    styles = [struck.sample_struck_style(random.Random(f"dh:{i}")) for i in range(600)]
+    field = np.array([s.digit_height for s in styles if s.placement not in struck.RIM_PLACEMENTS])
+    rim = np.array([s.digit_height for s in styles if s.placement in struck.RIM_PLACEMENTS])
+    assert np.mean((field >= 0.068) & (field <= 0.115)) > 0.85 and field.min() >= 0.045
+    assert np.mean((rim >= 0.047) & (rim <= 0.081)) > 0.85 and rim.min() >= 0.7 * 0.045 - 1e-9
+    hard = np.array([s.digit_height / struck._year_scale(s.placement) < 0.066 or s.relief_depth < 0.12 or s.wear > 0.75
+                     for s in styles])
+    assert 0.1 < hard.mean() < 0.2
+    assert np.mean([0.14 <= s.relief_depth <= 0.3 for s in styles]) > 0.85
+    for s in styles[:40]:
+        for p in struck.STRUCK_PLACEMENTS:
+            moved = struck.with_placement(s, p)
+            assert moved.placement == p
+            assert moved.digit_height / struck._year_scale(p) == pytest.approx(s.digit_height / struck._year_scale(s.placement))
+    _, _, style = struck.render_struck_photo_pair(1950, random.Random(5), placement="rim_inward", photo_size=(160, 120))
+    assert 0.7 * 0.045 - 1e-9 <= style.digit_height <= 0.7 * 0.115 + 1e-9
 
 
 def test_two_faces_photo_circles_do_not_overlap():

@@ -7,11 +7,14 @@ bevelled edges), **worn** (the high points flattened), **scratched** and **dente
 its normals with one to three lights (Lambert plus a Blinn-Phong metal highlight, per-pixel view vector) in
 a metal (copper, brass, nickel, silver, gold, or a bimetal centre and ring). The digits therefore exist only
 as light and shadow on the coin's own metal, as on a real coin, never as ink; their contrast varies with
-the relief depth, the wear and the light, and some are faint. Tarnish and patina (low-frequency colour,
+the relief depth, the wear and the light. Sizes and reliefs follow real circulated coins (field years
+6.8..11.5 % of the diameter, rim years 0.7 of that, clearly visible relief; the high points rubbed bright),
+with a hard tail of small, faint or worn years (:data:`HARD_SHARE`). Tarnish and patina (low-frequency colour,
 darker in the recesses) and dirt in the recesses colour the metal.
 
 The face is rotated over the full circle before shading (the light stays in the world frame), tilted by up
-to 20 degrees (the coin becomes an ellipse and its edge shows), laid on a background (wood, cloth, paper, a
+to 20 degrees (the coin becomes an ellipse and its edge shows), sized as people photograph coins
+(:func:`sample_diameter`), laid on a background (wood, cloth, paper, a
 palm, busy prints; held out: granite, velvet, tiles, leather) with a soft shadow, and photographed:
 defocus, motion blur, white balance, exposure, vignetting, sensor noise. The caller JPEG-encodes.
 
@@ -55,6 +58,9 @@ FOUNDING_DATES = ("1291", "1776", "1788", "1815", "1830", "1848", "1867", "1871"
 DENOMINATIONS = ("1", "2", "5", "10", "20", "25", "50", "100", "1/2", "1/4")
 MINT_MARKS = "ADFGJMPS"
 MAX_TILT = 20.0  # degrees
+RIM_PLACEMENTS = ("rim_inward", "rim_outward")
+RIM_SCALE = 0.7  # a year along the rim is this much smaller than one in the field
+HARD_SHARE = 0.15  # coins whose year is hard to read: small, faint or worn
 
 # metal -> (albedo, specular colour, tarnish colour), sRGB 0..1
 _METALS = {
@@ -80,7 +86,7 @@ class StruckStyle:
     back_legend: str
     emblem: str
     placement: str  # one of STRUCK_PLACEMENTS
-    digit_height: float  # of the year, fraction of the diameter (0.04..0.08)
+    digit_height: float  # of the year, fraction of the diameter (field 0.068..0.115, rim 0.7 of that; small tail)
     relief: str  # "raised" or "incuse" (the year and the front's lettering)
     relief_depth: float  # lettering height, fraction of the digit height
     design_depth: float  # emblem height, fraction of the radius
@@ -150,23 +156,56 @@ def _white_balance(temperature: float, tint: float) -> tuple[float, float, float
     return (1.0 + 0.1 * temperature, 1.0 + 0.03 * tint, 1.0 - 0.12 * temperature)
 
 
+def sample_diameter(rng: random.Random) -> float:
+    """A coin's diameter in a photo, fraction of the short side, as people photograph coins: mostly
+    0.62..0.97 (300..466 px in 640×480), an eighth small (0.5..0.62, 240..300 px), an eighth filling the
+    frame (0.97..1.08: the rim touches or leaves the short sides)."""
+    u = rng.random()
+    if u < 0.125:
+        return rng.uniform(0.5, 0.625)
+    if u < 0.875:
+        return rng.uniform(0.625, 0.97)
+    return rng.uniform(0.97, 1.08)
+
+
+def _year_scale(placement: str) -> float:
+    return RIM_SCALE if placement in RIM_PLACEMENTS else 1.0
+
+
+def with_placement(style: StruckStyle, placement: str) -> StruckStyle:
+    """``style`` with the year moved to ``placement``: the digit height follows (a rim year is smaller)."""
+    if placement not in STRUCK_PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}: expected one of {STRUCK_PLACEMENTS}")
+    dh = style.digit_height * _year_scale(placement) / _year_scale(style.placement)
+    return replace(style, placement=placement, digit_height=dh)
+
+
 def sample_struck_style(rng: random.Random, holdout: bool = False) -> StruckStyle:
-    """A look drawn without the year. ``holdout`` gives fonts, backgrounds and lights training never sees."""
+    """A look drawn without the year. ``holdout`` gives fonts, backgrounds and lights training never sees.
+
+    Legibility follows real circulated coins: a year in the field is 6.8..11.5 % of the diameter tall, one
+    along the rim 0.7 of that (4.8..8 %); the lettering stands 14..30 % of its height; wear is mostly light.
+    A hard tail (:data:`HARD_SHARE`) has small digits (4.5..6.5 %), a faint relief (6..11 %) or a worn face."""
     material = rng.choice(MATERIALS)
     metals = rng.choice(_BIMETALS) if material == "bimetal" else (material, material)
     light = rng.choice(HOLDOUT_LIGHTS if holdout else TRAIN_LIGHTS)
     words = rng.sample(v.LEGEND_WORDS, 3)
     cut = rng.uniform(0.02, 0.08) if rng.random() < 0.25 else 0.0
+    placement = rng.choice(STRUCK_PLACEMENTS)
+    hard = rng.choice(("small", "faint", "worn")) if rng.random() < HARD_SHARE else ""
+    digit_height = rng.uniform(0.045, 0.065) if hard == "small" else rng.uniform(0.068, 0.115)
+    relief_depth = rng.uniform(0.06, 0.11) if hard == "faint" else rng.uniform(0.14, 0.3)
+    wear = rng.uniform(0.8, 1.0) if hard == "worn" else 0.7 * rng.random() ** 1.5
     return StruckStyle(
         material=material, metals=metals, font=rng.choice(v.HOLDOUT_FONTS if holdout else v.TRAIN_FONTS),
         legend=f"{words[0]} {words[1]}", back_legend=words[2], emblem=rng.choice(EMBLEMS),
-        placement=rng.choice(STRUCK_PLACEMENTS), digit_height=rng.uniform(0.04, 0.08),
-        relief="incuse" if rng.random() < 0.2 else "raised", relief_depth=rng.uniform(0.09, 0.25) * (0.55 if rng.random() < 0.2 else 1.0),
-        design_depth=rng.uniform(0.015, 0.045), bevel=rng.uniform(0.06, 0.16),
+        placement=placement, digit_height=digit_height * _year_scale(placement),
+        relief="incuse" if rng.random() < 0.2 else "raised", relief_depth=relief_depth,
+        design_depth=rng.uniform(0.015, 0.045), bevel=rng.uniform(0.035, 0.09),
         beading=rng.choice((0, rng.randint(50, 110))), rotation=rng.uniform(0, 360), back_rotation=rng.uniform(0, 360),
         tilt=MAX_TILT * rng.random() ** 1.5, tilt_axis=rng.uniform(0, 180), light=light, lights=_lights(light, rng),
         ambient=rng.uniform(0.12, 0.3), shininess=rng.uniform(6, 40), specular=rng.uniform(0.25, 0.8),
-        wear=rng.random() ** 1.5, tarnish=rng.random() ** 1.2, verdigris=rng.random() ** 3 if material in ("copper", "brass") else 0.0,
+        wear=wear, tarnish=rng.random() ** 1.2, verdigris=rng.random() ** 3 if material in ("copper", "brass") else 0.0,
         dirt=rng.random() ** 2, scratches=rng.randint(0, 14), dents=rng.randint(0, 8),
         grain=rng.uniform(0.05, 0.3),
         founding=rng.choice(FOUNDING_DATES) if rng.random() < 0.3 else None,
@@ -174,7 +213,7 @@ def sample_struck_style(rng: random.Random, holdout: bool = False) -> StruckStyl
         mint_mark=rng.choice(MINT_MARKS) if rng.random() < 0.3 else None,
         back_denomination=rng.choice(DENOMINATIONS),
         background=rng.choice(HOLDOUT_BACKGROUNDS if holdout else TRAIN_BACKGROUNDS),
-        diameter=rng.uniform(0.52, 0.97), position=(rng.random(), rng.random()), cut=cut,
+        diameter=sample_diameter(rng), position=(rng.random(), rng.random()), cut=cut,
         defocus=rng.uniform(0.0, 1.8) if rng.random() < 0.5 else rng.uniform(0.0, 0.5),
         motion=(rng.uniform(1, 6) if rng.random() < 0.25 else 0.0, rng.uniform(0, math.pi)),
         noise=rng.uniform(1.0, 7.0),
@@ -319,9 +358,9 @@ def _portrait(draw: ImageDraw.ImageDraw, hair: ImageDraw.ImageDraw, c: float, R:
     hair.ellipse([ex - er * 0.7, ey - er, ex + er * 0.7, ey + er], outline=255, width=w)
 
 
-def _shield(draw: ImageDraw.ImageDraw, c: float, R: float, oy: float, s: float) -> None:
+def _shield(draw: ImageDraw.ImageDraw, c: float, R: float, ox: float, oy: float, s: float) -> None:
     def P(x: float, y: float) -> tuple[float, float]:
-        return (c + x * s * R, c + (oy + y * s) * R)
+        return (c + (ox + x * s) * R, c + (oy + y * s) * R)
 
     outline = [P(-0.3, -0.32), P(0.3, -0.32), P(0.3, 0.02), P(0.0, 0.36), P(-0.3, 0.02)]
     draw.line(outline + [outline[0]], fill=255, width=max(1, round(0.035 * R * s)), joint="curve")
@@ -330,15 +369,15 @@ def _shield(draw: ImageDraw.ImageDraw, c: float, R: float, oy: float, s: float) 
         draw.line([P(x, -0.25), P(x, 0.1 - abs(x) * 0.6)], fill=255, width=max(1, round(0.03 * R * s)))
 
 
-def _wreath(draw: ImageDraw.ImageDraw, c: float, R: float, oy: float, s: float) -> None:
+def _wreath(draw: ImageDraw.ImageDraw, c: float, R: float, ox: float, oy: float, s: float) -> None:
     for side in (-1, 1):
         for k in range(8):
             a = math.radians(105 + 19 * k) if side < 0 else math.radians(75 - 19 * k)
             for dr in (-0.05, 0.05):  # leaves in pairs either side of the stem
-                x, y = (0.36 + dr) * math.cos(a) * s, oy + (0.36 + dr) * math.sin(a) * s
+                x, y = ox + (0.36 + dr) * math.cos(a) * s, oy + (0.36 + dr) * math.sin(a) * s
                 rr = 0.032 * R * s
                 draw.ellipse([c + x * R - rr, c + y * R - rr, c + x * R + rr, c + y * R + rr], fill=255)
-        draw.arc([c - 0.36 * R * s, c + (oy - 0.36 * s) * R, c + 0.36 * R * s, c + (oy + 0.36 * s) * R], -70, 250,
+        draw.arc([c + (ox - 0.36 * s) * R, c + (oy - 0.36 * s) * R, c + (ox + 0.36 * s) * R, c + (oy + 0.36 * s) * R], -70, 250,
                  fill=255, width=max(1, round(0.015 * R * s)))
 
 
@@ -347,10 +386,10 @@ def _design(kind: str, draw: ImageDraw.ImageDraw, hair: ImageDraw.ImageDraw, c: 
     if kind == "portrait":
         _portrait(draw, hair, c, R, 0.78 * s, ox, oy, rng.choice((-1, 1)))
     elif kind == "shield":
-        _shield(draw, c, R, oy, s)
+        _shield(draw, c, R, ox, oy, s)
     elif kind == "wreath":
-        _wreath(draw, c, R, oy, s)
-        v._emblem(draw, "star", c, R * 0.6 * s, rng, centre=(0.0, oy / (0.6 * s)))
+        _wreath(draw, c, R, ox, oy, s)
+        v._emblem(draw, "star", c, R * 0.6 * s, rng, centre=(ox / (0.6 * s), oy / (0.6 * s)))
     else:
         v._emblem(draw, kind, c, R * s, rng, centre=(ox / s, oy / s))
 
@@ -374,7 +413,7 @@ def _front_masks(year_text: str, style: StruckStyle, n: int, c: float, R: float,
     draw, hair = ImageDraw.Draw(design_m), ImageDraw.Draw(hair_m)
     lay = _LAYOUT[style.placement]
     dh = max(5, round(style.digit_height * n))
-    lh = max(5, round(rng.uniform(0.85, 1.15) * style.digit_height * n))  # legend letters
+    lh = max(5, round(rng.uniform(0.05, 0.075) * n))  # legend letters
     font = style.font
     ex, ey, es = lay["emblem"]
     _design(style.emblem, draw, hair, c, R, ex, ey, es, rng)
@@ -405,14 +444,17 @@ def _front_masks(year_text: str, style: StruckStyle, n: int, c: float, R: float,
         if year_text:
             _field(year_m, year_text, font, dh, c + x * R, c + y * R, angle)
         if style.mint_mark:
-            dx = (2 * digit_w + 0.9 * digit_w) * math.cos(math.radians(angle))
-            dy = -(2 * digit_w + 0.9 * digit_w) * math.sin(math.radians(angle))
+            if style.placement == "side":  # under the year: beside it, it would run into the rim
+                dx, dy = 1.25 * dh * math.sin(math.radians(angle)), 1.25 * dh * math.cos(math.radians(angle))
+            else:
+                dx = (2 * digit_w + 0.9 * digit_w) * math.cos(math.radians(angle))
+                dy = -(2 * digit_w + 0.9 * digit_w) * math.sin(math.radians(angle))
             _field(text_m, style.mint_mark, font, mint_h, c + x * R + dx, c + y * R + dy)
     spots = list(lay["spots"])
     rng.shuffle(spots)
     if style.denomination:
         sx, sy = spots.pop()
-        _field(text_m, style.denomination, font, max(5, round(rng.uniform(1.0, 1.5) * dh)), c + sx * R, c + sy * R)
+        _field(text_m, style.denomination, font, max(5, round(min(rng.uniform(1.0, 1.5) * dh, 0.13 * n))), c + sx * R, c + sy * R)
     if style.founding:
         fh = max(4, round(rng.uniform(0.7, 1.0) * dh))
         if spots and rng.random() < 0.6:
@@ -476,7 +518,7 @@ def render_struck_face(year: int | None, side: str, diameter_px: int, style: Str
     dh = max(5.0, style.digit_height * n)
     # ---- the height map, in px
     bev = max(0.6, style.bevel * dh)
-    letter_h = style.relief_depth * dh
+    letter_h = style.relief_depth * dh * (1.0 - 0.75 * style.wear ** 4)  # a worn face has lost much of its lettering
     sign = 1.0 if (style.relief == "raised" or not front) else -1.0
     rim_h = 0.035 * R
     height = rim_h * _smoothstep((r - 0.905) / 0.035) + 0.004 * R * (r ** 2) * drng.uniform(-1, 1)
@@ -502,7 +544,7 @@ def render_struck_face(year: int | None, side: str, diameter_px: int, style: Str
     top = np.percentile(height[r < 0.86], 99.5)
     level = top * (1.0 - 0.75 * style.wear)
     height = height - style.wear * 0.92 * np.maximum(height - level, 0.0)
-    height = blur(height, 0.4 + 0.8 * style.wear)
+    height = blur(height, 0.4 + 0.8 * style.wear + 0.05 * style.wear ** 4 * dh)
     # ---- scratches and dents (newer than the wear)
     marks = Image.new("L", (n, n), 0)
     md = ImageDraw.Draw(marks)
@@ -547,7 +589,12 @@ def render_struck_face(year: int | None, side: str, diameter_px: int, style: Str
         arr[:] = np.where(inner, np.array(_METALS[style.metals[0]][k], np.float32),
                           np.array(_METALS[style.metals[1]][k], np.float32))
     lowf = _noise(n, n, (4, 4), nrng)
-    tarn = np.clip(style.tarnish * (0.25 + 0.55 * lowf + 0.6 * recess) * (1.0 - 0.3 * style.wear * (height > local)), 0, 0.92)
+    # circulation rubs the high points (lettering, the design's crown) back to bright metal; the field keeps
+    # its toning and the recesses darken: on a real coin that, more than the shading, makes a date legible
+    raised = np.clip((height - local) / max(0.5, 0.6 * letter_h + 0.3), 0.0, 1.0)
+    rubbed = 0.35 + 0.45 * min(style.wear, 0.6)  # a worn-out face is rubbed all over, field included
+    tarn = np.clip(style.tarnish * (1.0 - 0.6 * max(0.0, style.wear - 0.6)) * (0.25 + 0.55 * lowf + 0.6 * recess)
+                   * (1.0 - rubbed * raised), 0, 0.92)
     colour = alb * (1 - tarn[..., None]) + tar * tarn[..., None]
     if style.verdigris:
         g = np.clip(style.verdigris * recess * (_noise(n, n, (7, 7), nrng) * 1.6 - 0.2), 0, 0.8)[..., None]
@@ -811,13 +858,11 @@ def render_struck_photo_pair(year: int | None, rng: random.Random, placement: st
     (``year_text`` in its place, or letters or nothing drawn from ``rng``)."""
     style = sample_struck_style(rng, holdout=holdout)
     if placement:
-        if placement not in STRUCK_PLACEMENTS:
-            raise ValueError(f"unknown placement {placement!r}: expected one of {STRUCK_PLACEMENTS}")
-        style = replace(style, placement=placement)
+        style = with_placement(style, placement)
     if year is None and year_text is None:
         year_text = v.sample_no_year_text(rng)
     front = render_struck_side(year, "front", style, rng, photo_size, year_text=year_text)
-    back_style = replace(style, position=(rng.random(), rng.random()), diameter=rng.uniform(0.52, 0.97),
+    back_style = replace(style, position=(rng.random(), rng.random()), diameter=sample_diameter(rng),
                          tilt_axis=rng.uniform(0, 180), tilt=MAX_TILT * rng.random() ** 1.5)
     back = render_struck_side(None, "back", back_style, rng, photo_size)
     return front, back, style
