@@ -146,6 +146,8 @@ SCHEMA = [
         coalesce(f.user_id, b.user_id) AS user_id,
         f.gold_path AS front_path,
         b.gold_path AS back_path,
+        f.raw_path AS front_raw_path,
+        b.raw_path AS back_raw_path,
         f.sha256 AS front_sha256,
         b.sha256 AS back_sha256,
         coalesce(f.label_year, b.label_year) AS label_year,

@@ -33,7 +33,8 @@ def coins_to_score(conn, partition: str) -> pd.DataFrame:
     ensure_crops_schema(conn)
     return conn.execute(
         """
-        SELECT coin_id, front_path, back_path, label_year, fc.crop_path AS front_crop_path,
+        SELECT coin_id, front_path, back_path, front_raw_path, back_raw_path, label_year,
+               fc.crop_path AS front_crop_path,
                bc.crop_path AS back_crop_path
         FROM coins
         LEFT JOIN (SELECT coin_id, crop_path FROM coin_crops WHERE side = 'front' AND found) fc USING (coin_id)

@@ -39,6 +39,7 @@ from coin_assets.ml.torch_flavor import load_pytorch_module
 INPUT_COLUMNS = ("front", "back")
 OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unreadable", "error", "reading")
 TORCH_ARTIFACT = "torch_model"
+READ_MAX_SIDE = 1600  # the long side of the image the year reader reads (a 512 px silver image loses small years)
 READER_ARTIFACT = "year_reader"  # the year reader's recogniser weights (coin_assets.ml.year_reading)
 READ_SIGMA = 0.5  # years: a year read off the coin is exact or wrong, not roughly right
 CONFIG_ARTIFACT = "photo_model_config"
@@ -124,8 +125,10 @@ def needs_review(lower: np.ndarray, upper: np.ndarray, unreadable: np.ndarray, m
     return ((upper - lower) > max_interval) | unreadable.astype(bool)
 
 
-def front_image(data: bytes, max_pixels: int | None = None):
-    """Photo bytes → the silver RGB image (upright, ≤ 512 px) that the year reader reads."""
+def front_image(data: bytes, max_pixels: int | None = None, max_side: int | None = None):
+    """Photo bytes → the RGB image the year reader reads: cleaned as the silver image is (upright, RGB), but
+    at most :data:`READ_MAX_SIDE` px rather than 512, so that a small coin in a phone's photo keeps the pixels
+    its digits need."""
     import io
 
     from PIL import Image
@@ -133,10 +136,10 @@ def front_image(data: bytes, max_pixels: int | None = None):
     from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
 
     try:
-        silver = clean_image(data, max_pixels=max_pixels or MAX_PIXELS)
+        cleaned = clean_image(data, max_side=max_side or READ_MAX_SIDE, max_pixels=max_pixels or MAX_PIXELS)
     except ImageRejected as err:
         raise PhotoRejected(str(err)) from None
-    return Image.open(io.BytesIO(silver.data)).convert("RGB")
+    return Image.open(io.BytesIO(cleaned.data)).convert("RGB")
 
 
 def apply_readings(year: np.ndarray, sigma: np.ndarray, unreadable: np.ndarray, readings: Sequence) -> np.ndarray:

@@ -1,8 +1,10 @@
 """A frozen reading suite: generated photos that every candidate model reads in ``model_evaluation``.
 
-Full-size photos from :mod:`coin_assets.synth.varied`, the same ones for a given seed and size: ``per_placement``
-coins of each placement (below, above and beside the emblem, along the rim facing in and out), plus coins
-without a year (blank or letters in the year's place). They are scored through the version's raw-photo
+Full-size photos, the same ones for a given seed and size: ``per_placement`` coins of each placement (below,
+above and beside the emblem, along the rim facing in and out) drawn by :mod:`coin_assets.synth.varied`, and of
+each placement photographed by :mod:`coin_assets.synth.struck` (struck relief under lights, wear, other dates on
+the face, years split by the design; placements ``struck_<placement>``), plus coins without a year (blank or
+letters in the year's place) from both. They are scored through the version's raw-photo
 predictor, exactly as a person's photo is (the silver code, coin finding, the year reader, the model), so
 a candidate that has lost the reading shows it here whatever its test MAE on the uploads says.
 """
@@ -32,9 +34,18 @@ def _jpeg(img) -> bytes:
 
 
 def reading_suite(per_placement: int = 8, no_year: int = 8, seed: int = SUITE_SEED) -> list[SuiteCoin]:
+    import random
+
+    from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
 
     coins = []
+    for k, placement in enumerate(s.STRUCK_PLACEMENTS):
+        for i in range(per_placement):
+            year_rng, look_rng = s.struck_rngs(seed, k * 10_000 + i)
+            year = s.sample_struck_year(year_rng)
+            front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement)
+            coins.append(SuiteCoin(_jpeg(front.image), _jpeg(back.image), year, f"struck_{placement}"))
     for k, placement in enumerate(v.PLACEMENTS):
         for i in range(per_placement):
             year_rng, style_rng = v.coin_rngs(seed, k * 10_000 + i)
@@ -46,6 +57,9 @@ def reading_suite(per_placement: int = 8, no_year: int = 8, seed: int = SUITE_SE
         text_rng, style_rng = v.no_year_rngs(seed, i)
         style = v.sample_style(style_rng)
         front, back = v.render_photo_pair(None, style, style_rng, year_text=v.sample_no_year_text(text_rng))
+        coins.append(SuiteCoin(_jpeg(front.image), _jpeg(back.image), None, "no_year"))
+        rng = random.Random(f"reading-suite-no-year:{seed}:{i}")
+        front, back, _ = s.render_struck_photo_pair(None, rng, year_text=rng.choice(("", "AMRT", "LIBERTAS")))
         coins.append(SuiteCoin(_jpeg(front.image), _jpeg(back.image), None, "no_year"))
     return coins
 

@@ -91,7 +91,7 @@ def coin_predictions(
 
 def _score(uri: str, production, coins: pd.DataFrame, read_bytes) -> tuple[list, list, list]:
     """(years, sigmas, readings) of the day's coins: through the version's raw-photo predictor when it has a
-    year reader (whole gold photos, read like a request to the API), else the tensor model on the crops."""
+    year reader (the photos as uploaded, read like a request to the API), else the tensor model on the crops."""
     import numpy as np
 
     from coin_assets.ml.pyfunc import load_photo_predictor
@@ -102,8 +102,19 @@ def _score(uri: str, production, coins: pd.DataFrame, read_bytes) -> tuple[list,
     if production.tags.get("input_kind") == "raw_photos":
         predictor = load_photo_predictor(uri)
         if predictor.reader is not None:
-            out = predictor.predict_photos([read_bytes(p) for p in coins["front_path"]],
-                                           [read_bytes(p) for p in coins["back_path"]])
+            def photo(raw_path, gold_path) -> bytes:
+                # the bytes as uploaded, read like a request to the API (the reader reads up to 1600 px); the
+                # gold image (512 px) when the upload is no longer in the store
+                if isinstance(raw_path, str) and raw_path:
+                    try:
+                        return read_bytes(raw_path)
+                    except Exception:  # noqa: BLE001 - any store's "missing": the gold image still answers
+                        pass
+                return read_bytes(gold_path)
+
+            out = predictor.predict_photos(
+                [photo(r, g) for r, g in zip(coins["front_raw_path"], coins["front_path"], strict=True)],
+                [photo(r, g) for r, g in zip(coins["back_raw_path"], coins["back_path"], strict=True)])
             # a photo that cannot be scored keeps a row the review queue picks up: no year, the widest interval
             year = out["year"].fillna(float(np.nanmean(out["year"])) if out["year"].notna().any() else 1970.0)
             sigma = out["sigma"].fillna(float(UNREADABLE_SIGMA))
