@@ -14,7 +14,9 @@ Photographs as people take them (docs/coin_finding.md): a coin that fills the fr
 (the centre may lie on the edge, the support counts only the part of the circle inside the photo); a small
 coin in a large photo (a second pass at twice the working size, only when the first finds nothing); busy
 backgrounds (a circle that texture makes up touches edges in many short arcs); a tilted coin (an ellipse);
-several coins (:func:`find_coins`: both faces of a coin scanned side by side).
+several coins (:func:`find_coins`: both faces of a coin scanned side by side); a circle made of straight
+edges (a banknote's border, a finger's sides) is no coin: a point of the circle on an edge that runs on straight
+beyond it, where a coin's outline has curved away, does not count as the circle's edge.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ CANDIDATES = 12
 MAX_GAP = 0.3  # longest arc of the circle without an edge
 BLUR = 2.0  # px at the working size: smooths cloth weave and wood grain, keeps the coin outline
 SUPPORT_POINTS = 90
-RADIAL = 0.6  # |cos| between an edge's gradient and the circle's radius for the edge to be on the circle
+RADIAL = 0.8  # |cos| between an edge's gradient and the circle's radius for the edge to be on the circle (0.6 before
+# 2026-12-06: a finger's straight side that crosses a fingertip circle counted)
 TILT_BAND = 0.025  # of the radius: how far the outline may stray from the circle (a coin tilted 20 deg: 3 %)
 EDGE_MARGIN = 2  # px at the working size: circle points this near the frame are outside it
 MIN_VISIBLE = 0.55  # share of the circle inside the photo (a disc 25 % outside still has 63 % of its edge in)
@@ -52,6 +55,11 @@ OVERLAP = 0.9  # two coins' centres are at least this times the sum of their rad
 NEXT_COIN_SCORE = 0.3  # a further coin scores at least this share of the best one
 MIN_COHERENCE = 0.2  # support x ring contrast / sqrt(arcs): <= 0.13 measured for circles in checked cloth,
 # wood grain, printed text and bare tables, >= 0.27 for coins on all but checked cloth (docs/coin_finding.md)
+STRAIGHT_NEAR = 3  # points either side of a hit (of SUPPORT_POINTS) whose edge pixels may share its line
+STRAIGHT_FROM, STRAIGHT_TO = 0.35, 0.6  # radii from a hit along its line where a straight edge is looked for
+STRAIGHT_BAND = 1  # px either side of the line (through the hit's edge crest) that a straight edge keeps to
+STRAIGHT_ALIGN = 0.95  # |cos| between an edge's gradient and the line's normal for the edge to be on the line
+STRAIGHT_COVER = 0.75  # share of the pixels along one side on the line: the hit is a straight edge's
 _DEBUG: list | None = None  # set to a list to collect the checked circles' measures
 
 @dataclass(frozen=True)
@@ -81,12 +89,13 @@ def _edges(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: float,
-             r: float) -> tuple[float, float, float, int]:
+             r: float) -> tuple[float, float, float, int, int]:
     """(support: share of the circle's points inside the photo that sit on, or within a band of, a strong edge
     whose gradient is radial; the longest arc without such an edge as a share of the circle, the part outside
     the photo not counting as a gap; the share of the circle inside the photo;
     the number of separate arcs the edge makes: a coin's outline goes round in a few, the circles that texture
-    makes up (cloth checks, wood grain, lines of print) touch its edges in many short pieces)."""
+    makes up (cloth checks, wood grain, lines of print) touch its edges in many short pieces; the number of the
+    circle's points left out as on a straight edge that only touches it, see :func:`_straight_arcs`)."""
     h, w = mag_ok.shape
     angles = np.linspace(0, 2 * np.pi, SUPPORT_POINTS, endpoint=False)
     ca, sa = np.cos(angles), np.sin(angles)
@@ -94,22 +103,87 @@ def _support(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, cx: float, cy: 
     inside = (x0 >= EDGE_MARGIN) & (x0 <= w - 1 - EDGE_MARGIN) & (y0 >= EDGE_MARGIN) & (y0 <= h - 1 - EDGE_MARGIN)
     visible = float(inside.mean())
     if visible == 0:
-        return 0.0, 1.0, 0.0, 1
+        return 0.0, 1.0, 0.0, 1, 0
     hits = np.zeros(len(angles), dtype=bool)
+    hx, hy = np.zeros(len(angles)), np.zeros(len(angles))  # where each hit lies (its nearest band pixel) ...
+    hgx, hgy = np.zeros(len(angles)), np.zeros(len(angles))  # ... and its gradient
     band = max(1, round(TILT_BAND * r))  # a tilted coin is an ellipse: its outline strays from the circle
-    for dr in range(-band, band + 1):
+    for dr in sorted(range(-band, band + 1), key=abs):
         xs = np.rint(cx + (r + dr) * ca).astype(int)
         ys = np.rint(cy + (r + dr) * sa).astype(int)
         ok = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
         xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
         ex, ey = gx[ys, xs], gy[ys, xs]
         radial = np.abs(ex * ca + ey * sa) / (np.hypot(ex, ey) + 1e-9)
-        hits |= ok & mag_ok[ys, xs] & (radial > RADIAL)
+        new = ok & mag_ok[ys, xs] & (radial > RADIAL) & ~hits
+        hx[new], hy[new], hgx[new], hgy[new] = xs[new], ys[new], ex[new], ey[new]
+        hits |= new
     hits &= inside
+    straight = _straight_arcs(mag_ok, gx, gy, hits, hx, hy, hgx, hgy, r)
+    n_straight = int(straight.sum())
+    hits &= ~straight  # a straight edge touching the circle is no part of a round outline
     support = float(hits.sum()) / inside.sum()
     h8 = hits.astype(np.int8)
     pieces = max(1, int((np.diff(np.concatenate((h8, h8[:1]))) == 1).sum()))
-    return support, _longest_gap(hits | ~inside), visible, pieces
+    return support, _longest_gap(hits | ~inside), visible, pieces, n_straight
+
+
+def _straight_arcs(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray, hits: np.ndarray, hx: np.ndarray,
+                   hy: np.ndarray, hgx: np.ndarray, hgy: np.ndarray, r: float) -> np.ndarray:
+    """The circle's hits that lie on a straight edge touching the circle (a banknote's border, a finger's side):
+    a hit's line runs through its edge pixel, across its gradient (averaged over the neighbouring hits whose
+    gradient agrees, the line's pixels); it is followed from ``STRAIGHT_FROM`` to ``STRAIGHT_TO`` radii on each
+    side of the hit. There a coin's outline has curved away (>= 3 px and 20 deg off the line); a straight
+    edge is still on the line, with the same gradient, at (almost) every pixel."""
+    h, w = mag_ok.shape
+    idx = np.flatnonzero(hits)
+    if len(idx) == 0:
+        return np.zeros(len(hits), dtype=bool)
+    n_pts = len(hits)
+    theta2 = np.arctan2(hgy, hgx) * 2  # orientation, sign free (a dark or a light side)
+    # the neighbours within STRAIGHT_NEAR points whose orientation agrees (5 deg): the line's other pixels
+    nb = (idx[:, None] + np.arange(-STRAIGHT_NEAR, STRAIGHT_NEAR + 1)[None, :]) % n_pts
+    agree = hits[nb] & (np.cos(theta2[nb] - theta2[idx][:, None]) >= math.cos(math.radians(10)))
+    phi = 0.5 * np.arctan2((np.sin(theta2[nb]) * agree).sum(1), (np.cos(theta2[nb]) * agree).sum(1))
+    nx, ny = np.cos(phi), np.sin(phi)  # [hit]: the line's normal
+    tx, ty = -ny, nx
+    d = hx[idx] * nx + hy[idx] * ny  # the line goes through the hit's edge crest (within 2 px across it)
+    snap = np.arange(-2, 3, dtype=np.float64)
+    sx = np.clip(np.rint(hx[idx][:, None] + snap[None, :] * nx[:, None]).astype(int), 0, w - 1)
+    sy = np.clip(np.rint(hy[idx][:, None] + snap[None, :] * ny[:, None]).astype(int), 0, h - 1)
+    d = d + snap[np.argmax(np.hypot(gx[sy, sx], gy[sy, sx]), axis=1)]
+    mt = hx[idx] * tx + hy[idx] * ty
+    offsets = np.arange(-STRAIGHT_BAND, STRAIGHT_BAND + 1, dtype=np.float64)
+    # from where a coin's outline has left the band (3 px off the line) on: every pixel along the line
+    first = max(STRAIGHT_FROM * r, math.sqrt(max(6 * r - 9, 0.0)))
+    steps = np.arange(first, max(STRAIGHT_TO * r, first + 6), 1.0)
+    straight = np.zeros(len(idx), dtype=bool)
+    for side in (-1.0, 1.0):
+        t = mt[:, None, None] + side * steps[None, :, None]  # [hit, step, offset]
+        o = d[:, None, None] + offsets[None, None, :]
+        px = t * tx[:, None, None] + o * nx[:, None, None]
+        py = t * ty[:, None, None] + o * ny[:, None, None]
+        ix, iy = np.rint(px).astype(int), np.rint(py).astype(int)
+        in_photo = ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)).all(axis=2)  # [hit, step]
+        ix, iy = np.clip(ix, 0, w - 1), np.clip(iy, 0, h - 1)
+        ex, ey = gx[iy, ix], gy[iy, ix]
+        mag = np.hypot(ex, ey)
+        along = np.abs(ex * nx[:, None, None] + ey * ny[:, None, None]) / (mag + 1e-9)
+        # the edge's crest only (its magnitude a maximum across the line): a blurred edge is several px wide,
+        # and a coin's outline must not reach the band where it has curved away
+        jx, jy = np.rint(nx).astype(int)[:, None, None], np.rint(ny).astype(int)[:, None, None]
+        ax, ay = np.clip(ix + jx, 0, w - 1), np.clip(iy + jy, 0, h - 1)
+        bx, by = np.clip(ix - jx, 0, w - 1), np.clip(iy - jy, 0, h - 1)
+        crest = (mag >= np.hypot(gx[ay, ax], gy[ay, ax])) & (mag >= np.hypot(gx[by, bx], gy[by, bx]))
+        # one edge all along the line (a banknote's border, a finger's side); texture that crosses the line
+        # (wood grain, checks, print) is on it only where it crosses
+        on = (mag_ok[iy, ix] & (along >= STRAIGHT_ALIGN) & crest).any(axis=2) & in_photo
+        n_in = in_photo.sum(1)
+        cover = on.sum(1) / np.maximum(n_in, 1)
+        straight |= (n_in >= len(steps) // 2) & (cover >= STRAIGHT_COVER)
+    out = np.zeros(len(hits), dtype=bool)
+    out[idx[straight]] = True
+    return out
 
 
 def _longest_gap(hits: np.ndarray) -> float:
@@ -264,7 +338,7 @@ def _checked_circles(p: _Pass, edge_pixels, found: list[tuple]) -> list[tuple]:
             continue
         if any(math.hypot(cx_k - f[2], cy_k - f[3]) < OVERLAP * (r_k + f[4]) for f in found):
             continue
-        sup, gap, visible, pieces = _support(p.mag_ok, p.gx, p.gy, cx_k, cy_k, r_k)
+        sup, gap, visible, pieces, straight = _support(p.mag_ok, p.gx, p.gy, cx_k, cy_k, r_k)
         if visible < MIN_VISIBLE or gap > MAX_GAP:  # the edge must go round: corners and arcs leave long gaps
             continue
         if visible < 0.97 and r_k < CUT_MIN_RADIUS * min(p.sw, p.sh):  # the frame makes corners look round
@@ -272,7 +346,7 @@ def _checked_circles(p: _Pass, edge_pixels, found: list[tuple]) -> list[tuple]:
         contrast = _ring_contrast(p.rgb, cx_k, cy_k, r_k)
         if _DEBUG is not None:
             _DEBUG.append(dict(cx=cx_k / p.scale, cy=cy_k / p.scale, r=r_k / p.scale, sup=sup, gap=gap,
-                               vis=visible, con=contrast, runs=pieces))
+                               vis=visible, con=contrast, runs=pieces, straight=straight))
         if sup * contrast / math.sqrt(pieces) < MIN_COHERENCE:  # a circle made up of texture
             continue
         checked.append((sup * sup * contrast, sup, cx_k, cy_k, r_k))
