@@ -229,7 +229,7 @@ def test_a_coin_without_a_year_and_a_photo_without_a_coin_get_no_trusted_year(re
 def test_a_photo_of_both_faces_side_by_side_is_split_and_both_are_read(reader):
     from coin_assets.synth import struck
 
-    year_rng, look_rng = struck.struck_rngs(77, 1)
+    year_rng, look_rng = struck.struck_rngs(77, 2)
     year = struck.sample_struck_year(year_rng)
     photo, circles = struck.two_faces_photo(year, look_rng)
     reading = reader.read(Image.open(io.BytesIO(jpeg(photo))))
