@@ -51,7 +51,8 @@ def calibration_coins(per_placement: int, no_year: int) -> list[tuple[str, str, 
     return coins
 
 
-def draw(coin) -> tuple[int | None, "Image.Image"]:  # noqa: F821
+def draw(coin) -> tuple:
+    """(year or None, the front photo) of a calibration coin."""
     from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
 
