@@ -430,11 +430,12 @@ class YearReader:
         return [(*face_view(rgb, c.cx, c.cy, c.radius), True) for c in circles]
 
     def stages(self, view: Image.Image, affine: np.ndarray, photo: Image.Image):
-        """The crops to read, cheapest first, as a generator of (crops, [(polygon in photo px, view name)]):
-        1. the lines the detector finds on the face; 2. those it finds on the face's local-contrast version and
-        on the unwrapped rim; 3. those it finds on the face turned a quarter, a half and three quarters (the
-        detector finds text best near level); 4. those on the rim's local-contrast version, and windows along
-        the rim; 5. those it finds on the whole photo."""
+        """The crops to read, cheapest first, as a generator of (crops, [(polygon in photo px, view name,
+        whether PP-OCR reads it)]): 1. the lines the detector finds on the face; 2. those it finds on the face's
+        local-contrast version and on the unwrapped rim; 3. those it finds on the face turned a quarter, a half
+        and three quarters (the detector finds text best near level); 4. those on the rim's local-contrast
+        version, and windows along the rim; 5. those it finds on the whole photo; 6. those it finds on the
+        whole photo turned three ways."""
 
         def to_photo(points: np.ndarray) -> np.ndarray:
             return points @ affine[:, :2].T + affine[:, 2]
@@ -482,11 +483,17 @@ class YearReader:
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
             where += [(arc(quad), "rim", y1 - y0 == strip.height and x1 - x0 > 2.5 * strip.height)] * 2
         yield crops, where
-        # last: the coin finder may have taken an inner ring or the wrong circle; the whole photo, as it is
+        # last: the coin finder may have taken an inner ring or the wrong circle; the whole photo, as it is,
+        # then turned a quarter, a half and three quarters
         whole = photo.convert("RGB")
         whole.thumbnail((768, 768))
         scale = photo.width / whole.width
         yield lines_of(whole, self.detector(np.asarray(whole)), lambda box: box * scale, "photo")
+        turned = []
+        for angle in (90, 180, 270):
+            image = whole.rotate(angle, expand=True)
+            turned += [turn_back(box, angle, image.size, whole.size) for box in self.detector(np.asarray(image))]
+        yield lines_of(whole, turned, lambda box: box * scale, "photo")
 
     def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int]) -> list[TextLine]:
         """The crops read by the recognisers in ``settings.readers``: PP-OCR's reads the whole lines, the
@@ -546,13 +553,16 @@ def _fractions(polygon, w: int, h: int) -> tuple[tuple[float, float], ...]:
     return tuple((float(x) / w, float(y) / h) for x, y in polygon)
 
 
-def turn_back(box: np.ndarray, angle: float, size: tuple[int, int]) -> np.ndarray:
-    """A box found on ``image.rotate(angle)`` (Pillow: counter-clockwise, about the centre) → the same box
-    on ``image``."""
-    c = np.array([size[0] / 2.0, size[1] / 2.0])
+def turn_back(box: np.ndarray, angle: float, size: tuple[int, int],
+              original_size: tuple[int, int] | None = None) -> np.ndarray:
+    """A box found on ``image.rotate(angle)`` (Pillow: counter-clockwise, about the centre; ``size`` is the
+    turned image's) → the same box on ``image`` (of ``original_size``: differs when it was turned with
+    ``expand=True``)."""
+    turned_centre = np.array([size[0] / 2.0, size[1] / 2.0])
+    w, h = original_size or size
     t = math.radians(angle)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
-    return (np.asarray(box, np.float64).reshape(-1, 2) - c) @ rot.T + c
+    return (np.asarray(box, np.float64).reshape(-1, 2) - turned_centre) @ rot.T + np.array([w / 2.0, h / 2.0])
 
 
 def _on_coin(polygon, size: tuple[int, int], affine: np.ndarray, slack: float = 1.05) -> bool:
