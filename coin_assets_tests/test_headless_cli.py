@@ -10,7 +10,8 @@ from coin_assets.synth import generate_uploads
 TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_workers": 0, "augment": False,
         "backbone": "mobilenet_v3_small", "projection_dim": 16,
         "use_year_reader": False}  # the year reader has its own tests (and the lifecycle test runs it in the chain)
-EVAL = json.dumps({"reading_suite_per_placement": 1, "reading_suite_no_year": 1})
+EVAL = json.dumps({"reading_suite_per_placement": 1, "reading_suite_no_year": 1,
+                   "reading_suite_photographic_per_placement": 0})
 
 
 def test_headless_runs_the_whole_chain_on_generated_coins(tmp_path, monkeypatch, capsys):

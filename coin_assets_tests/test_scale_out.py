@@ -39,8 +39,9 @@ pytestmark = pytest.mark.slow
 TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_workers": 0, "augment": False,
         "backbone": "mobilenet_v3_small", "projection_dim": 16, "num_threads": 1,
         "use_year_reader": False}  # the year reader has its own tests; here the tables must match a local run
-TRAINING_CONFIG = {"ops": {"coin_year_model": {"config": TINY},
-                           "model_evaluation": {"config": {"reading_suite_per_placement": 1, "reading_suite_no_year": 1}}}}
+TINY_EVALUATION = {"reading_suite_per_placement": 1, "reading_suite_no_year": 1,
+                   "reading_suite_photographic_per_placement": 0}
+TRAINING_CONFIG = {"ops": {"coin_year_model": {"config": TINY}, "model_evaluation": {"config": TINY_EVALUATION}}}
 PREFIX = "coin_assets"
 MODEL = "coin_year_regressor"
 GOLD_COLUMNS = "partition_date, coin_id, side, sha256, label_year, clean_width, clean_height, user_id"

@@ -33,15 +33,19 @@ def _jpeg(img) -> bytes:
     return buf.getvalue()
 
 
-def reading_suite(per_placement: int = 8, no_year: int = 8, seed: int = SUITE_SEED) -> list[SuiteCoin]:
+def reading_suite(per_placement: int = 8, no_year: int = 8, seed: int = SUITE_SEED,
+                  photographic_per_placement: int | None = None) -> list[SuiteCoin]:
+    """The suite's coins: ``per_placement`` drawn and ``photographic_per_placement`` (default: as many)
+    photographed coins of each placement, and ``no_year`` coins without a year of each kind."""
     import random
 
     from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
 
     coins = []
+    photographic = per_placement if photographic_per_placement is None else photographic_per_placement
     for k, placement in enumerate(s.STRUCK_PLACEMENTS):
-        for i in range(per_placement):
+        for i in range(photographic):
             year_rng, look_rng = s.struck_rngs(seed, k * 10_000 + i)
             year = s.sample_struck_year(year_rng)
             front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement)
@@ -58,6 +62,8 @@ def reading_suite(per_placement: int = 8, no_year: int = 8, seed: int = SUITE_SE
         style = v.sample_style(style_rng)
         front, back = v.render_photo_pair(None, style, style_rng, year_text=v.sample_no_year_text(text_rng))
         coins.append(SuiteCoin(_jpeg(front.image), _jpeg(back.image), None, "no_year"))
+        if not photographic:
+            continue
         rng = random.Random(f"reading-suite-no-year:{seed}:{i}")
         front, back, _ = s.render_struck_photo_pair(None, rng, year_text=rng.choice(("", "AMRT", "LIBERTAS")))
         coins.append(SuiteCoin(_jpeg(front.image), _jpeg(back.image), None, "no_year"))

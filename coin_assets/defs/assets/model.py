@@ -100,6 +100,8 @@ class PromotionConfig(Config):
 class EvaluationConfig(Config):
     reading_suite_per_placement: int = Field(6, description="generated photos per year placement in the frozen "
                                              "reading suite that every candidate reads")
+    reading_suite_photographic_per_placement: int = Field(
+        6, description="photographed struck coins per year placement in the reading suite (0: drawn coins only)")
     reading_suite_no_year: int = Field(6, description="coins without a year in the reading suite")
     reading_suite_seed: int = Field(7001, description="the suite's seed (change it and no earlier figure compares)")
 
@@ -429,7 +431,8 @@ def model_evaluation(
         model = ser.load_torch_model(reg.model_version_uri(name, version))
         image_size = int(client.get_model_version(name, version).tags.get("image_size", coin_year_model["image_size"]))
         scored[role] = score(model, test_records, image_size, read_bytes)["metrics"]
-    suite = reading_suite(config.reading_suite_per_placement, config.reading_suite_no_year, config.reading_suite_seed)
+    suite = reading_suite(config.reading_suite_per_placement, config.reading_suite_no_year, config.reading_suite_seed,
+                          config.reading_suite_photographic_per_placement)
     for role, version in versions.items():
         try:
             scored[role].update(score_reading(load_photo_predictor(reg.model_version_uri(name, version)), suite))
