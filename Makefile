@@ -14,12 +14,30 @@ export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 PRETRAIN_MINUTES ?= 55
 PRETRAIN_MINED_MINUTES ?= 60
 
-$(STAMP): pyproject.toml
+# requirements-lock.txt: every package of the project and its dev extra (scale included), pinned with hashes,
+# for CPython 3.11 on Linux x86_64; the project itself installs editable on top, without its dependencies.
+LOCK := requirements-lock.txt
+# `make lock` moves every package to the newest release pyproject.toml allows;
+# `make lock LOCK_FLAGS=` keeps the pins already in the lock and only follows a change of pyproject.toml.
+LOCK_FLAGS ?= --upgrade
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@$(BIN)/python -m pip check || { echo "$(LOCK) does not satisfy pyproject.toml: make lock LOCK_FLAGS="; exit 1; }
 	@touch $(STAMP)
 
 env: $(STAMP)
+
+# Regenerates the lock from pyproject.toml with uv (the release the lock pins, if uv is not in the venv yet);
+# then `make test` installs it.
+.PHONY: lock
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "$$(grep -m1 -o '^uv==[^ ]*' $(LOCK) || echo uv)"
+	UV_CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --no-strip-extras \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(LOCK_FLAGS) -o $(LOCK)
 
 demo-data: env
 	@if [ -z "$$(find $(COIN_ASSETS_DATA_DIR)/uploads -type f 2>/dev/null | head -n 1)" ]; then \
