@@ -1,7 +1,10 @@
 """The serving request store and the asynchronous queue's claim path on a real Postgres (pgserver's
 binaries, started by coin_assets.local_cluster as in test_scale_out): the synchronous log round-trips
 with its times in UTC, and concurrent claimers (``FOR UPDATE SKIP LOCKED``) claim every pending
-request exactly once and finish each with exactly one result."""
+request exactly once and finish each with exactly one result. The schema is Alembic's: a new store and
+one made by ``create_all`` before the versioning (schemas/serving_store_3a37afd_postgresql.sql) reach
+the newest revision with their rows, a later revision applies, and workers starting together on a new
+store upgrade it once (advisory lock)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,21 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from coin_assets.serving import queue
-from coin_assets.serving.store import COMPLETED, PENDING, RequestStore, requests, results
+from coin_assets.serving import store as store_module
+from coin_assets.serving.store import COMPLETED, PENDING, RequestStore, head_revision, requests, results
+from coin_assets_tests.test_schema_migrations import (
+    SCHEMAS,
+    SYNC_ID,
+    later_revision,
+    models_differences,
+    sql_statements,
+    store_rows,
+    version_rows,
+)
 
 pytest.importorskip("pgserver")
 pytest.importorskip("psycopg2")
@@ -24,18 +37,86 @@ PENDING_REQUESTS = 120
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def server(tmp_path_factory):
     from coin_assets.local_cluster import start_postgres
 
-    server = start_postgres(tmp_path_factory.mktemp("serving_pg"), databases=("serving",))
+    server = start_postgres(tmp_path_factory.mktemp("serving_pg"), databases=("serving", "pre_alembic", "racing"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def store(server):
     store = RequestStore(f"{server.url}/serving")
     try:
+        store_module.upgrade_to_head(store.url, store.engine)  # the migrations alone make the tables
         store.create_tables()
         store.create_tables()  # idempotent
         yield store
     finally:
         store.dispose()
-        server.stop()
+
+
+def test_the_store_is_at_the_newest_revision_and_matches_the_models(store):
+    assert store.schema_revision() == head_revision()
+    assert version_rows(store) == [(head_revision(),)]
+    assert models_differences(store) == []
+
+
+def test_a_store_made_before_the_versioning_is_taken_up_with_its_rows(server, tmp_path):
+    legacy = RequestStore(f"{server.url}/pre_alembic")
+    try:
+        with legacy.engine.begin() as conn:
+            for statement in sql_statements(SCHEMAS / "serving_store_3a37afd_postgresql.sql"):
+                conn.exec_driver_sql(statement)
+        before = store_rows(legacy)
+        assert legacy.schema_revision() is None and len(before["requests"]) == 2
+        store_module.upgrade_to_head(legacy.url, legacy.engine)  # the migrations alone
+        assert version_rows(legacy) == [(head_revision(),)]
+        assert store_rows(legacy) == before
+        assert models_differences(legacy) == []
+        legacy.create_tables()  # what start-up runs: nothing left to do
+        assert version_rows(legacy) == [(head_revision(),)]
+        assert store_rows(legacy) == before
+        assert legacy.get_request(SYNC_ID)["completed_at"] == datetime(2026, 12, 1, 9, 30, 0, 41500, tzinfo=timezone.utc)
+        # the next release's revision applies (a column added, one altered) and keeps the rows
+        location = later_revision(tmp_path)
+        store_module.upgrade_to_head(legacy.url, legacy.engine, script_location=location)
+        store_module.upgrade_to_head(legacy.url, legacy.engine, script_location=location)
+        assert version_rows(legacy) == [("9999",)]
+        assert "note" in {c["name"] for c in inspect(legacy.engine).get_columns("requests")}
+        assert store_rows(legacy) == before
+    finally:
+        legacy.dispose()
+
+
+def test_workers_starting_together_upgrade_a_new_store_once(server):
+    stores = [RequestStore(f"{server.url}/racing") for _ in range(CLAIMERS)]
+    start = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def starter(store: RequestStore) -> None:
+        try:
+            start.wait()
+            store.create_tables()
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=starter, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert version_rows(stores[0]) == [(head_revision(),)]
+        with stores[0].engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM requests")).scalar() == 0
+    finally:
+        for s in stores:
+            s.dispose()
 
 
 def test_the_claim_statement_skips_locked_rows_on_postgres(store):

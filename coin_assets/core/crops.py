@@ -18,7 +18,7 @@ from PIL import Image
 
 from coin_assets.core.clock import utcnow
 from coin_assets.core.coin_crop import CoinFinding, coin_centred
-from coin_assets.core.metadata import ensure_schema
+from coin_assets.core.metadata import Migration, ensure_schema, migrate
 from coin_assets.core.parallel import bounded_map
 from coin_assets.core.storage import LocalStore
 
@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS coin_crops (
     PRIMARY KEY (coin_id, side)
 )
 """
+# The coin_crops component's migrations (core/metadata.py: migrate), oldest first.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "coin_crops: where each gold image's coin was found and its crop", (COIN_CROPS_SQL,)),
+)
 
 
 @dataclass
@@ -59,7 +63,7 @@ class CropReport:
 
 def ensure_crops_schema(conn) -> None:
     ensure_schema(conn)
-    conn.execute(COIN_CROPS_SQL)
+    migrate(conn, "coin_crops", MIGRATIONS)
 
 
 def crop_key(partition: str, coin_id: str, side: str) -> str:

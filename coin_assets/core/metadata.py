@@ -1,8 +1,19 @@
-"""DuckDB schema and SQL for the image metadata. Plain functions over a DuckDB connection."""
+"""DuckDB schema and SQL for the image metadata. Plain functions over a DuckDB connection.
+
+The schema is versioned: table ``schema_version`` has one row per migration applied, per component
+(``metadata`` here; ``coin_crops`` in core/crops.py, ``review_queue`` in core/predictions.py,
+``serving_audit`` in core/serving_audit.py, each created where it is used, as before). Each component
+keeps an ordered tuple of :class:`Migration`; :func:`migrate` applies those above the database's
+version, each in its own transaction with its ``schema_version`` row. Migration 1 of each is the schema
+as it was when versioning began, written with ``IF NOT EXISTS`` so that it also takes up a database made
+by an earlier release (tables and columns that are missing are added, rows are kept).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import duckdb
 import pandas as pd
@@ -171,9 +182,89 @@ GOLD_NULLABLE_COLUMNS = frozenset(
 GOLD_REQUIRED_COLUMNS = tuple(c for c in GOLD_COLUMNS if c not in GOLD_NULLABLE_COLUMNS)
 
 
+class Migration(NamedTuple):
+    """One step of a component's schema: ``steps`` are SQL statements or functions of the connection."""
+
+    version: int
+    description: str
+    steps: tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...]
+
+
+SCHEMA_VERSION_SQL = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    component VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    description VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (component, version)
+)
+"""
+
+# The metadata component's migrations, oldest first; add a new one at the end (never edit an applied one).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "bronze ledger, silver, quarantine, ingest state, review labels, predictions, gold, coins view",
+              tuple(SCHEMA)),
+)
+
+_migrating = threading.Lock()  # one migration at a time in this process (DuckDB: one writing process)
+
+
+def schema_version(conn, component: str = "metadata") -> int:
+    """The newest migration of ``component`` applied to this database (0: none; reads only)."""
+    has_table = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = current_schema() AND table_name = 'schema_version'").fetchall()[0][0]
+    if not has_table:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version WHERE component = ?",
+                        [component]).fetchall()[0][0]
+
+
+def _in_transaction(conn) -> bool:
+    """Whether the caller holds an open transaction (in autocommit every statement has a new id)."""
+    return conn.execute("SELECT txid_current()").fetchall() == conn.execute("SELECT txid_current()").fetchall()
+
+
+def migrate(conn, component: str, migrations: Sequence[Migration]) -> int:
+    """Apply ``component``'s migrations above the database's version, in order, each in one transaction
+    together with its ``schema_version`` row (inside the caller's transaction when one is open). A
+    database at the newest version is only read. Returns the version reached."""
+    head = len(migrations)
+    if [m.version for m in migrations] != list(range(1, head + 1)):
+        raise ValueError(f"{component} migrations must be numbered 1..{head} in order")
+    current = schema_version(conn, component)
+    if current > head:
+        raise RuntimeError(f"the database's {component} schema is at version {current}, newer than this code "
+                           f"knows ({head}): run the newer release against it")
+    if current == head:
+        return head
+    with _migrating:
+        own = not _in_transaction(conn)
+        for migration in migrations[current:]:
+            if own:
+                conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(SCHEMA_VERSION_SQL)
+                if schema_version(conn, component) < migration.version:  # not applied while we waited
+                    for step in migration.steps:
+                        if isinstance(step, str):
+                            conn.execute(step)
+                        else:
+                            step(conn)
+                    conn.execute("INSERT INTO schema_version VALUES (?, ?, ?, ?)",
+                                 [component, migration.version, migration.description, utcnow()])
+                if own:
+                    conn.execute("COMMIT")
+            except BaseException:
+                if own:
+                    conn.execute("ROLLBACK")
+                raise
+    return head
+
+
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    for statement in SCHEMA:
-        conn.execute(statement)
+    """The metadata tables at their newest version (migrations applied where the database is older)."""
+    migrate(conn, "metadata", MIGRATIONS)
 
 
 def upsert_upload(conn, row: dict) -> None:

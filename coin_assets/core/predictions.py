@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from coin_assets.core.clock import utcnow
+from coin_assets.core.metadata import Migration, migrate
 
 REVIEW_QUEUE_SQL = """
 CREATE TABLE IF NOT EXISTS review_queue (
@@ -23,6 +24,19 @@ CREATE TABLE IF NOT EXISTS review_queue (
 """
 # queues made before the year reader kept no reading
 REVIEW_QUEUE_READING_SQL = "ALTER TABLE review_queue ADD COLUMN IF NOT EXISTS reading VARCHAR"
+# The review_queue component's migrations (core/metadata.py: migrate), oldest first.
+REVIEW_QUEUE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "review_queue: predictions queued for a person, with the year reader's reading",
+              (REVIEW_QUEUE_SQL, REVIEW_QUEUE_READING_SQL)),
+)
+
+
+def ensure_review_queue_schema(conn) -> None:
+    """The metadata, coin_crops and review_queue tables at their newest versions."""
+    from coin_assets.core.crops import ensure_crops_schema
+
+    ensure_crops_schema(conn)
+    migrate(conn, "review_queue", REVIEW_QUEUE_MIGRATIONS)
 
 
 def coins_to_score(conn, partition: str) -> pd.DataFrame:
@@ -72,11 +86,7 @@ def refresh_review_queue(conn, partition: str, model_version: str, max_interval_
     """Predictions of the day by this model whose 90 % interval is wider than allowed (an unreadable coin
     gets a wide one), that disagree with a known label, or whose photo showed no coin to the coin finder,
     are queued for a person (replacing the day's queue for this model)."""
-    from coin_assets.core.crops import ensure_crops_schema
-
-    ensure_crops_schema(conn)
-    conn.execute(REVIEW_QUEUE_SQL)
-    conn.execute(REVIEW_QUEUE_READING_SQL)
+    ensure_review_queue_schema(conn)
     conn.execute("DELETE FROM review_queue WHERE partition_date = ? AND model_version = ?", [partition, model_version])
     conn.execute(
         """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from coin_assets.core.metadata import ensure_schema
+from coin_assets.core.metadata import Migration, ensure_schema, migrate
 
 REQUEST_COLUMNS = {
     "request_id": "VARCHAR", "created_at": "TIMESTAMPTZ", "partition_date": "DATE", "status": "VARCHAR",
@@ -51,10 +51,15 @@ _SCHEMA = [
 ]
 
 
+# The serving_audit component's migrations (core/metadata.py: migrate), oldest first.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "serving_requests, serving_feedback and the serving_lineage view", tuple(_SCHEMA)),
+)
+
+
 def ensure_serving_schema(conn: duckdb.DuckDBPyConnection) -> None:
     ensure_schema(conn)  # gold_images, coins, predictions
-    for statement in _SCHEMA:
-        conn.execute(statement)
+    migrate(conn, "serving_audit", MIGRATIONS)
 
 
 def _frame(rows: list[dict], columns: dict[str, str], day: str) -> pd.DataFrame:

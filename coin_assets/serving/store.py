@@ -8,6 +8,12 @@ log into DuckDB, so the API never waits on a Dagster run that holds the DuckDB w
 ``requests.status`` follows the life of a request: ``completed`` / ``failed`` for synchronous
 predictions; ``pending`` → ``claimed`` (with ``claimed_by`` and ``lease_until``) → ``completed`` /
 ``failed`` for asynchronous ones.
+
+The schema is versioned with Alembic (``coin_assets/serving/migrations``): :meth:`RequestStore.create_tables`
+upgrades the store to the newest revision at start-up, one process at a time (SQLite: ``BEGIN IMMEDIATE``;
+Postgres: a transaction-level advisory lock), so several API workers may start on one store at once. A
+store made by ``metadata.create_all`` before the versioning is taken up by the baseline revision with
+its rows.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 PENDING, CLAIMED, COMPLETED, FAILED = "pending", "claimed", "completed", "failed"
 STATUSES = (PENDING, CLAIMED, COMPLETED, FAILED)
@@ -110,11 +117,20 @@ def _with_installed_driver(url: str) -> str:
     return url
 
 
+def _sqlite_file(url: str) -> bool:
+    """A SQLite database in a file (not ``:memory:``), whose folder is made when missing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") \
+            or parsed.database.startswith("file:"):
+        return False
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return True
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the store; SQLite gets WAL and a busy timeout so readers never block the API."""
     url = _with_installed_driver(url)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    _sqlite_file(url)
     is_sqlite = url.startswith("sqlite")
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False} if is_sqlite else {},
                            pool_pre_ping=not is_sqlite)
@@ -129,6 +145,91 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+# pg_advisory_xact_lock key of the store's migrations (the bytes of "coin_mig" as a bigint)
+_PG_MIGRATION_LOCK = int.from_bytes(b"coin_mig", "big")
+
+
+def alembic_config(script_location: str | Path | None = None):
+    """The store's Alembic Config, built in code (no alembic.ini: works from an installed package)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location or MIGRATIONS).replace("%", "%%"))
+    return config
+
+
+@contextmanager
+def migration_connection(url: str, engine: Engine | None = None) -> Iterator[Connection]:
+    """One transaction on the store that holds its migration lock until it commits, so two processes
+    that start together migrate one after the other (the second finds the store at head).
+
+    SQLite in a file: a connection of its own that opens with ``BEGIN IMMEDIATE`` (the database's write
+    lock, waited for up to 60 s; its DDL is transactional, unlike the driver's default). Postgres:
+    ``pg_advisory_xact_lock`` first (its DDL is transactional anyway). ``engine`` (the store's, else
+    one made here) serves every case but the SQLite file."""
+    url = _with_installed_driver(url)
+    if _sqlite_file(url):
+        own = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=NullPool)
+
+        @event.listens_for(own, "connect")
+        def _autocommit_driver(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # the transaction is ours, DDL included
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
+        @event.listens_for(own, "begin")
+        def _write_lock(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        try:
+            with own.begin() as conn:
+                yield conn
+        finally:
+            own.dispose()
+        return
+    made = engine is None
+    engine = engine if engine is not None else make_engine(url)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+            yield conn
+    finally:
+        if made:
+            engine.dispose()
+
+
+def upgrade_to_head(url: str, engine: Engine | None = None, script_location: str | Path | None = None,
+                    restore_lost_tables: bool = False) -> None:
+    """``alembic upgrade head`` on the store, under :func:`migration_connection`'s lock; a no-op when the
+    store is at head already. ``restore_lost_tables``: then, in the same transaction, make again (empty)
+    any table of the models that the store at head no longer has (one dropped by hand under a running
+    service), as ``create_all`` did before the store was versioned."""
+    from alembic import command
+
+    config = alembic_config(script_location)
+    with migration_connection(url, engine) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        if restore_lost_tables:
+            metadata.create_all(conn)  # checkfirst: only what is missing
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the store is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(script_location: str | Path | None = None) -> str | None:
+    """The newest revision this code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(script_location)).get_current_head()
+
+
 class RequestStore:
     """Engine + session factory + the few writes and reads the API, the worker and the audit need."""
 
@@ -138,7 +239,12 @@ class RequestStore:
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)  # idempotent
+        """Bring the store's schema to the newest Alembic revision and make again any table it lost
+        (idempotent; safe from several processes at once)."""
+        upgrade_to_head(self.url, self.engine, restore_lost_tables=True)
+
+    def schema_revision(self) -> str | None:
+        return schema_revision(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
