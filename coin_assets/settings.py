@@ -1,179 +1,176 @@
-"""One settings source: every knob the platform reads from the environment, with local defaults.
+"""One settings source: every knob the platform reads from the environment, typed and validated.
 
-``Settings.from_env()`` is the only place that reads ``COIN_ASSETS_*`` (and the standard
-``MLFLOW_TRACKING_URI`` / ``AWS_*``) variables. It has no side effects: nothing is created on disk
-until a resource actually opens its system. Every entry point (Dagster definitions, the CLI, the
-serving API, the worker) builds its resources from one ``Settings`` value.
+``Settings`` is a pydantic-settings model. ``Settings()`` (or ``Settings.from_env()``) reads the
+``COIN_ASSETS_*`` variables (and the standard ``MLFLOW_TRACKING_URI``, ``AWS_*`` and ``DAGSTER_HOME``);
+a value that does not parse stops the start with a :class:`SettingsError` that names the variable.
+Reading has no side effects: nothing is created on disk until a resource opens its system.
 
-| variable                          | default                                | meaning                                   |
-|-----------------------------------|----------------------------------------|-------------------------------------------|
-| COIN_ASSETS_DATA_DIR              | data                                   | local root of uploads/bronze/silver/gold  |
-| COIN_ASSETS_DUCKDB                | <data dir>/coin_assets.duckdb          | DuckDB metadata database file             |
-| COIN_ASSETS_S3_BUCKET             | (unset: local files)                   | keep every layer in this bucket instead   |
-| COIN_ASSETS_S3_PREFIX             | coin_assets                            | key prefix inside the bucket              |
-| AWS_ENDPOINT_URL                  | (AWS)                                  | S3-compatible endpoint (MinIO, moto)      |
-| AWS_REGION / AWS_DEFAULT_REGION   | (boto3 default)                        | S3 region                                 |
-| MLFLOW_TRACKING_URI               | sqlite:///<data dir>/mlflow/mlflow.db  | MLflow tracking + registry                |
-| COIN_ASSETS_MLFLOW_ARTIFACTS      | <data dir>/mlflow/artifacts (server: its own) | artifact root of a new experiment  |
-| COIN_ASSETS_MLFLOW_EXPERIMENT     | coin_year                              | MLflow experiment                         |
-| COIN_ASSETS_MODEL_NAME            | coin_year_regressor                    | registered model name                     |
-| COIN_ASSETS_START_DATE            | 2025-01-01                             | first daily partition                     |
-| COIN_ASSETS_SETTLE_SECONDS        | 10                                     | a file younger than this may be in writing|
-| COIN_ASSETS_ARCHIVE_AFTER_DAYS    | 30                                     | bronze older than this moves to archive/  |
-| COIN_ASSETS_SENSOR_INTERVAL       | 30                                     | upload sensor interval (s)                |
-| COIN_ASSETS_RETRAIN_INTERVAL      | 300                                    | retraining sensor interval (s)            |
-| COIN_ASSETS_RETRAIN_NEW_LABELS    | 50                                     | new labelled coins that trigger retraining|
-| COIN_ASSETS_REVIEW_MAX_INTERVAL   | 20                                     | 90 % interval width (years) sent to review|
-| COIN_ASSETS_EXECUTOR              | in_process                             | in_process, multiprocess, celery, k8s     |
-| COIN_ASSETS_API_HOST / _API_PORT  | 127.0.0.1 / 8000                       | serving API address                       |
-| COIN_ASSETS_API_WORKERS           | 1 (set by `python -m coin_assets.serving --workers N`) | API processes sharing the cores |
-| COIN_ASSETS_SERVING_DB            | sqlite:///<data dir>/serving.db        | serving request store (SQLAlchemy URL)    |
-| COIN_ASSETS_API_URL               | http://<api host>:<api port>           | where the web app finds the API           |
-| COIN_ASSETS_RELOAD_TOKEN          | (unset: reload endpoint disabled)      | token of POST /admin/reload               |
-| COIN_ASSETS_API_TOKENS            | (unset: no feedback accepted)          | name:role:token,... (role user/reviewer)  |
-| COIN_ASSETS_SERVING_POLL_SECONDS  | 30                                     | how often the API checks the alias        |
-| COIN_ASSETS_MAX_PHOTO_BYTES       | 20000000                               | largest photo the API accepts             |
-| COIN_ASSETS_SERVING_MAX_BATCH     | 16                                     | coins per forward pass in the API         |
-| COIN_ASSETS_SERVING_QUEUE         | 64                                     | requests the API holds before 503         |
-| COIN_ASSETS_WEBAPP_HOST / _PORT   | 127.0.0.1 / 8501                       | Streamlit web app address (make demo)     |
-| COIN_ASSETS_DAGSTER_PORT          | 3000                                   | dagster dev port (make demo)              |
-| COIN_ASSETS_WORKERS               | 1                                      | async request workers started by make demo|
-| COIN_ASSETS_REQUEST_LEASE         | 30                                     | seconds a worker holds a claimed request  |
-| COIN_ASSETS_PROFILE               | local (scale_out with celery/k8s)      | which resource set: local or scale_out    |
-| COIN_ASSETS_CELERY_BROKER         | redis://127.0.0.1:6379/0               | Celery broker (read as an env source)     |
-| COIN_ASSETS_CELERY_BACKEND        | (the broker URL)                       | Celery result backend                     |
-| COIN_ASSETS_DUCKDB_QUEUE          | duckdb                                 | Celery queue of the steps writing DuckDB  |
-| COIN_ASSETS_IO_PREFIX             | <s3 prefix>/io                         | key prefix of values passed between steps |
-| COIN_ASSETS_REGISTRY_LOCK         | (a file beside an SQLite registry)     | lock of alias moves: postgresql:// or path|
-| COIN_ASSETS_CELERY_VISIBILITY     | 3600                                   | s before a step of a lost worker is redelivered (> longest step) |
-| DAGSTER_HOME                      | (unset: an ephemeral instance)         | Dagster instance folder (dagster.yaml)    |
+The README's configuration table is generated from the fields below
+(``python -m coin_assets.settings``); a test fails when the two drift apart.
 """
 
 from __future__ import annotations
 
-import os
+import contextvars
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 API_WORKERS_ENV = "COIN_ASSETS_API_WORKERS"
+PROFILES = ("local", "scale_out")
+TABLE_START, TABLE_END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+
+# from_env(mapping) reads only that mapping (tests, tools), never os.environ
+_ONLY_GIVEN = contextvars.ContextVar("coin_assets_settings_only_given", default=False)
 
 
-def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
-    value = env.get(name)
-    return value if value not in (None, "") else default
+class SettingsError(ValueError):
+    """A setting that does not parse, named by its environment variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: str = "data"
-    duckdb_path: str | None = None
-    s3_bucket: str | None = None
-    s3_prefix: str = "coin_assets"
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    mlflow_tracking_uri: str | None = None
-    mlflow_artifacts: str | None = None
-    mlflow_experiment: str = "coin_year"
-    model_name: str = "coin_year_regressor"
-    start_date: str = "2025-01-01"
-    settle_seconds: float = 10.0
-    archive_after_days: int = 30
-    sensor_interval: int = 30
-    retrain_interval: int = 300
-    retrain_new_labels: int = 50
-    review_max_interval: float = 20.0
-    executor: str = "in_process"
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_workers: int = 1
-    serving_db_url: str | None = None
-    api_url: str | None = None
-    reload_token: str | None = None
-    api_tokens: str | None = None
-    serving_poll_seconds: float = 30.0
-    max_photo_bytes: int = 20_000_000
-    serving_max_batch: int = 16
-    serving_queue: int = 64
-    serving_optimise: bool = True  # serve a traced, frozen TorchScript copy of the model (checked against eager)
-    webapp_host: str = "127.0.0.1"
-    webapp_port: int = 8501
-    dagster_port: int = 3000
-    workers: int = 1
-    request_lease_seconds: float = 30.0
-    profile: str | None = None
-    celery_broker: str = "redis://127.0.0.1:6379/0"
-    celery_backend: str | None = None
-    duckdb_queue: str = "duckdb"
-    io_prefix: str | None = None
-    dagster_home: str | None = None
-    registry_lock: str | None = None
-    celery_visibility_timeout: float = 3600.0
-    aws_keys_in_env: bool = False  # AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set: resources refer to them by name
+def _setting(default: Any, env: str | tuple[str, ...], meaning: str, shown: str | None = None, **kw) -> Any:
+    names = (env,) if isinstance(env, str) else env
+    return Field(default, validation_alias=AliasChoices(*names), description=meaning,
+                 json_schema_extra={"env": list(names), "shown_default": shown}, **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore", env_ignore_empty=True)
+
+    data_dir: str = _setting("data", "COIN_ASSETS_DATA_DIR",
+                             "local root: uploads, layers, DuckDB, MLflow, request store")
+    duckdb_path: str | None = _setting(None, "COIN_ASSETS_DUCKDB", "DuckDB metadata file",
+                                       "<data dir>/coin_assets.duckdb")
+    s3_bucket: str | None = _setting(None, "COIN_ASSETS_S3_BUCKET", "keep every layer in this bucket",
+                                     "unset: local files")
+    s3_prefix: str = _setting("coin_assets", "COIN_ASSETS_S3_PREFIX", "key prefix inside the bucket")
+    s3_endpoint_url: str | None = _setting(None, "AWS_ENDPOINT_URL", "S3-compatible endpoint (MinIO, moto)",
+                                           "unset: AWS")
+    s3_region: str | None = _setting(None, ("AWS_REGION", "AWS_DEFAULT_REGION"),
+                                     "S3 region (`AWS_REGION` first)", "boto3's default")
+    aws_access_key_id: SecretStr | None = _setting(None, "AWS_ACCESS_KEY_ID",
+                                                   "with the secret key: given to the S3 IO manager by name",
+                                                   "unset: boto3's chain", exclude=True, repr=False)
+    aws_secret_access_key: SecretStr | None = _setting(None, "AWS_SECRET_ACCESS_KEY",
+                                                       "with the key id: given to the S3 IO manager by name",
+                                                       "unset: boto3's chain", exclude=True, repr=False)
+    mlflow_tracking_uri: str | None = _setting(None, "MLFLOW_TRACKING_URI", "MLflow tracking and registry",
+                                               "sqlite:///<data dir>/mlflow/mlflow.db")
+    mlflow_artifacts: str | None = _setting(None, "COIN_ASSETS_MLFLOW_ARTIFACTS",
+                                            "artifact root of new experiments",
+                                            "<data dir>/mlflow/artifacts; a server's own")
+    mlflow_experiment: str = _setting("coin_year", "COIN_ASSETS_MLFLOW_EXPERIMENT", "MLflow experiment")
+    model_name: str = _setting("coin_year_regressor", "COIN_ASSETS_MODEL_NAME", "registered model name")
+    start_date: str = _setting("2025-01-01", "COIN_ASSETS_START_DATE", "first daily partition (YYYY-MM-DD)")
+    settle_seconds: float = _setting(10.0, "COIN_ASSETS_SETTLE_SECONDS",
+                                     "a file younger than this may still be being written", ge=0)
+    archive_after_days: int = _setting(30, "COIN_ASSETS_ARCHIVE_AFTER_DAYS",
+                                       "bronze older than this moves to `archive/`", ge=0)
+    sensor_interval: int = _setting(30, "COIN_ASSETS_SENSOR_INTERVAL", "upload and review sensor interval (s)",
+                                    gt=0)
+    retrain_interval: int = _setting(300, "COIN_ASSETS_RETRAIN_INTERVAL", "retraining sensor interval (s)", gt=0)
+    retrain_new_labels: int = _setting(50, "COIN_ASSETS_RETRAIN_NEW_LABELS",
+                                       "new labelled coins that trigger retraining", ge=1)
+    executor: Literal["in_process", "multiprocess", "celery", "k8s"] = _setting(
+        "in_process", "COIN_ASSETS_EXECUTOR", "`in_process`, `multiprocess`, `celery`, `k8s`")
+    profile: str | None = _setting(None, "COIN_ASSETS_PROFILE", "resource set: `local` or `scale_out`",
+                                   "local (scale_out with celery/k8s)")
+    api_host: str = _setting("127.0.0.1", "COIN_ASSETS_API_HOST", "serving API host")
+    api_port: int = _setting(8000, "COIN_ASSETS_API_PORT", "serving API port", ge=1, le=65535)
+    api_workers: int = _setting(1, API_WORKERS_ENV, "API processes sharing the cores (set by `--workers N`)",
+                                ge=1)
+    api_url: str | None = _setting(None, "COIN_ASSETS_API_URL", "where the web app finds the API",
+                                   "http://<api host>:<api port>")
+    serving_db_url: str | None = _setting(None, "COIN_ASSETS_SERVING_DB", "request store (SQLAlchemy URL)",
+                                          "sqlite:///<data dir>/serving.db")
+    reload_token: str | None = _setting(None, "COIN_ASSETS_RELOAD_TOKEN", "token of `POST /admin/reload`",
+                                        "unset: reload disabled")
+    api_tokens: str | None = _setting(None, "COIN_ASSETS_API_TOKENS",
+                                      "`name:role:token,…` (role `user` or `reviewer`)",
+                                      "unset: no feedback accepted")
+    serving_poll_seconds: float = _setting(30.0, "COIN_ASSETS_SERVING_POLL_SECONDS",
+                                           "how often the API checks the `production` alias (0: never)", ge=0)
+    max_photo_bytes: int = _setting(20_000_000, "COIN_ASSETS_MAX_PHOTO_BYTES", "largest photo the API accepts",
+                                    gt=0)
+    serving_max_batch: int = _setting(16, "COIN_ASSETS_SERVING_MAX_BATCH", "coins per forward pass in the API",
+                                      ge=1)
+    serving_queue: int = _setting(64, "COIN_ASSETS_SERVING_QUEUE", "requests the API holds before answering 503",
+                                  ge=1)
+    serving_optimise: bool = _setting(True, "COIN_ASSETS_SERVING_OPTIMISE",
+                                      "serve a traced TorchScript copy checked against eager (`0`: eager)")
+    webapp_host: str = _setting("127.0.0.1", "COIN_ASSETS_WEBAPP_HOST", "web app host")
+    webapp_port: int = _setting(8501, "COIN_ASSETS_WEBAPP_PORT", "web app port", ge=1, le=65535)
+    dagster_port: int = _setting(3000, "COIN_ASSETS_DAGSTER_PORT", "dagster dev port (`make demo`)",
+                                 ge=1, le=65535)
+    workers: int = _setting(1, "COIN_ASSETS_WORKERS", "async request workers started by `make demo`", ge=0)
+    request_lease_seconds: float = _setting(30.0, "COIN_ASSETS_REQUEST_LEASE",
+                                            "seconds a worker holds a claimed request", gt=0)
+    celery_broker: str = _setting("redis://127.0.0.1:6379/0", "COIN_ASSETS_CELERY_BROKER", "Celery broker")
+    celery_backend: str | None = _setting(None, "COIN_ASSETS_CELERY_BACKEND", "Celery result backend",
+                                          "the broker URL")
+    duckdb_queue: str = _setting("duckdb", "COIN_ASSETS_DUCKDB_QUEUE", "Celery queue of the steps that write DuckDB")
+    io_prefix: str | None = _setting(None, "COIN_ASSETS_IO_PREFIX", "key prefix of values passed between steps",
+                                     "<s3 prefix>/io")
+    registry_lock: str | None = _setting(None, "COIN_ASSETS_REGISTRY_LOCK",
+                                         "lock of alias moves; `postgresql://…`",
+                                         "a file beside the SQLite registry")
+    celery_visibility_timeout: float = _setting(3600.0, "COIN_ASSETS_CELERY_VISIBILITY",
+                                                "s before a lost worker's step is handed out again", gt=0)
+    dagster_home: str | None = _setting(None, "DAGSTER_HOME",
+                                        "Dagster instance folder (`make` sets `data/dagster_home`)",
+                                        "unset: an ephemeral instance")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        return (init_settings,) if _ONLY_GIVEN.get() else (init_settings, env_settings)
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        date.fromisoformat(value)  # raises: not YYYY-MM-DD
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROFILES:
+            raise ValueError(f"expected local or scale_out, not {value!r}")
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            data_dir=_get(env, "COIN_ASSETS_DATA_DIR", d.data_dir),
-            duckdb_path=_get(env, "COIN_ASSETS_DUCKDB"),
-            s3_bucket=_get(env, "COIN_ASSETS_S3_BUCKET"),
-            s3_prefix=_get(env, "COIN_ASSETS_S3_PREFIX", d.s3_prefix),
-            s3_endpoint_url=_get(env, "AWS_ENDPOINT_URL"),
-            s3_region=_get(env, "AWS_REGION", _get(env, "AWS_DEFAULT_REGION")),
-            mlflow_tracking_uri=_get(env, "MLFLOW_TRACKING_URI"),
-            mlflow_artifacts=_get(env, "COIN_ASSETS_MLFLOW_ARTIFACTS"),
-            mlflow_experiment=_get(env, "COIN_ASSETS_MLFLOW_EXPERIMENT", d.mlflow_experiment),
-            model_name=_get(env, "COIN_ASSETS_MODEL_NAME", d.model_name),
-            start_date=_get(env, "COIN_ASSETS_START_DATE", d.start_date),
-            settle_seconds=float(_get(env, "COIN_ASSETS_SETTLE_SECONDS", str(d.settle_seconds))),
-            archive_after_days=int(_get(env, "COIN_ASSETS_ARCHIVE_AFTER_DAYS", str(d.archive_after_days))),
-            sensor_interval=int(_get(env, "COIN_ASSETS_SENSOR_INTERVAL", str(d.sensor_interval))),
-            retrain_interval=int(_get(env, "COIN_ASSETS_RETRAIN_INTERVAL", str(d.retrain_interval))),
-            retrain_new_labels=int(_get(env, "COIN_ASSETS_RETRAIN_NEW_LABELS", str(d.retrain_new_labels))),
-            review_max_interval=float(_get(env, "COIN_ASSETS_REVIEW_MAX_INTERVAL", str(d.review_max_interval))),
-            executor=_get(env, "COIN_ASSETS_EXECUTOR", d.executor),
-            api_host=_get(env, "COIN_ASSETS_API_HOST", d.api_host),
-            api_port=int(_get(env, "COIN_ASSETS_API_PORT", str(d.api_port))),
-            api_workers=max(1, int(_get(env, API_WORKERS_ENV, str(d.api_workers)))),
-            serving_db_url=_get(env, "COIN_ASSETS_SERVING_DB"),
-            api_url=_get(env, "COIN_ASSETS_API_URL"),
-            reload_token=_get(env, "COIN_ASSETS_RELOAD_TOKEN"),
-            api_tokens=_get(env, "COIN_ASSETS_API_TOKENS"),
-            serving_poll_seconds=float(_get(env, "COIN_ASSETS_SERVING_POLL_SECONDS", str(d.serving_poll_seconds))),
-            max_photo_bytes=int(_get(env, "COIN_ASSETS_MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
-            serving_max_batch=int(_get(env, "COIN_ASSETS_SERVING_MAX_BATCH", str(d.serving_max_batch))),
-            serving_queue=int(_get(env, "COIN_ASSETS_SERVING_QUEUE", str(d.serving_queue))),
-            serving_optimise=_get(env, "COIN_ASSETS_SERVING_OPTIMISE", "1").strip().lower() not in ("0", "false", "no", "off"),
-            webapp_host=_get(env, "COIN_ASSETS_WEBAPP_HOST", d.webapp_host),
-            webapp_port=int(_get(env, "COIN_ASSETS_WEBAPP_PORT", str(d.webapp_port))),
-            dagster_port=int(_get(env, "COIN_ASSETS_DAGSTER_PORT", str(d.dagster_port))),
-            workers=int(_get(env, "COIN_ASSETS_WORKERS", str(d.workers))),
-            request_lease_seconds=float(_get(env, "COIN_ASSETS_REQUEST_LEASE", str(d.request_lease_seconds))),
-            profile=_get(env, "COIN_ASSETS_PROFILE"),
-            celery_broker=_get(env, "COIN_ASSETS_CELERY_BROKER", d.celery_broker),
-            celery_backend=_get(env, "COIN_ASSETS_CELERY_BACKEND"),
-            duckdb_queue=_get(env, "COIN_ASSETS_DUCKDB_QUEUE", d.duckdb_queue),
-            io_prefix=_get(env, "COIN_ASSETS_IO_PREFIX"),
-            dagster_home=_get(env, "DAGSTER_HOME"),
-            registry_lock=_get(env, "COIN_ASSETS_REGISTRY_LOCK"),
-            celery_visibility_timeout=float(_get(env, "COIN_ASSETS_CELERY_VISIBILITY", str(d.celery_visibility_timeout))),
-            aws_keys_in_env=bool(_get(env, "AWS_ACCESS_KEY_ID") and _get(env, "AWS_SECRET_ACCESS_KEY")),
-        )
+        """The process environment, or only ``env`` when given. Errors name the variable."""
+        token = _ONLY_GIVEN.set(env is not None)
+        try:
+            given = {k: v for k, v in (env or {}).items() if v not in (None, "")}
+            return cls(**given)
+        except ValidationError as err:
+            raise SettingsError(_explain(err)) from None
+        finally:
+            _ONLY_GIVEN.reset(token)
+
+    @property
+    def aws_keys_in_env(self) -> bool:
+        """AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are both set: resources refer to them by name."""
+        return bool(self.aws_access_key_id and self.aws_secret_access_key)
 
     def with_overrides(self, **changes) -> Settings:
-        return replace(self, **changes)
+        return self.model_copy(update=changes)
 
     @property
     def resource_profile(self) -> str:
         """local: files, SQLite MLflow, Dagster's filesystem IO manager. scale_out: every value a step
         hands to another goes through S3, MLflow is a tracking server; chosen by default when the
         executor sends steps to other machines."""
-        profile = self.profile or ("scale_out" if self.executor in ("celery", "k8s") else "local")
-        if profile not in ("local", "scale_out"):
-            raise ValueError(f"COIN_ASSETS_PROFILE={profile!r}: expected local or scale_out")
-        return profile
+        return self.profile or ("scale_out" if self.executor in ("celery", "k8s") else "local")
 
     @property
     def celery_result_backend(self) -> str:
@@ -213,3 +210,42 @@ class Settings:
     @property
     def api_base_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for problem in err.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        lines.append(f"{name}={problem.get('input')!r}: {problem['msg']}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def configuration_table() -> str:
+    """The README's configuration table, from the fields (one row a field, in declaration order)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        extra = field.json_schema_extra or {}
+        names = ", ".join(f"`{name}`" for name in extra["env"])
+        shown = extra.get("shown_default")
+        if shown is None:
+            default = field.default
+            shown = ("1" if default else "0") if isinstance(default, bool) else f"{default:g}" if isinstance(
+                default, float) else str(default)
+            shown = f"`{shown}`"
+        rows.append(f"| {names} | {shown} | {field.description} |")
+    return "\n".join(rows)
+
+
+def readme_with_table(readme: str) -> str:
+    """``readme`` with the text between the table markers replaced by :func:`configuration_table`."""
+    head, rest = readme.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_START}\n{configuration_table()}\n{TABLE_END}{tail}"
+
+
+if __name__ == "__main__":  # python -m coin_assets.settings [README.md]: print the table, or rewrite it in place
+    if len(sys.argv) > 1:
+        path = Path(sys.argv[1])
+        path.write_text(readme_with_table(path.read_text()))
+    else:
+        print(configuration_table())

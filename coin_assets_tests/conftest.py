@@ -119,10 +119,15 @@ class IngestionLake:
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.base / "db" / "coin_assets.duckdb"
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.storage = CoinStorage(root=str(self.root))
+        self.resources = {"duckdb": DuckDBResource(database=str(self.db_path))}
+        self.settle(0)  # tests write uploads and ingest them the same second
         self.store = self.storage.store()
-        self.resources = {"storage": self.storage, "duckdb": DuckDBResource(database=str(self.db_path))}
         self.instance = DagsterInstance.ephemeral()
+
+    def settle(self, seconds: float) -> None:
+        """Runs and sensors take only uploads unmodified for ``seconds`` (the storage resource's window)."""
+        self.storage = CoinStorage(root=str(self.root), settle_seconds=seconds)
+        self.resources["storage"] = self.storage
 
     # ---------------------------------------------------------------- uploads
     def upload_dir(self, day: str | None) -> Path:

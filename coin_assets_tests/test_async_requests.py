@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 
+from coin_assets.core.clock import utcnow
 from coin_assets.serving import queue
 from coin_assets.serving.app import create_app
 from coin_assets.serving.store import requests, results
@@ -217,16 +219,19 @@ def test_expired_lease_returns_to_pending_then_fails_after_max_attempts(registry
     with client:
         store = client.app.state.store
         rid = post_pair(client, *photos[0]).json()["request_id"]
+        start = utcnow()  # the lease clock is passed in: no waiting for a lease to run out
         for attempt in range(1, 3):
-            (claimed,) = queue.claim(store, "ghost", lease_seconds=0.0)
+            now = start + timedelta(minutes=attempt)
+            (claimed,) = queue.claim(store, "ghost", lease_seconds=30, now=now)
             assert claimed.request_id == rid and claimed.attempts == attempt
-            assert queue.claim(store, "other", lease_seconds=10) == []  # held, even if the lease ran out
-            time.sleep(0.01)
-            assert queue.release_expired(store, max_attempts=3) == (1, 0)
+            later = now + timedelta(seconds=31)
+            assert queue.claim(store, "other", lease_seconds=10, now=later) == []  # held, even if the lease ran out
+            assert queue.release_expired(store, now=now + timedelta(seconds=29), max_attempts=3) == (0, 0)
+            assert queue.release_expired(store, now=later, max_attempts=3) == (1, 0)
             assert store.get_request(rid)["status"] == "pending"
-        queue.claim(store, "ghost", lease_seconds=0.0)
-        time.sleep(0.01)
-        assert queue.release_expired(store, max_attempts=3) == (0, 1)
+        now = start + timedelta(minutes=3)
+        queue.claim(store, "ghost", lease_seconds=30, now=now)
+        assert queue.release_expired(store, now=now + timedelta(seconds=31), max_attempts=3) == (0, 1)
         row = store.get_request(rid)
         assert row["status"] == "failed" and "stopped 3 times" in row["error"]
         # A worker that lost its lease cannot finish the request any more.

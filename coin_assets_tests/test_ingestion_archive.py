@@ -3,30 +3,32 @@ verifies the archived bytes, a second archive run moves nothing, re-processing r
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import duckdb
 from dagster import materialize
 
 from coin_assets.defs.assets.ingestion import archived_bronze, bronze_images
 from coin_assets.defs.checks import gold_lineage_is_intact
+from coin_assets.defs.resources import CoinStorage
 from coin_assets_tests.conftest import DAY, INGESTION_ASSETS, materialization_metadata, metadata_values
 
 
-def _archive(lake):
+def _archive(lake, after_days: int = 0):
+    storage = CoinStorage(root=str(lake.root), archive_after_days=after_days)
     result = materialize([*INGESTION_ASSETS, archived_bronze], selection=[archived_bronze], partition_key=DAY,
-                         resources=lake.resources, instance=lake.instance)
+                         resources={**lake.resources, "storage": storage}, instance=lake.instance)
     return materialization_metadata(result, "archived_bronze")
 
 
-def test_archive_round_trip(lake, monkeypatch):
+def test_archive_round_trip(lake):
     lake.coin(DAY, "c1")
     lake.upload(DAY, "bad", "front", data=b"not an image")
     lake.materialize(DAY)
     bronze = lake.files("bronze")
     gold_before = lake.gold(DAY)
 
-    monkeypatch.setenv("COIN_ASSETS_ARCHIVE_AFTER_DAYS", "36500")
-    assert _archive(lake)["archived"] is False  # a young day is left alone
-    monkeypatch.setenv("COIN_ASSETS_ARCHIVE_AFTER_DAYS", "0")
+    assert _archive(lake, after_days=36500)["archived"] is False  # a young day is left alone
     meta = _archive(lake)
     assert (meta["archived"], meta["moved"]) == (True, len(bronze))
     assert lake.files("bronze") == {}
@@ -56,3 +58,21 @@ def test_archive_round_trip(lake, monkeypatch):
     (lake.root / raw_path).write_bytes(bytes(data))
     evaluation = lake.run_checks(DAY, [gold_lineage_is_intact])["gold_lineage_is_intact"]
     assert not evaluation.passed and f"bronze {raw_path} hashes to" in metadata_values(evaluation)["problems"]
+
+
+def test_the_archive_schedule_asks_for_the_day_that_just_turned_old_enough(tmp_path):
+    from datetime import datetime, timezone
+
+    from dagster import RunRequest, SkipReason, build_schedule_context
+
+    from coin_assets.defs.partitions import daily_partitions
+    from coin_assets.defs.schedules import bronze_archive_schedule
+
+    storage = CoinStorage(root=str(tmp_path), archive_after_days=30)
+    first = datetime.fromisoformat(daily_partitions.get_first_partition_key()).replace(tzinfo=timezone.utc)
+    when = first.replace(hour=1, minute=15) + timedelta(days=40)
+    request = bronze_archive_schedule(build_schedule_context(scheduled_execution_time=when, resources={"storage": storage}))
+    assert isinstance(request, RunRequest) and request.partition_key == (when - timedelta(days=30)).date().isoformat()
+    early = bronze_archive_schedule(build_schedule_context(scheduled_execution_time=first + timedelta(days=3),
+                                                           resources={"storage": storage}))
+    assert isinstance(early, SkipReason)

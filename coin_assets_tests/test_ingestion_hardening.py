@@ -21,8 +21,8 @@ def _bronze_files(lake) -> set[str]:
 # ------------------------------------------------------------------ 3. half-written uploads
 
 
-def test_a_file_still_being_written_is_not_taken_by_the_run(lake, monkeypatch):
-    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "10")
+def test_a_file_still_being_written_is_not_taken_by_the_run(lake):
+    lake.settle(10)
     lake.coin(DAY, "c1")
     whole = encode(tiny_photo((300, 200)), "jpg")
     writing = lake.upload(DAY, "c2", "front", data=whole[: len(whole) // 2], settled=False)

@@ -71,10 +71,16 @@ def test_promotion_during_a_stream_of_requests(server, registry):
     threads = [threading.Thread(target=stream, args=(k,)) for k in range(3)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    def every_stream_has(version, count: int) -> None:
+        deadline = time.monotonic() + 120
+        while sum(1 for versions in seen if versions.count(version) >= count) < len(seen) and not failures:
+            assert time.monotonic() < deadline, f"streams did not answer with version {version}: {seen}"
+            time.sleep(0.05)
+
+    every_stream_has(registry.v1, 2)
     registry.promote(registry.v2, NAME)
     report = serving_client.request_reload(base_url=server, token=RELOAD_TOKEN)
-    time.sleep(1.0)
+    every_stream_has(registry.v2, 2)
     stop.set()
     for t in threads:
         t.join()
@@ -155,8 +161,10 @@ def test_more_held_requests_than_allowed_get_503_with_retry_after(server):
                                "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n--xyz\r\n")
             for _ in range(MAX_HELD)]
     try:
-        time.sleep(0.5)  # the server now holds MAX_HELD requests waiting for their bodies
-        r = predict(httpx.Client(), server, coin_photos())
+        deadline = time.monotonic() + 30  # until the server holds MAX_HELD requests waiting for their bodies
+        while (r := predict(httpx.Client(), server, coin_photos())).status_code == 200:
+            assert time.monotonic() < deadline, "the held requests never filled the server"
+            time.sleep(0.1)
         assert r.status_code == 503 and r.headers["retry-after"] == "1" and r.json()["error"] == "overloaded"
     finally:
         for s in slow:
@@ -170,19 +178,19 @@ def test_more_held_requests_than_allowed_get_503_with_retry_after(server):
     assert r.status_code == 200
 
 
-def test_serving_deployment_records_the_served_version(server, registry, monkeypatch):
-    from dagster import DagsterInstance, RunConfig, materialize
+def test_serving_deployment_records_the_served_version(server, registry, tmp_path):
+    from dagster import DagsterInstance, materialize
 
-    from coin_assets.defs.assets.serving import ServingDeploymentConfig, serving_deployment
-    from coin_assets.defs.resources import MlflowRegistry
+    from coin_assets.defs.assets.serving import serving_deployment
+    from coin_assets.defs.resources import MlflowRegistry, ServingApi
 
-    monkeypatch.setenv("COIN_ASSETS_RELOAD_TOKEN", RELOAD_TOKEN)
-    resources = {"mlflow_registry": MlflowRegistry(tracking_uri=registry.uri, model_name=NAME)}
+    mlflow_registry = MlflowRegistry(tracking_uri=registry.uri, model_name=NAME)
     instance = DagsterInstance.ephemeral()
     values = {}
     for label, url in (("up", server), ("down", f"http://127.0.0.1:{free_port()}")):
-        result = materialize([serving_deployment], resources=resources, instance=instance,
-                             run_config=RunConfig({"serving_deployment": ServingDeploymentConfig(api_url=url)}))
+        api = ServingApi(url=url, reload_token=RELOAD_TOKEN, request_store_url=f"sqlite:///{tmp_path / 'unused.db'}")
+        result = materialize([serving_deployment], resources={"mlflow_registry": mlflow_registry, "serving_api": api},
+                             instance=instance)
         assert result.success  # an unreachable API is recorded, never a failed run
         values[label] = result.output_for_node("serving_deployment")
     up, down = values["up"], values["down"]

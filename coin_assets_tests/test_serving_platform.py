@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from dagster import RunConfig, SensorResult, build_sensor_context, materialize
+from dagster import SensorResult, build_sensor_context, materialize
 from fastapi.testclient import TestClient
 
 from coin_assets.core.clock import utcnow
 from coin_assets.defs.assets.review import review_labels
-from coin_assets.defs.assets.serving import ServingRequestsConfig, serving_requests
+from coin_assets.defs.assets.serving import serving_requests
+from coin_assets.defs.resources import ServingApi
 from coin_assets.defs.sensors import review_sensor, upload_sensor
 from coin_assets.serving.app import create_app
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
@@ -76,10 +77,10 @@ def test_requests_are_ingested_labelled_and_audited(registry, lake, monkeypatch)
                        f"api-{first}") == "rita"
 
     # the day's request log lands in DuckDB, linked to the same bytes in gold; re-running is idempotent
-    config = RunConfig({"serving_requests": ServingRequestsConfig(serving_db=settings.serving_db)})
+    api = ServingApi(url=settings.api_base_url, request_store_url=settings.serving_db)
     for _ in range(2):
-        audit = materialize([serving_requests], partition_key=day, resources=lake.resources,
-                            instance=lake.instance, run_config=config)
+        audit = materialize([serving_requests], partition_key=day, resources={**lake.resources, "serving_api": api},
+                            instance=lake.instance)
     meta = audit.asset_materializations_for_node("serving_requests")[0].metadata
     assert meta["uploads_without_request"].value == 1
     assert [r.data["coin_id"] for r in meta["uploads_without_request_coins"].records] == [orphan]

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -106,14 +105,12 @@ def test_logging_never_waits_for_a_run_holding_the_duckdb_writer(served):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip().isdigit()  # both held now
-        started = time.monotonic()
         ids = []
         for seed in range(3):
             r = predict(served, 20 + seed)
             assert r.status_code == 200, r.text
             ids.append(r.json()["request_id"])
-        # the SQLite busy timeout is 30 s: a write waiting on the reader would take at least that long
-        assert time.monotonic() - started < 20
+        # stored while both are still held: a write waiting on the reader would fail at SQLite's busy timeout
         assert holder.poll() is None
         assert all(served.store.get_result(rid) is not None for rid in ids)
     finally:

@@ -17,8 +17,8 @@ SETTLE = 30
 
 
 @pytest.fixture(autouse=True)
-def settle_window(monkeypatch):
-    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", str(SETTLE))
+def settle_window(lake):
+    lake.settle(SETTLE)
 
 
 def tick(lake, cursor: str | None = None) -> SensorResult:
@@ -114,12 +114,20 @@ def test_a_half_written_file_is_left_out_of_its_days_fingerprint_until_settled(l
     assert requested(second)[DAY] != requested(first)[DAY]
 
 
-def test_settle_window_comes_from_the_environment(lake, monkeypatch):
+def test_settle_window_comes_from_the_storage_resource(lake):
     path = lake.upload(DAY, "c1", settled=False)
     age(path, 5)
     assert requested(tick(lake)) == {}
-    monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "2")
+    lake.settle(2)
     assert set(requested(tick(lake))) == {DAY}
+
+
+def test_the_storage_resource_carries_the_settle_window_of_the_settings():
+    from coin_assets.defs.resources import default_resources
+    from coin_assets.settings import Settings
+
+    storage = default_resources(Settings.from_env({"COIN_ASSETS_SETTLE_SECONDS": "7"}))["storage"]
+    assert storage.settle_seconds == 7
 
 
 @pytest.mark.parametrize("name", [

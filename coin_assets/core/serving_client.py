@@ -18,9 +18,10 @@ def request_reload(settings: Settings | None = None, base_url: str | None = None
                    timeout: float = DEFAULT_TIMEOUT) -> dict:
     """POST /admin/reload: the service checks the production alias now and swaps a new version in.
     Returns the service's report, or ``{"ok": False, "error": ...}``; never raises."""
-    settings = settings or Settings.from_env()
-    base_url = (base_url or settings.api_base_url).rstrip("/")
-    token = token or settings.reload_token
+    if base_url is None or token is None:
+        settings = settings or Settings.from_env()
+        base_url, token = base_url or settings.api_base_url, token or settings.reload_token
+    base_url = base_url.rstrip("/")
     if not token:
         return {"ok": False, "error": "COIN_ASSETS_RELOAD_TOKEN not set: not asking the service to reload"}
     try:
@@ -37,8 +38,7 @@ def request_reload(settings: Settings | None = None, base_url: str | None = None
 def serving_health(settings: Settings | None = None, base_url: str | None = None,
                    timeout: float = 5.0) -> dict:
     """GET /health as a dict (``reachable`` False when the service does not answer); never raises."""
-    settings = settings or Settings.from_env()
-    base_url = (base_url or settings.api_base_url).rstrip("/")
+    base_url = (base_url or (settings or Settings.from_env()).api_base_url).rstrip("/")
     try:
         response = httpx.get(f"{base_url}/health", timeout=timeout)
         return {"reachable": True, "status_code": response.status_code, **response.json()}

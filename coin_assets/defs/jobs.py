@@ -3,7 +3,6 @@
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
 from pydantic import Field
 
-from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.defs.assets.ingestion import (
     archived_bronze,
@@ -16,7 +15,7 @@ from coin_assets.defs.assets.model import coin_year_model, model_evaluation, pro
 from coin_assets.defs.assets.predictions import coin_predictions, review_queue
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.partitions import daily_partitions
-from coin_assets.defs.resources import MlflowRegistry
+from coin_assets.defs.resources import MlflowRegistry, ServingApi
 from coin_assets.ml import registry as reg
 
 ingestion_job = define_asset_job(
@@ -60,12 +59,13 @@ class RollbackConfig(Config):
 
 
 @op
-def rollback_production(context: OpExecutionContext, config: RollbackConfig, mlflow_registry: MlflowRegistry) -> dict:
+def rollback_production(context: OpExecutionContext, config: RollbackConfig, mlflow_registry: MlflowRegistry,
+                        serving_api: ServingApi) -> dict:
     """Point `production` back at the previous version, recording who and why."""
     result = reg.rollback(mlflow_registry.client(), mlflow_registry.model_name, config.actor, config.reason,
                           to_version=config.to_version, lock_url=mlflow_registry.lock_url)
     context.log.info(f"production: v{result.from_version} → v{result.to_version} by {result.actor}: {result.reason}")
-    context.log.info(f"serving API reload: {request_reload()}")
+    context.log.info(f"serving API reload: {serving_api.request_reload()}")
     return {"from_version": result.from_version, "to_version": result.to_version}
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
+from coin_assets.core import serving_client
 from coin_assets.core.storage import LocalStore, ObjectStore, S3Store
 from coin_assets.settings import Settings
 
@@ -25,6 +26,8 @@ class CoinStorage(ConfigurableResource):
     s3_prefix: str = "coin_assets"
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    settle_seconds: float = Field(10.0, description="an upload modified more recently may still be being written")
+    archive_after_days: int = Field(30, description="bronze older than this many days moves to archive/")
 
     _store: ObjectStore | None = PrivateAttr(default=None)
 
@@ -46,6 +49,8 @@ class CoinStorage(ConfigurableResource):
             s3_prefix=settings.s3_prefix,
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_region=settings.s3_region,
+            settle_seconds=settings.settle_seconds,
+            archive_after_days=settings.archive_after_days,
         )
 
     @classmethod
@@ -84,6 +89,8 @@ class MlflowRegistry(ConfigurableResource):
     model_name: str = "coin_year_regressor"
     artifact_root: str | None = None  # where a new experiment keeps artifacts (local default: data/mlflow/artifacts)
     lock_url: str | None = None  # registry lock (postgresql:// or a file); None: see ml.registry.lock_target
+    retrain_new_labels: int = Field(50, description="labelled coins added since the production version "
+                                    "that make the retraining sensor start a training run")
 
     def activate(self):
         import mlflow
@@ -121,11 +128,34 @@ class MlflowRegistry(ConfigurableResource):
             model_name=settings.model_name,
             artifact_root=settings.mlflow_artifact_root,
             lock_url=settings.registry_lock,
+            retrain_new_labels=settings.retrain_new_labels,
         )
 
     @classmethod
     def from_env(cls) -> MlflowRegistry:
         return cls.from_settings(Settings.from_env())
+
+
+class ServingApi(ConfigurableResource):
+    """The serving API: told to check the `production` alias after a promotion or rollback, asked
+    which version it serves, and its request store read back for the audit tables."""
+
+    url: str = Field("http://127.0.0.1:8000", description="base URL of the serving API")
+    reload_token: str | None = Field(None, description="token of POST /admin/reload (unset: the API is "
+                                     "not asked to reload and follows the alias by polling)")
+    request_store_url: str = Field(description="SQLAlchemy URL of the API's request store")
+
+    def request_reload(self) -> dict:
+        return serving_client.request_reload(base_url=self.url, token=self.reload_token)
+
+    def health(self) -> dict:
+        return serving_client.serving_health(base_url=self.url)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServingApi:
+        return cls(url=settings.api_base_url, request_store_url=settings.serving_db,
+                   # by name, so the token shows as an environment variable in the UI, never its value
+                   reload_token=EnvVar("COIN_ASSETS_RELOAD_TOKEN") if settings.reload_token else None)
 
 
 def mlflow_tracking_for(registry: MlflowRegistry):
@@ -156,6 +186,7 @@ def local_resources(settings: Settings) -> dict:
         "duckdb": duckdb_from_settings(settings),
         "mlflow_registry": registry,
         "mlflow": mlflow_tracking_for(registry),
+        "serving_api": ServingApi.from_settings(settings),
     }
 
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
 from coin_assets.defs.jobs import archive_job, ingestion_job, prediction_job, training_job
-from coin_assets.settings import Settings
+from coin_assets.defs.partitions import daily_partitions
+from coin_assets.defs.resources import CoinStorage
 
 
 @schedule(job=ingestion_job, cron_schedule="50 23 * * *", execution_timezone="UTC",
@@ -36,8 +37,8 @@ def weekly_retraining_schedule(context: ScheduleEvaluationContext):
           default_status=DefaultScheduleStatus.RUNNING,
           description="Daily at 01:15 UTC: archives the bronze of the day that just turned "
           "COIN_ASSETS_ARCHIVE_AFTER_DAYS (30) days old. Older days: backfill `archive_job`.")
-def bronze_archive_schedule(context: ScheduleEvaluationContext):
-    day = (context.scheduled_execution_time - timedelta(days=Settings.from_env().archive_after_days)).date()
-    if day.isoformat() < Settings.from_env().start_date:
+def bronze_archive_schedule(context: ScheduleEvaluationContext, storage: CoinStorage):
+    day = (context.scheduled_execution_time - timedelta(days=storage.archive_after_days)).date()
+    if day.isoformat() < daily_partitions.get_first_partition_key():
         return SkipReason(f"{day} is before the first partition")
     return RunRequest(partition_key=day.isoformat(), run_key=f"archive:{day.isoformat()}")

@@ -24,15 +24,6 @@ UPLOAD_SENSOR_INTERVAL = Settings.from_env().sensor_interval
 RETRAIN_SENSOR_INTERVAL = Settings.from_env().retrain_interval
 
 
-def settle_seconds() -> float:
-    """A file modified more recently than this may still be being written; wait a tick."""
-    return Settings.from_env().settle_seconds
-
-
-def retrain_threshold() -> int:
-    return Settings.from_env().retrain_new_labels
-
-
 @sensor(
     job=ingestion_job,
     minimum_interval_seconds=UPLOAD_SENSOR_INTERVAL,
@@ -42,7 +33,7 @@ def retrain_threshold() -> int:
     "same files never start two runs.",
 )
 def upload_sensor(context: SensorEvaluationContext, storage: CoinStorage):
-    files = list_uploads(storage.store(), settle_seconds=settle_seconds())
+    files = list_uploads(storage.store(), settle_seconds=storage.settle_seconds)
     cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     valid_days = set(daily_partitions.get_partition_keys())
     requests = []
@@ -95,7 +86,7 @@ def retraining_sensor(context: SensorEvaluationContext, duckdb: DuckDBResource, 
         return SkipReason("the metadata snapshot has no gold tables yet")
     production = reg.get_alias_version(mlflow_registry.client(), mlflow_registry.model_name, reg.PRODUCTION)
     at_production = int(production.tags.get("labelled_coins", 0)) if production else None
-    threshold = retrain_threshold()
+    threshold = mlflow_registry.retrain_new_labels
     if not retraining_due(labelled, at_production, threshold):
         return SkipReason(f"{labelled} labelled coins, {at_production or 0} at production v"
                           f"{production.version if production else '-'}; threshold {threshold}")

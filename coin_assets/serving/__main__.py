@@ -20,6 +20,12 @@ from coin_assets.settings import API_WORKERS_ENV, Settings
 APP_FACTORY = "coin_assets.serving.app:create_app"
 
 
+# uvicorn's supervisor kills a worker whose ping thread has not answered in this time (default 5 s). A worker
+# reading several photos at once on a busy machine can starve that thread for longer; killing it then drops
+# every request it holds, which is worse than waiting.
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="python -m coin_assets.serving", description=__doc__)
@@ -47,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[API_WORKERS_ENV] = str(args.workers)  # each worker reads it back through Settings
     try:
         uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, host=args.host, port=args.port,
-                    log_level=args.log_level, timeout_graceful_shutdown=10)
+                    log_level=args.log_level, timeout_graceful_shutdown=10,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
     finally:
         if not given:
             shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,6 @@ from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
 from coin_assets.defs.writer import INGESTION_RETRY, writer_connection
-from coin_assets.settings import Settings
 
 coin_uploads = AssetSpec(
     "coin_uploads",
@@ -69,7 +68,7 @@ def bronze_images(context: AssetExecutionContext, config: BronzeConfig, storage:
     labels: the `ingest_state` table), it materializes nothing and the rest of the chain is skipped."""
     store = storage.store()
     with writer_connection(duckdb) as conn:
-        day = ingest_state.check_day(store, conn, context.partition_key, Settings.from_env().settle_seconds)
+        day = ingest_state.check_day(store, conn, context.partition_key, storage.settle_seconds)
         if day.up_to_date and not config.force:
             context.log.info(f"{context.partition_key}: {day.reason}; the ingestion chain has nothing to do")
             return
@@ -166,7 +165,7 @@ def archived_bronze(context: AssetExecutionContext, storage: CoinStorage, duckdb
     """Bronze of a day older than COIN_ASSETS_ARCHIVE_AFTER_DAYS (30) moved to `archive/bronze/<day>/`,
     the ledger repointed (the lineage check verifies the archived bytes; re-processing reads them
     there). A younger day is left alone. Run daily by `bronze_archive_schedule`."""
-    after_days = Settings.from_env().archive_after_days
+    after_days = storage.archive_after_days
     if not archive.is_due(context.partition_key, utcnow().date(), after_days):
         return MaterializeResult(metadata={"archived": False, "reason": f"younger than {after_days} days"})
     with writer_connection(duckdb) as conn:

@@ -19,7 +19,6 @@ from coin_assets.ml import registry as reg
 from coin_assets.ml.calibration import Z_90
 from coin_assets.ml.lifecycle import coin_records
 from coin_assets.ml.model import UNREADABLE_SIGMA
-from coin_assets.settings import Settings
 
 # eager() without its "latest day only" clause: a promotion (or new gold) re-scores every day that has gold,
 # and a backfill of coin_predictions brings review_queue along; days without gold stay untouched
@@ -33,9 +32,7 @@ FOLLOW_EVERY_DAY = (
 
 class ReviewQueueConfig(Config):
     max_interval_years: float = Field(
-        Settings.from_env().review_max_interval,
-        description="queue a prediction whose 90 % interval is wider than this many years",
-    )
+        20.0, description="queue a prediction whose 90 % interval is wider than this many years")
     label_tolerance_years: float = Field(5.0, description="queue when a known label differs by more than this")
 
 

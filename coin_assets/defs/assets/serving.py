@@ -5,7 +5,6 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from coin_assets.core import serving_client
 from coin_assets.core.serving_audit import load_serving_day
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
@@ -13,28 +12,26 @@ from coin_assets.defs.assets.predictions import coin_predictions
 from coin_assets.defs.metadata import table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
-from coin_assets.defs.resources import MlflowRegistry
+from coin_assets.defs.resources import MlflowRegistry, ServingApi
 from coin_assets.ml import registry as reg
-from coin_assets.settings import Settings
 
 
 class ServingDeploymentConfig(Config):
-    api_url: str = Field(Settings.from_env().api_base_url, description="base URL of the serving API")
-    ask_reload: bool = Field(True, description="ask the API to check the alias now (needs COIN_ASSETS_RELOAD_TOKEN)")
+    ask_reload: bool = Field(True, description="ask the API to check the alias now (needs its reload token)")
 
 
 @asset(deps=[promotion_decision], group_name="serving", kinds={"fastapi", "mlflow"})
 def serving_deployment(context: AssetExecutionContext, config: ServingDeploymentConfig,
-                       mlflow_registry: MlflowRegistry) -> Output[dict]:
+                       mlflow_registry: MlflowRegistry, serving_api: ServingApi) -> Output[dict]:
     """Which model version the serving API answers with, and since when, next to the registry's production
     version. Best-effort: an API that is down is recorded (reachable: false), never a failed run; the API
     follows the alias by polling in any case."""
     production = reg.get_alias_version(mlflow_registry.client(), mlflow_registry.model_name, reg.PRODUCTION)
     production_version = str(production.version) if production else None
-    reload = serving_client.request_reload(base_url=config.api_url) if config.ask_reload else {"ok": None}
-    health = serving_client.serving_health(base_url=config.api_url)
+    reload = serving_api.request_reload() if config.ask_reload else {"ok": None}
+    health = serving_api.health()
     value = {
-        "api_url": config.api_url, "reachable": health.get("reachable", False),
+        "api_url": serving_api.url, "reachable": health.get("reachable", False),
         "serving_version": health.get("model_version"), "serving_since": health.get("since"),
         "production_version": production_version,
         "in_sync": bool(production_version) and health.get("model_version") == production_version,
@@ -47,18 +44,14 @@ def serving_deployment(context: AssetExecutionContext, config: ServingDeployment
         "serving_version": value["serving_version"] or "none", "serving_since": value["serving_since"] or "unknown",
         "production_version": production_version or "none", "in_sync": value["in_sync"],
         "reachable": value["reachable"], "serving_error": value["serving_error"] or "",
-        "api_url": MetadataValue.url(config.api_url),
+        "api_url": MetadataValue.url(serving_api.url),
     })
-
-
-class ServingRequestsConfig(Config):
-    serving_db: str = Field(Settings.from_env().serving_db, description="SQLAlchemy URL of the API's request store")
 
 
 @asset(partitions_def=daily_partitions, deps=[gold_images, coin_predictions], group_name="serving",
        kinds={"duckdb", "sqlalchemy"}, pool=DUCKDB_WRITER_POOL)
-def serving_requests(context: AssetExecutionContext, config: ServingRequestsConfig,
-                     duckdb: DuckDBResource) -> MaterializeResult:
+def serving_requests(context: AssetExecutionContext, duckdb: DuckDBResource,
+                     serving_api: ServingApi) -> MaterializeResult:
     """One UTC day of the API's requests and feedback, copied from its store into DuckDB
     (serving_requests, serving_feedback) and linked to gold and the predictions (view serving_lineage).
     API uploads of the day with no request row (a process that died between writing the photos and
@@ -66,7 +59,7 @@ def serving_requests(context: AssetExecutionContext, config: ServingRequestsConf
     from coin_assets.serving.store import RequestStore
 
     day = context.partition_key
-    store = RequestStore(config.serving_db)
+    store = RequestStore(serving_api.request_store_url)
     try:
         store.create_tables()
         requests, feedback = store.day_log(day)
