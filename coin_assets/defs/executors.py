@@ -11,6 +11,11 @@ that owns the DuckDB file; every other step (training, evaluation, promotion) go
 queue `dagster`, served by every worker. The broker URL is read from the environment variable
 COIN_ASSETS_CELERY_BROKER by Dagster's config system (an env source), so it never lands in run
 config or the run storage. k8s runs each step in a pod (dagster-k8s, on paper: deploy/helm/).
+
+The routed executor is dagster-celery's CeleryExecutor, built by dagster-celery's own (public)
+executor definition from the same config, with one change: the queue of each step. Choosing it per
+step needs dagster-celery's private task submission, kept in coin_assets/defs/dagster_celery_internals.py
+(pinned by coin_assets_tests/test_private_api_adapters.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from dagster import (
     in_process_executor,
     multiprocess_executor,
 )
-from dagster._core.execution.retries import RetryMode
 
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.settings import Settings
@@ -50,9 +54,13 @@ def queue_for_step(step, default_queue: str, duckdb_queue: str) -> str:
 
 
 def _routed_celery_executor_class():
-    from dagster_celery.executor import CeleryExecutor, _submit_task
+    from dagster_celery.executor import CeleryExecutor
+
+    from coin_assets.defs.dagster_celery_internals import submit_step
 
     class PoolRoutedCeleryExecutor(CeleryExecutor):
+        """dagster-celery's executor, each step sent to the queue of `queue_for_step`."""
+
         def __init__(self, duckdb_queue: str, **kwargs):
             super().__init__(**kwargs)
             self.duckdb_queue = duckdb_queue
@@ -62,7 +70,7 @@ def _routed_celery_executor_class():
 
             def submit(app, context, step, queue, priority, known_state):
                 routed = queue_for_step(step, queue, self.duckdb_queue)
-                return _submit_task(app, context, step, routed, priority, known_state)
+                return submit_step(app, context, step, routed, priority, known_state)
 
             return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=submit)
 
@@ -71,18 +79,20 @@ def _routed_celery_executor_class():
 
 def routed_celery_executor_def() -> ExecutorDefinition:
     from dagster import multiple_process_executor_requirements
+    from dagster_celery import celery_executor
 
     @executor(name="celery", config_schema=_celery_config_schema(),
               requirements=multiple_process_executor_requirements())
     def celery_pool_routed_executor(init_context):
-        cfg = init_context.executor_config
+        # dagster-celery's own executor from the same config (its retry mode, broker, backend, ...)
+        base = celery_executor.executor_creation_fn(init_context)
         return _routed_celery_executor_class()(
-            duckdb_queue=cfg["duckdb_queue"],
-            broker=cfg.get("broker"),
-            backend=cfg.get("backend"),
-            config_source=cfg.get("config_source"),
-            include=cfg.get("include"),
-            retries=RetryMode.from_config(cfg["retries"]),
+            duckdb_queue=init_context.executor_config["duckdb_queue"],
+            retries=base.retries,
+            broker=base.broker,
+            backend=base.backend,
+            include=base.include,
+            config_source=init_context.executor_config.get("config_source"),
         )
 
     return celery_pool_routed_executor

@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psutil
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.launcher import DefaultRunLauncher
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultRunLauncher, RunsFilter
 
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 
 IN_FLIGHT = [DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+# the statuses a run ends in (Dagster's own list is private; coin_assets_tests/test_private_api_adapters.py
+# checks that this one still matches it)
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def recover_abandoned_runs(instance: DagsterInstance) -> list[RecoveredRun]:
     if instance.event_log_storage.supports_global_concurrency_limits:
         holding = instance.event_log_storage.get_concurrency_run_ids()
         if holding:
-            for record in instance.get_run_records(RunsFilter(run_ids=list(holding), statuses=FINISHED_STATUSES)):
+            for record in instance.get_run_records(RunsFilter(run_ids=list(holding), statuses=FINISHED)):
                 _free_slots(instance, record.dagster_run.run_id)
     return recovered
 

@@ -68,10 +68,23 @@ def model_version_uri(name: str, version: str | int) -> str:
 
 
 def _normalise(mv: ModelVersion) -> ModelVersion:
-    """The SQL store returns ``version`` as an int, the REST store as a str: always a str here."""
-    if mv is not None and not isinstance(mv.version, str):
-        mv._version = str(mv.version)
-    return mv
+    """The SQL store returns ``version`` as an int, the REST store as a str: always a str here.
+
+    The copy is built with ModelVersion's public constructor from its public properties (its
+    ``version`` has no setter); coin_assets_tests/test_private_api_adapters.py checks that every
+    property of ModelVersion survives, so a field a new MLflow adds is not dropped unnoticed."""
+    if mv is None or isinstance(mv.version, str):
+        return mv
+    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+    return ModelVersion(
+        name=mv.name, version=str(mv.version), creation_timestamp=mv.creation_timestamp,
+        last_updated_timestamp=mv.last_updated_timestamp, description=mv.description, user_id=mv.user_id,
+        current_stage=mv.current_stage, source=mv.source, run_id=mv.run_id, status=mv.status,
+        status_message=mv.status_message, tags=[ModelVersionTag(k, v) for k, v in mv.tags.items()],
+        run_link=mv.run_link, aliases=list(mv.aliases), model_id=mv.model_id, params=mv.params,
+        metrics=mv.metrics, deployment_job_state=mv.deployment_job_state, workspace=mv.workspace,
+    )
 
 
 def is_missing_error(err: Exception) -> bool:
@@ -172,10 +185,14 @@ def lock_target(client: MlflowClient, lock_url: str | None = None) -> str:
     """Where the registry lock lives: `lock_url` when given (a postgresql:// URL or a file path);
     otherwise a Postgres registry's own database, a file beside an SQLite registry, or, for a tracking
     server without lock_url, a file in this machine's temp folder (which orders the promotions of
-    one machine only: give a scale-out deployment COIN_ASSETS_REGISTRY_LOCK)."""
+    one machine only: give a scale-out deployment COIN_ASSETS_REGISTRY_LOCK).
+
+    The registry is the client's tracking URI: every client coin_assets builds passes
+    ``registry_uri=tracking_uri`` (MlflowRegistry.client, serving, the launcher), and MLflow's default
+    registry for a tracking URI is that URI (MlflowClient has no public registry-URI property)."""
     if lock_url:
         return lock_url
-    uri = client._registry_uri or ""
+    uri = client.tracking_uri or ""
     if uri.startswith("postgresql"):
         return uri
     if uri.startswith("sqlite:///"):
