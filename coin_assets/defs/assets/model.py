@@ -1,12 +1,14 @@
 """gold → training_set → coin_year_model → model_evaluation → promotion_decision."""
 
+import dataclasses
+import typing
 from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetObservation, Config, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, create_model
 
 from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.ingestion import gold_images
@@ -20,32 +22,34 @@ from coin_assets.ml import training_set as ts
 from coin_assets.ml.config import PretrainConfig, TrainConfig
 from coin_assets.ml.lifecycle import coin_records, config_hash, mean_baseline_mae, score
 
-DEFAULT_TRAIN = TrainConfig()
+
+def run_config_fields(dataclass_type: type) -> type[Config]:
+    """A Dagster Config with one field per field of `dataclass_type` (coin_assets.ml.config): its type, its
+    default and, where the dataclass field has one, ``metadata["description"]`` as the launchpad's text.
+    The dataclass is the one source; the run configs below subclass this and add the run-only fields."""
+    hints = typing.get_type_hints(dataclass_type)
+    fields = {}
+    for f in dataclasses.fields(dataclass_type):
+        if f.default is not dataclasses.MISSING:
+            default = {"default": f.default}
+        elif f.default_factory is not dataclasses.MISSING:
+            default = {"default_factory": f.default_factory}
+        else:
+            default = {}  # required
+        fields[f.name] = (hints[f.name], Field(**default, description=f.metadata.get("description")))
+    return create_model(f"{dataclass_type.__name__}Fields", __base__=Config, __module__=__name__,
+                        __doc__=f"The fields of {dataclass_type.__module__}.{dataclass_type.__qualname__}.",
+                        **fields)
 
 
-class TrainingRunConfig(Config):
-    """Every training choice, settable as run config in the launchpad."""
+def to_dataclass(config: Config, dataclass_type: type):
+    """The dataclass of a run config built by `run_config_fields` (its run-only fields left out)."""
+    return dataclass_type(**{f.name: getattr(config, f.name) for f in dataclasses.fields(dataclass_type)})
 
-    backbone: str = Field(DEFAULT_TRAIN.backbone, description="resnet18 | mobilenet_v3_small | mobilenet_v3_large")
-    mode: str = Field(DEFAULT_TRAIN.mode, description="shared: one backbone for both sides; dual: one per side")
-    projection_dim: int | None = DEFAULT_TRAIN.projection_dim
-    image_size: int = DEFAULT_TRAIN.image_size
-    epochs: int = DEFAULT_TRAIN.epochs
-    batch_size: int = DEFAULT_TRAIN.batch_size
-    learning_rate: float = DEFAULT_TRAIN.learning_rate
-    weight_decay: float = DEFAULT_TRAIN.weight_decay
-    augment: bool = DEFAULT_TRAIN.augment
-    seed: int = DEFAULT_TRAIN.seed
-    device: str = Field(DEFAULT_TRAIN.device, description="auto uses a GPU when one is present")
-    num_workers: int = DEFAULT_TRAIN.num_workers
-    weights_path: str | None = Field(None, description="optional local state_dict to initialise the backbone")
-    max_steps: int | None = Field(None, description="stop after this many optimiser steps (smoke runs)")
-    num_threads: int | None = Field(None, description="torch threads while training (default: the loop decides)")
-    digit_heads: bool = Field(DEFAULT_TRAIN.digit_heads, description="four digit classifiers beside the Gaussian head")
-    reader: str = Field(DEFAULT_TRAIN.reader, description="pooled: digit heads on the pooled features; oriented: an "
-                        "orientation head turns the front upright for a small digit CNN")
-    rotation_deg: float = Field(DEFAULT_TRAIN.rotation_deg, description="augmentation rotation range, ± degrees")
-    use_crops: bool = Field(DEFAULT_TRAIN.use_crops, description="train on the gold coin crops where found")
+
+class TrainingRunConfig(run_config_fields(TrainConfig)):
+    """Every training choice (coin_assets.ml.config.TrainConfig), settable as run config in the launchpad."""
+
     retrain_same_data: bool = Field(False, description="train even if a version exists for this data and config")
     use_pretrained: bool = Field(True, description="start from the latest synthetic_pretraining weights when "
                                  "its backbone, mode and image size match (and weights_path is not set)")
@@ -54,41 +58,15 @@ class TrainingRunConfig(Config):
                                   "fine-tuned, so the version reads as the pre-trained reader does")
 
     def train_config(self) -> TrainConfig:
-        fields = self.model_dump()
-        fields.pop("retrain_same_data")
-        fields.pop("use_pretrained")
-        fields.pop("use_year_reader")
-        return TrainConfig(**fields)
+        return to_dataclass(self, TrainConfig)
 
 
-DEFAULT_PRETRAIN = PretrainConfig()
-
-
-class PretrainRunConfig(Config):
-    """Synthetic pre-training choices (the demo default: 20 000 pairs, at most 9 minutes of training)."""
-
-    corpus_size: int = DEFAULT_PRETRAIN.corpus_size
-    val_size: int = DEFAULT_PRETRAIN.val_size
-    corpus_seed: int = DEFAULT_PRETRAIN.corpus_seed
-    image_size: int = DEFAULT_PRETRAIN.image_size
-    backbone: str = DEFAULT_PRETRAIN.backbone
-    mode: str = DEFAULT_PRETRAIN.mode
-    projection_dim: int | None = DEFAULT_PRETRAIN.projection_dim
-    reader: str = Field(DEFAULT_PRETRAIN.reader, description="pooled | oriented (see coin_year_model)")
-    easy_fraction: float = Field(DEFAULT_PRETRAIN.easy_fraction, description="curriculum: share of the budget "
-                                 "trained on printed digits first")
-    no_year_share: float = Field(DEFAULT_PRETRAIN.no_year_share, description="share of the corpus with no year "
-                                 "(letters or nothing in its place), trained to read as unreadable")
-    epochs: int = DEFAULT_PRETRAIN.epochs
-    batch_size: int = DEFAULT_PRETRAIN.batch_size
-    learning_rate: float = DEFAULT_PRETRAIN.learning_rate
-    seed: int = DEFAULT_PRETRAIN.seed
-    device: str = DEFAULT_PRETRAIN.device
-    max_seconds: float | None = Field(DEFAULT_PRETRAIN.max_seconds, description="training time budget (s)")
-    max_steps: int | None = None
+class PretrainRunConfig(run_config_fields(PretrainConfig)):
+    """Synthetic pre-training choices (coin_assets.ml.config.PretrainConfig; the demo default: 20 000 pairs,
+    at most 9 minutes of training)."""
 
     def pretrain_config(self) -> PretrainConfig:
-        return PretrainConfig(**self.model_dump())
+        return to_dataclass(self, PretrainConfig)
 
 
 class PromotionConfig(Config):
