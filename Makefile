@@ -10,7 +10,7 @@ DEMO_DAYS ?= 3
 export COIN_ASSETS_DATA_DIR ?= data
 export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 
-.PHONY: env demo demo-data dagster-home headless test bench lint clean-data serve bench-serving browser bench-async cluster bench-reader pretrain tesseract bench-reading
+.PHONY: env demo demo-data dagster-home headless test test-fast bench lint clean-data serve bench-serving browser bench-async cluster bench-reader pretrain tesseract bench-reading
 PRETRAIN_MINUTES ?= 55
 PRETRAIN_MINED_MINUTES ?= 60
 
@@ -73,6 +73,10 @@ browser:
 
 test: env browser
 	$(BIN)/python -m pytest
+
+# the unit and in-process tests: no servers, no other processes, no browser, no end-to-end training
+test-fast: env
+	$(BIN)/python -m pytest -m "not slow and not servers"
 
 bench: env
 	$(BIN)/python benchmarks/bench_ingestion.py

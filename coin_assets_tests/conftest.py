@@ -246,6 +246,27 @@ class IngestionLake:
         self.instance.dispose()
 
 
+# Test tiers. `make test` runs everything; `make test-fast` leaves out what is marked `servers` (real
+# servers, other processes or a browser) and `slow` (training end to end, reading whole photos). A module
+# listed here carries the mark as a whole; a test elsewhere carries it itself.
+SERVER_MODULES = {
+    "test_api_contract", "test_async_requests", "test_demo_backfill", "test_ingestion_crash_recovery",
+    "test_ingestion_readers", "test_s3_storage", "test_scale_out", "test_serving_live", "test_serving_request_log",
+    "test_serving_store_postgres", "test_serving_workers", "test_webapp_browser",
+}
+SLOW_MODULES = {"test_base_version", "test_headless_cli", "test_model_lifecycle", "test_pretraining",
+                "test_reader_crops"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SERVER_MODULES:
+            item.add_marker(pytest.mark.servers)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def uploads_settle_at_once(monkeypatch):
     monkeypatch.setenv("COIN_ASSETS_SETTLE_SECONDS", "0")

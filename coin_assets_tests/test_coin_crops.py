@@ -83,6 +83,7 @@ def test_an_unreadable_coin_and_a_photo_without_a_coin_go_to_the_review_queue(la
     assert "no coin found (back: " in reasons["blank"] and "front: " in reasons["blank"]
 
 
+@pytest.mark.servers
 def test_the_coin_search_holds_no_connection_so_another_process_can_read_the_file(lake, monkeypatch):
     """coin_crops' circle search takes seconds per day; it used to run inside a read-write connection,
     so a check or a notebook in another process could not open the file meanwhile."""

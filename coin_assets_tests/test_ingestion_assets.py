@@ -322,7 +322,7 @@ def test_definitions_load_and_resolve_the_ingestion_job(project_defs):
 
 
 def test_only_the_steps_that_write_duckdb_hold_the_writer_pool(project_defs):
-    """Issue 6 item 11: decoding and the read-only checks run outside pool `duckdb_writer`."""
+    """Decoding and the read-only checks run outside pool `duckdb_writer`."""
     from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 
     job = project_defs.resolve_job_def("ingestion_job")

@@ -444,7 +444,7 @@ def test_core_empty_partition_gives_empty_gold(lake_core):
 
 @pytest.mark.parametrize("year", ["1987", " 1987 ", 1987])
 def test_parse_sidecar_accepts_a_year_written_as_a_string_of_digits(year):
-    # Decided (issue 6, item 8): web forms send numbers as strings; a string of digits is the integer.
+    # Web forms send numbers as strings; a string of digits is the integer.
     car = parse_sidecar(json.dumps({"year": year}).encode())
     assert (car.year, car.label_note) == (1987, None)
 

@@ -1,4 +1,4 @@
-"""Issue 6 defects, each reproduced: half-written uploads, crash leftovers in bronze, duplicates
+"""Ingestion defects, each reproduced: half-written uploads, crash leftovers in bronze, duplicates
 across kinds, silent pairing losses, symlinks inside the data root, WARN checks in the headless
 command."""
 

@@ -1,5 +1,5 @@
-"""Issue 6 item 12: loading the definitions prints none of the known Preview/Beta warnings, and
-the filter is narrow (any other warning is still printed)."""
+"""Loading the definitions prints none of the known Preview/Beta warnings, and the filter is narrow
+(any other warning is still printed)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 WORKTREE = Path(__file__).resolve().parents[1]
 
@@ -25,6 +27,7 @@ plan_log.warning("an unrelated record")
 """
 
 
+@pytest.mark.servers
 def test_loading_the_definitions_prints_no_known_warning_but_others_still_show(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COIN_ASSETS_", "DAGSTER_", "MLFLOW_"))}
     env.update(COIN_ASSETS_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(WORKTREE))

@@ -282,6 +282,7 @@ def test_train_model_refuses_unlabelled_training_coins(tmp_path):
         train_model(records + unlabelled, [], TrainConfig(image_size=32, num_workers=0, max_steps=1, num_threads=1))
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_trivially_learnable_set(tmp_path):
     """Year written as brightness: 30 steps take the MAE far below the mean baseline (15.5 years).
     Deterministic (seeded model, loader and augmentation; single process); wide margins."""

@@ -36,7 +36,7 @@ from coin_assets.defs.assets.model import (
     model_evaluation,
     promotion_decision,
 )
-from coin_assets.defs.resources import CoinStorage, MlflowRegistry, mlflow_tracking_for
+from coin_assets.defs.resources import CoinStorage, MlflowRegistry, ServingApi, mlflow_tracking_for
 from coin_assets.defs.sensors import retraining_due, retraining_sensor
 from coin_assets.ml import registry as reg
 from coin_assets.ml.data import IMAGENET_MEAN, IMAGENET_STD
@@ -102,10 +102,12 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("COIN_ASSETS_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COIN_ASSETS_DUCKDB", str(tmp_path / "meta.duckdb"))
     resources = {
-        "storage": CoinStorage(root=str(tmp_path)),
+        "storage": CoinStorage(root=str(tmp_path), settle_seconds=0),
         "duckdb": DuckDBResource(database=str(tmp_path / "meta.duckdb")),
         "mlflow_registry": registry,
         "mlflow": mlflow_tracking_for(registry),
+        # promotion and rollback tell the API; none runs here, which they record and go on
+        "serving_api": ServingApi(url="http://127.0.0.1:9", request_store_url=f"sqlite:///{tmp_path}/serving.db"),
     }
     yield tmp_path, resources, DagsterInstance.ephemeral()
     if mlflow.active_run():
@@ -326,17 +328,20 @@ def test_review_verdict_becomes_a_label_used_by_training(env):
     assert labels == [("coin001", 1977, "review"), ("coin003", 1990, "review")]
 
 
-def test_retraining_fires_at_the_threshold_and_not_before(env, monkeypatch):
+def test_retraining_fires_at_the_threshold_and_not_before(env):
     root, resources, instance = env
     assert not retraining_due(49, None, 50) and retraining_due(50, None, 50)
     assert not retraining_due(80, 40, 50) and retraining_due(90, 40, 50)
     write_coins(root, n=8)
     run(resources, instance, ["bronze_images", "silver_images", "gold_images"], DAY)
-    sensor_resources = {"duckdb": resources["duckdb"], "mlflow_registry": resources["mlflow_registry"]}
-    monkeypatch.setenv("COIN_ASSETS_RETRAIN_NEW_LABELS", "9")
-    with build_sensor_context(instance=instance, resources=sensor_resources) as ctx:
+    def sensor_resources(threshold: int) -> dict:
+        r = resources["mlflow_registry"]
+        registry = MlflowRegistry(tracking_uri=r.tracking_uri, artifact_root=r.artifact_root, model_name=r.model_name,
+                                  experiment_name=r.experiment_name, retrain_new_labels=threshold)
+        return {"duckdb": resources["duckdb"], "mlflow_registry": registry}
+
+    with build_sensor_context(instance=instance, resources=sensor_resources(9)) as ctx:
         assert isinstance(retraining_sensor(ctx), SkipReason)  # 8 labelled coins, threshold 9
-    monkeypatch.setenv("COIN_ASSETS_RETRAIN_NEW_LABELS", "8")
-    with build_sensor_context(instance=instance, resources=sensor_resources) as ctx:
+    with build_sensor_context(instance=instance, resources=sensor_resources(8)) as ctx:
         request = retraining_sensor(ctx)
     assert isinstance(request, RunRequest) and request.run_key == "retrain:8"

@@ -32,7 +32,8 @@ def storage(s3_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    resource = CoinStorage(s3_bucket="coins", s3_prefix="lake", s3_endpoint_url=s3_endpoint, s3_region="us-east-1")
+    resource = CoinStorage(s3_bucket="coins", s3_prefix="lake", s3_endpoint_url=s3_endpoint, s3_region="us-east-1",
+                           settle_seconds=0)
     client = resource.store().client
     if "coins" not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
         client.create_bucket(Bucket="coins")

@@ -19,6 +19,7 @@ SCALE_OUT = {"COIN_ASSETS_EXECUTOR": "celery", "COIN_ASSETS_S3_BUCKET": "b", "ML
              "COIN_ASSETS_REGISTRY_LOCK": "postgresql://lock@pg:5432/mlflow"}
 
 
+@pytest.mark.servers
 def test_importing_the_definitions_creates_no_folder(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "COIN_ASSETS_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path),
            "DAGSTER_HOME": str(tmp_path / "dagster_home"), "PYTHONPATH": str(REPO_ROOT)}

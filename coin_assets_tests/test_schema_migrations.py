@@ -314,6 +314,7 @@ def test_serving_store_makes_again_a_table_lost_under_a_running_service(tmp_path
         store.dispose()
 
 
+@pytest.mark.servers
 def test_serving_store_processes_starting_together_upgrade_it_once(pre_alembic_store, tmp_path):
     """API workers start at the same moment on one store that has no alembic_version yet."""
     go = tmp_path / "go"

@@ -184,7 +184,7 @@ def test_sensor_only_reads_the_upload_zone(lake):
 
 
 def test_after_the_requested_run_a_second_tick_starts_no_run_and_records_no_empty_materialization(lake):
-    """Issue 6 item 12: the run a tick requested changes nothing the sensor watches, so the next tick
+    """The run a tick requested changes nothing the sensor watches, so the next tick
     with nothing new requests no run; the day's latest bronze materialization stays the real one."""
     from dagster import AssetKey
 

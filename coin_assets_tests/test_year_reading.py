@@ -194,6 +194,7 @@ def placement_readings(reader) -> dict[str, list[tuple[int, object]]]:
     return out
 
 
+@pytest.mark.slow
 def test_a_year_in_the_field_is_read(placement_readings):
     rows = {p: placement_readings[p] for p in ("below", "above")}
     right = {p: [r for year, r in readings if r.year == year] for p, readings in rows.items()}
@@ -203,6 +204,7 @@ def test_a_year_in_the_field_is_read(placement_readings):
         assert len(reading.polygon) >= 3 and len(reading.digits) == 4 and reading.view in ("face", "photo")
 
 
+@pytest.mark.slow
 def test_a_year_along_the_rim_is_read_and_drawn_as_an_arc(placement_readings):
     right = [r for placement in ("rim_inward", "rim_outward") for year, r in placement_readings[placement]
              if r.year == year]
@@ -210,12 +212,14 @@ def test_a_year_along_the_rim_is_read_and_drawn_as_an_arc(placement_readings):
     assert any(r.view == "rim" and len(r.polygon) == 12 for r in right)  # an arc: six points along each edge
 
 
+@pytest.mark.slow
 def test_no_placement_gets_a_confident_wrong_year(placement_readings):
     wrong = [(p, year, r.year) for p, rows in placement_readings.items() for year, r in rows
              if r.year is not None and r.year != year]
     assert not wrong
 
 
+@pytest.mark.slow
 def test_a_coin_without_a_year_and_a_photo_without_a_coin_get_no_trusted_year(reader):
     text_rng, style_rng = v.no_year_rngs(77, 0)
     for text in ("", "KMRT"):
@@ -227,6 +231,7 @@ def test_a_coin_without_a_year_and_a_photo_without_a_coin_get_no_trusted_year(re
     assert reading.year is None or not reading.coin_found
 
 
+@pytest.mark.slow
 def test_a_photo_of_both_faces_side_by_side_is_split_and_both_are_read(reader):
     from coin_assets.synth import struck
 
