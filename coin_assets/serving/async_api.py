@@ -1,6 +1,7 @@
 """DB-first asynchronous predictions: the API stores a request and answers 202; a worker scores it.
 
-Routes (an ``APIRouter`` that ``create_app`` includes):
+Routes (the module-level ``router``, which ``create_app`` includes; the store, the upload zone, the
+settings and the model holder come from the dependencies of :mod:`coin_assets.serving.deps`):
 
 - ``POST /predictions/requests``: front + back (multipart, optional ``user_id``/``coin_id``) → 202
   ``{request_id, status: pending}``. The photos are checked (sniffed and decoded by the silver code,
@@ -27,7 +28,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator
 from sqlalchemy import func, insert, select
@@ -37,6 +38,7 @@ from coin_assets.core.images import ImageRejected, clean_image
 from coin_assets.core.storage import ObjectStore
 from coin_assets.core.uploads import IMAGE_EXTENSIONS, SIDE_ALIASES
 from coin_assets.ml.data import decode_letterboxed
+from coin_assets.serving.deps import HolderDep, SettingsDep, StoreDep, UploadsDep
 from coin_assets.serving.errors import MALFORMED_BODY, VALIDATION, error_responses
 from coin_assets.serving.inputs import (
     SIDES,
@@ -46,10 +48,10 @@ from coin_assets.serving.inputs import (
     clean_text_field,
     read_limited,
 )
+from coin_assets.serving.model_holder import ModelHolder
 from coin_assets.serving.queue import ASYNC, batch_requests
 from coin_assets.serving.request_log import coin_id_for, write_upload
 from coin_assets.serving.store import COMPLETED, FAILED, PENDING, RequestStore, requests, results
-from coin_assets.settings import Settings
 
 MAX_BATCH_COINS = 1000
 MAX_ZIP_ENTRIES = 2 * MAX_BATCH_COINS + 100
@@ -222,139 +224,143 @@ def batch_view(store: RequestStore, batch_id: str) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------- router
-def async_router(settings: Settings, store: RequestStore, objects: ObjectStore, holder=None) -> APIRouter:
-    """The asynchronous routes on the serving store and the upload zone. ``holder`` (the serving
-    ModelHolder) is only asked whether a production model exists and its input size."""
-    router = APIRouter(tags=["asynchronous predictions"])
+router = APIRouter(tags=["asynchronous predictions"])
+
+
+def require_model(holder: ModelHolder) -> None:
+    """Refuse (503) while no production model is loaded: nothing is queued that nothing could score."""
+    if holder.current is None:
+        reason = holder.state.last_error or "no production model loaded yet"
+        raise BadInput(f"not ready: {reason}", 503, "not_ready")
+
+
+def enqueue(store: RequestStore, objects: ObjectStore, coins: list[tuple[dict[str, PreparedPhoto], str | None]],
+            user_id: str | None, batch_id: str | None) -> list[str]:
+    """Photos to the upload zone first, then the request rows in one transaction: a crash in
+    between leaves uploads without a request (ingested like any upload), never a request
+    without its photos."""
+    now = utcnow()
+    rows, links = [], []
+    for position, (photos, client_coin_id) in enumerate(coins):
+        request_id = str(uuid.uuid4())
+        keys = write_upload(objects, request_id, now, [photos["front"], photos["back"]], user_id, client_coin_id)
+        rows.append({
+            "request_id": request_id, "created_at": now, "status": PENDING, "mode": ASYNC, "source": "api",
+            "user_id": user_id, "client_coin_id": client_coin_id, "coin_id": coin_id_for(request_id),
+            "front_sha256": photos["front"].sha256, "back_sha256": photos["back"].sha256,
+            "front_key": keys["front"], "back_key": keys["back"], "sidecar_key": keys["sidecar"], "attempts": 0,
+        })
+        if batch_id:
+            links.append({"request_id": request_id, "batch_id": batch_id, "position": position})
+    with store.session() as s:
+        s.execute(insert(requests), rows)
+        if links:
+            s.execute(insert(batch_requests), links)
+    return [r["request_id"] for r in rows]
+
+
+@router.post("/predictions/requests", status_code=202, summary="Queue one coin (front + back)",
+             responses=error_responses({
+                 400: MALFORMED_BODY,
+                 413: "a photo over the size limit",
+                 422: "bad input: a missing side, an empty file, not an image, truncated, too many pixels, "
+                      "a text field that is not short printable text",
+                 503: "no production model loaded yet"}))
+async def submit(settings: SettingsDep, store: StoreDep, objects: UploadsDep, holder: HolderDep,
+                 front: UploadFile = File(...), back: UploadFile = File(...),
+                 user_id: str | None = Form(None), coin_id: str | None = Form(None)) -> JSONResponse:
+    require_model(holder)
     limit = settings.max_photo_bytes
+    user_id, coin_id = clean_text_field("user_id", user_id), clean_text_field("coin_id", coin_id)
+    photos = {}
+    for side, upload in (("front", front), ("back", back)):
+        photos[side] = check_photo(side, await read_limited(upload, side, limit), limit)
+    (request_id,) = enqueue(store, objects, [(photos, coin_id)], user_id, None)
+    return JSONResponse({"request_id": request_id, "status": PENDING, "url": f"/predictions/{request_id}"},
+                        status_code=202)
 
-    def require_model() -> None:
-        if holder is not None and holder.current is None:
-            reason = holder.state.last_error or "no production model loaded yet"
-            raise BadInput(f"not ready: {reason}", 503, "not_ready")
 
-    def enqueue(coins: list[tuple[dict[str, PreparedPhoto], str | None]], user_id: str | None,
-                batch_id: str | None) -> list[str]:
-        """Photos to the upload zone first, then the request rows in one transaction: a crash in
-        between leaves uploads without a request (ingested like any upload), never a request
-        without its photos."""
-        now = utcnow()
-        rows, links = [], []
-        for position, (photos, client_coin_id) in enumerate(coins):
-            request_id = str(uuid.uuid4())
-            keys = write_upload(objects, request_id, now, [photos["front"], photos["back"]], user_id, client_coin_id)
-            rows.append({
-                "request_id": request_id, "created_at": now, "status": PENDING, "mode": ASYNC, "source": "api",
-                "user_id": user_id, "client_coin_id": client_coin_id, "coin_id": coin_id_for(request_id),
-                "front_sha256": photos["front"].sha256, "back_sha256": photos["back"].sha256,
-                "front_key": keys["front"], "back_key": keys["back"], "sidecar_key": keys["sidecar"], "attempts": 0,
-            })
-            if batch_id:
-                links.append({"request_id": request_id, "batch_id": batch_id, "position": position})
-        with store.session() as s:
-            s.execute(insert(requests), rows)
-            if links:
-                s.execute(insert(batch_requests), links)
-        return [r["request_id"] for r in rows]
-
-    @router.post("/predictions/requests", status_code=202, summary="Queue one coin (front + back)",
-                 responses=error_responses({
-                     400: MALFORMED_BODY,
-                     413: "a photo over the size limit",
-                     422: "bad input: a missing side, an empty file, not an image, truncated, too many pixels, "
-                          "a text field that is not short printable text",
-                     503: "no production model loaded yet"}))
-    async def submit(front: UploadFile = File(...), back: UploadFile = File(...),
-                     user_id: str | None = Form(None), coin_id: str | None = Form(None)) -> JSONResponse:
-        require_model()
-        user_id, coin_id = clean_text_field("user_id", user_id), clean_text_field("coin_id", coin_id)
-        photos = {}
-        for side, upload in (("front", front), ("back", back)):
-            photos[side] = check_photo(side, await read_limited(upload, side, limit), limit)
-        (request_id,) = enqueue([(photos, coin_id)], user_id, None)
-        return JSONResponse({"request_id": request_id, "status": PENDING, "url": f"/predictions/{request_id}"},
-                            status_code=202)
-
-    @router.post("/predictions/batch", status_code=202, summary="Queue many coins: pairs or zips",
-                 responses=error_responses({
-                     400: MALFORMED_BODY,
-                     413: "a photo or zip over the size limit, or more than 1000 coins",
-                     422: "no usable coin in the batch (the reasons per file in detail), or no files",
-                     503: "no production model loaded yet"}))
-    async def submit_batch(files: list[UploadFile] = File(..., min_length=1), user_id: str | None = Form(None)
-                           ) -> JSONResponse:
-        require_model()
-        user_id = clean_text_field("user_id", user_id)
-        raw = []
-        for upload in files:
-            name = upload.filename or "unnamed"
-            size_cap = limit * 2 * MAX_BATCH_COINS if name.lower().endswith(".zip") else limit
-            raw.append((name, await read_limited(upload, name, size_cap)))
-        complete, rejected = coins_from_files(raw, limit)
-        if len(complete) > MAX_BATCH_COINS:
-            raise BadInput(f"{len(complete)} coins in one batch; at most {MAX_BATCH_COINS}", 413, "too_many")
-        accepted = []
-        for coin in complete:
-            try:
-                photos = {side: check_photo(side, getattr(coin, side)[1], limit) for side in SIDES}
-            except BadInput as err:
-                rejected.append({"name": coin.coin_id, "reason": err.message})
-                continue
-            accepted.append((photos, coin.coin_id))
-        if not accepted:
-            raise BadInput("no usable coin in this batch: " + "; ".join(f"{r['name']}: {r['reason']}"
-                                                                         for r in rejected[:10]))
-        batch_id = str(uuid.uuid4())
-        ids = enqueue(accepted, user_id, batch_id)
-        return JSONResponse({"batch_id": batch_id, "request_ids": ids, "coins": [c for _, c in accepted],
-                             "rejected": rejected, "url": f"/predictions/batches/{batch_id}"}, status_code=202)
-
-    @router.get("/predictions/batches/{batch_id}", summary="Progress and results of a batch",
-                responses=error_responses({404: "no such batch", 422: VALIDATION}))
-    def get_batch(batch_id: str) -> dict:
-        view = batch_view(store, batch_id)
-        if view is None:
-            raise HTTPException(404, detail=f"no batch {batch_id!r}")
-        return view
-
-    @router.get("/predictions/history", summary="Requests, newest first, with filters",
-                responses=error_responses({422: VALIDATION}))
-    def get_history(user_id: str | None = None, status: Literal["pending", "claimed", "completed", "failed"] | None = None,
-                    day: IsoDay | None = None, model_version: str | None = None, batch_id: str | None = None,
-                    mode: Literal["sync", "async"] | None = None, page: int = Query(1, ge=1, le=MAX_PAGE),
-                    page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE)) -> dict:
-        return history(store, user_id=user_id, status=status, day=day, model_version=model_version,
-                       batch_id=batch_id, mode=mode, page=page, page_size=page_size)
-
-    def _row(request_id: str) -> dict:
-        row = store.get_request(request_id)
-        if row is None:
-            raise HTTPException(404, detail=f"no request {request_id!r}")
-        return row
-
-    @router.get("/predictions/{request_id}/inputs/{side}", summary="The photo as the model sees it (PNG)",
-                response_class=Response, responses={
-                    200: {"content": {"image/png": {}}},
-                    **error_responses({404: "no such request or side, or its photo is no longer stored",
-                                       422: "the stored photo cannot be decoded, or " + VALIDATION})})
-    def get_input(request_id: str, side: str, request: Request) -> Response:
-        if side not in SIDES:
-            raise HTTPException(404, detail=f"side must be one of {list(SIDES)}")
-        key = _row(request_id).get(f"{side}_key")
-        if not key:
-            raise HTTPException(404, detail=f"request {request_id} has no stored {side} photo")
+@router.post("/predictions/batch", status_code=202, summary="Queue many coins: pairs or zips",
+             responses=error_responses({
+                 400: MALFORMED_BODY,
+                 413: "a photo or zip over the size limit, or more than 1000 coins",
+                 422: "no usable coin in the batch (the reasons per file in detail), or no files",
+                 503: "no production model loaded yet"}))
+async def submit_batch(settings: SettingsDep, store: StoreDep, objects: UploadsDep, holder: HolderDep,
+                       files: list[UploadFile] = File(..., min_length=1), user_id: str | None = Form(None)
+                       ) -> JSONResponse:
+    require_model(holder)
+    limit = settings.max_photo_bytes
+    user_id = clean_text_field("user_id", user_id)
+    raw = []
+    for upload in files:
+        name = upload.filename or "unnamed"
+        size_cap = limit * 2 * MAX_BATCH_COINS if name.lower().endswith(".zip") else limit
+        raw.append((name, await read_limited(upload, name, size_cap)))
+    complete, rejected = coins_from_files(raw, limit)
+    if len(complete) > MAX_BATCH_COINS:
+        raise BadInput(f"{len(complete)} coins in one batch; at most {MAX_BATCH_COINS}", 413, "too_many")
+    accepted = []
+    for coin in complete:
         try:
-            data = objects.read_bytes(key)
-        except (FileNotFoundError, OSError) as err:
-            raise HTTPException(404, detail=f"the {side} photo is no longer in the upload zone: {err}") from None
-        current = holder.current if holder is not None else None
-        size = current.image_size if current is not None else DEFAULT_INPUT_SIZE
-        try:
-            img = decode_letterboxed(clean_image(data).data, size)
-        except ImageRejected as err:
-            raise HTTPException(422, detail=f"{side}: {err}") from None
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+            photos = {side: check_photo(side, getattr(coin, side)[1], limit) for side in SIDES}
+        except BadInput as err:
+            rejected.append({"name": coin.coin_id, "reason": err.message})
+            continue
+        accepted.append((photos, coin.coin_id))
+    if not accepted:
+        raise BadInput("no usable coin in this batch: " + "; ".join(f"{r['name']}: {r['reason']}"
+                                                                     for r in rejected[:10]))
+    batch_id = str(uuid.uuid4())
+    ids = enqueue(store, objects, accepted, user_id, batch_id)
+    return JSONResponse({"batch_id": batch_id, "request_ids": ids, "coins": [c for _, c in accepted],
+                         "rejected": rejected, "url": f"/predictions/batches/{batch_id}"}, status_code=202)
 
-    return router
+
+@router.get("/predictions/batches/{batch_id}", summary="Progress and results of a batch",
+            responses=error_responses({404: "no such batch", 422: VALIDATION}))
+def get_batch(batch_id: str, store: StoreDep) -> dict:
+    view = batch_view(store, batch_id)
+    if view is None:
+        raise HTTPException(404, detail=f"no batch {batch_id!r}")
+    return view
+
+
+@router.get("/predictions/history", summary="Requests, newest first, with filters",
+            responses=error_responses({422: VALIDATION}))
+def get_history(store: StoreDep, user_id: str | None = None,
+                status: Literal["pending", "claimed", "completed", "failed"] | None = None,
+                day: IsoDay | None = None, model_version: str | None = None, batch_id: str | None = None,
+                mode: Literal["sync", "async"] | None = None, page: int = Query(1, ge=1, le=MAX_PAGE),
+                page_size: int = Query(50, ge=1, le=MAX_PAGE_SIZE)) -> dict:
+    return history(store, user_id=user_id, status=status, day=day, model_version=model_version,
+                   batch_id=batch_id, mode=mode, page=page, page_size=page_size)
+
+
+@router.get("/predictions/{request_id}/inputs/{side}", summary="The photo as the model sees it (PNG)",
+            response_class=Response, responses={
+                200: {"content": {"image/png": {}}},
+                **error_responses({404: "no such request or side, or its photo is no longer stored",
+                                   422: "the stored photo cannot be decoded, or " + VALIDATION})})
+def get_input(request_id: str, side: str, store: StoreDep, objects: UploadsDep, holder: HolderDep) -> Response:
+    if side not in SIDES:
+        raise HTTPException(404, detail=f"side must be one of {list(SIDES)}")
+    row = store.get_request(request_id)
+    if row is None:
+        raise HTTPException(404, detail=f"no request {request_id!r}")
+    key = row.get(f"{side}_key")
+    if not key:
+        raise HTTPException(404, detail=f"request {request_id} has no stored {side} photo")
+    try:
+        data = objects.read_bytes(key)
+    except (FileNotFoundError, OSError) as err:
+        raise HTTPException(404, detail=f"the {side} photo is no longer in the upload zone: {err}") from None
+    current = holder.current
+    size = current.image_size if current is not None else DEFAULT_INPUT_SIZE
+    try:
+        img = decode_letterboxed(clean_image(data).data, size)
+    except ImageRejected as err:
+        raise HTTPException(422, detail=f"{side}: {err}") from None
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
