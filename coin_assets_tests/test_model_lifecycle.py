@@ -160,7 +160,7 @@ def evaluate_and_decide(resources, upstream: dict, version: str) -> dict:
     ).value
     return promotion_decision(
         context=build_asset_context(), config=PromotionConfig(), model_evaluation=evaluation,
-        mlflow_registry=resources["mlflow_registry"],
+        mlflow_registry=resources["mlflow_registry"], serving_api=resources["serving_api"],
     ).value
 
 

@@ -10,12 +10,11 @@ from dagster import AssetExecutionContext, AssetObservation, Config, MetadataVal
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, create_model
 
-from coin_assets.core.serving_client import request_reload
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.metadata import png_markdown, table_preview
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
-from coin_assets.defs.resources import CoinStorage, MlflowRegistry
+from coin_assets.defs.resources import CoinStorage, MlflowRegistry, ServingApi
 from coin_assets.ml import model_serialization as ser
 from coin_assets.ml import registry as reg
 from coin_assets.ml import training_set as ts
@@ -443,7 +442,8 @@ def model_evaluation(
 
 @asset(group_name="model", kinds={"mlflow"})
 def promotion_decision(
-    context: AssetExecutionContext, config: PromotionConfig, model_evaluation: dict, mlflow_registry: MlflowRegistry
+    context: AssetExecutionContext, config: PromotionConfig, model_evaluation: dict, mlflow_registry: MlflowRegistry,
+    serving_api: ServingApi,
 ) -> Output[dict]:
     """None → staging when the candidate is sane (finite outputs, signature, a smoke prediction through
     the loaded MLflow model); staging → production only if it beats production's test MAE by the margin.
@@ -467,7 +467,7 @@ def promotion_decision(
     decision = reg.apply_decision(client, name, decision, lock_url=mlflow_registry.lock_url)
     (context.log.info if decision.promote else context.log.warning)(f"v{candidate}: {decision.reason}")
     if decision.promote:  # best-effort: the API also follows the alias by polling
-        context.log.info(f"serving API reload: {request_reload()}")
+        context.log.info(f"serving API reload: {serving_api.request_reload()}")
     value = asdict(decision)
     rows = [{"model": f"candidate v{candidate}", **decision.candidate_metrics}]
     if decision.production_metrics:
