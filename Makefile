@@ -76,7 +76,7 @@ test: env browser
 
 # the unit and in-process tests: no servers, no other processes, no browser, no end-to-end training
 test-fast: env
-	$(BIN)/python -m pytest -m "not slow and not servers"
+	$(BIN)/python -m pytest -n 2 -m "not slow and not servers"
 
 bench: env
 	$(BIN)/python benchmarks/bench_ingestion.py
