@@ -51,7 +51,7 @@ dagster-home:
 # dagster dev (3000), the API (8000), the worker(s) and the web app (8501) in one process group;
 # Ctrl-C stops them all within seconds.
 demo: demo-data dagster-home
-	$(BIN)/python -m coin_assets.launcher
+	$(BIN)/python -m coin_assets.devtools.launcher
 
 headless: demo-data dagster-home
 	$(BIN)/python -m coin_assets.cli headless

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import boto3  # noqa: E402
 
-from coin_assets.local_cluster import BIN, REPO_ROOT, LocalCluster  # noqa: E402
+from coin_assets.devtools.local_cluster import BIN, REPO_ROOT, LocalCluster  # noqa: E402
 from coin_assets.synth import generate_uploads  # noqa: E402
 
 

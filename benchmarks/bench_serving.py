@@ -107,7 +107,7 @@ def start(cmd: list[str], env: dict, log: Path, health_url: str, timeout: float 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    from coin_assets.core.processes import stop_process_group
+    from coin_assets.devtools.supervisor import stop_process_group
 
     stop_process_group(proc, grace=15)
 

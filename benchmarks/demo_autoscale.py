@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import boto3  # noqa: E402
 
-from coin_assets.local_cluster import BIN, REPO_ROOT, LocalCluster, start_celery_worker  # noqa: E402
+from coin_assets.devtools.local_cluster import BIN, REPO_ROOT, LocalCluster, start_celery_worker  # noqa: E402
 from coin_assets.synth import generate_uploads  # noqa: E402
 
 TINY = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8, "num_workers": 0, "augment": False,

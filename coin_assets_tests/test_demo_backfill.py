@@ -1,5 +1,5 @@
 """The README's backfill command against a running `make demo` instance (dagster dev started through
-coin_assets.launcher, as the Makefile does): its runs succeed in the code location both name
+coin_assets.devtools.launcher, as the Makefile does): its runs succeed in the code location both name
 `coin_assets`; then SIGTERM to the launcher stops every process within seconds."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_readme_backfill_command_runs_through_a_running_demo_and_the_demo_stops(
                COIN_ASSETS_SENSOR_INTERVAL="3600", PYTHONPATH=str(WORKTREE), PATH=f"{BIN}:{env.get('PATH', '')}")
     port = _free_port()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "coin_assets.launcher", "--grace", "5", "--", str(BIN / "dagster"), "dev",
+        [sys.executable, "-m", "coin_assets.devtools.launcher", "--grace", "5", "--", str(BIN / "dagster"), "dev",
          "-h", "127.0.0.1", "-p", str(port)],
         cwd=WORKTREE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

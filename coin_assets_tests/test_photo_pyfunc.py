@@ -19,7 +19,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from coin_assets.core.processes import stop_process_group
+from coin_assets.devtools.supervisor import stop_process_group
 from coin_assets.ml import pyfunc as pf
 from coin_assets.ml.model import CoinYearRegressor
 from coin_assets.synth import render_coin_pair

@@ -185,7 +185,7 @@ def test_the_registry_lock_follows_the_clients_tracking_uri(tmp_path):
 
 def test_the_postgres_programs_come_from_pgservers_public_pg_config():
     pgserver = pytest.importorskip("pgserver")
-    from coin_assets.local_cluster import _postgres_bin
+    from coin_assets.devtools.local_cluster import _postgres_bin
 
     assert callable(pgserver.pg_config)
     bin_dir = _postgres_bin()

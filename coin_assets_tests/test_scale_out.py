@@ -30,7 +30,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._time import get_current_timestamp
 from mlflow import MlflowClient
 
-from coin_assets.local_cluster import REPO_ROOT, LocalCluster
+from coin_assets.devtools.local_cluster import REPO_ROOT, LocalCluster
 from coin_assets.settings import Settings
 from coin_assets.synth import generate_uploads
 

@@ -11,7 +11,7 @@ from dagster_aws.s3 import S3PickleIOManager
 
 from coin_assets.defs.executors import executor_from_env, queue_for_step
 from coin_assets.defs.resources import default_resources
-from coin_assets.local_cluster import REPO_ROOT
+from coin_assets.devtools.local_cluster import REPO_ROOT
 from coin_assets.settings import Settings
 
 SCALE_OUT = {"COIN_ASSETS_EXECUTOR": "celery", "COIN_ASSETS_S3_BUCKET": "b", "MLFLOW_TRACKING_URI": "http://mlflow:5000",

@@ -1,5 +1,5 @@
 """The serving request store and the asynchronous queue's claim path on a real Postgres (pgserver's
-binaries, started by coin_assets.local_cluster as in test_scale_out): the synchronous log round-trips
+binaries, started by coin_assets.devtools.local_cluster as in test_scale_out): the synchronous log round-trips
 with its times in UTC, and concurrent claimers (``FOR UPDATE SKIP LOCKED``) claim every pending
 request exactly once and finish each with exactly one result. The schema is Alembic's: a new store and
 one made by ``create_all`` before the versioning (schemas/serving_store_3a37afd_postgresql.sql) reach
@@ -38,7 +38,7 @@ PENDING_REQUESTS = 120
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from coin_assets.local_cluster import start_postgres
+    from coin_assets.devtools.local_cluster import start_postgres
 
     server = start_postgres(tmp_path_factory.mktemp("serving_pg"), databases=("serving", "pre_alembic", "racing"))
     try:

@@ -83,7 +83,7 @@ def platform(tmp_path_factory):
            "COIN_ASSETS_API_TOKENS": settings.api_tokens, "COIN_ASSETS_SERVING_POLL_SECONDS": "0",
            "COIN_ASSETS_API_PORT": str(api_port), "COIN_ASSETS_WEBAPP_PORT": str(web_port)}
     log = base / "launcher.log"
-    launcher = start([sys.executable, "-m", "coin_assets.launcher", "--no-dagster"], env, log)
+    launcher = start([sys.executable, "-m", "coin_assets.devtools.launcher", "--no-dagster"], env, log)
     try:
         wait_http(f"http://127.0.0.1:{api_port}/health", launcher, log)
         wait_http(f"http://127.0.0.1:{web_port}/_stcore/health", launcher, log)
@@ -258,8 +258,8 @@ def test_launcher_kills_what_ignores_sigterm_and_passes_on_an_exit_code(tmp_path
     """The generic form (``-- CMD -- CMD``): a child that ignores SIGTERM is killed after the grace,
     and a command that exits stops the others with its exit status."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    stubborn = subprocess.Popen([sys.executable, "-m", "coin_assets.launcher", "--grace", "1", "--", "sleep", "60",
-                                 "--", "bash", "-c", "trap '' TERM; sleep 60 & wait"], env=env,
+    stubborn = subprocess.Popen([sys.executable, "-m", "coin_assets.devtools.launcher", "--grace", "1",
+                                 "--", "sleep", "60", "--", "bash", "-c", "trap '' TERM; sleep 60 & wait"], env=env,
                                 start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60  # both children started
     while len(psutil.Process(stubborn.pid).children(recursive=True)) < 3:
@@ -269,6 +269,7 @@ def test_launcher_kills_what_ignores_sigterm_and_passes_on_an_exit_code(tmp_path
     assert stubborn.wait(60) == 0
     assert not group_alive(stubborn.pid)
     assert b"killed" in stubborn.stdout.read()
-    failing = subprocess.run([sys.executable, "-m", "coin_assets.launcher", "--", "bash", "-c", "exit 3", "--",
-                              "sleep", "60"], env=env, capture_output=True, text=True, timeout=30)
+    failing = subprocess.run([sys.executable, "-m", "coin_assets.devtools.launcher", "--", "bash", "-c", "exit 3",
+                              "--", "sleep", "60"], env=env, capture_output=True, text=True, timeout=30,
+                             start_new_session=True)  # its own group: the launcher stops every process of it
     assert failing.returncode == 3 and "exited with code 3" in failing.stdout

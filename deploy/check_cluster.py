@@ -28,7 +28,7 @@ import psutil
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from coin_assets.local_cluster import free_port  # noqa: E402
+from coin_assets.devtools.supervisor import free_port  # noqa: E402
 
 
 def http_get(url: str, data: bytes | None = None) -> tuple[int, bytes]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from coin_assets.local_cluster import LocalCluster  # noqa: E402
+from coin_assets.devtools.local_cluster import LocalCluster  # noqa: E402
 
 
 def main(argv=None) -> int:

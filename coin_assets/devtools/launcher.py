@@ -1,27 +1,25 @@
 """One command for the whole platform: dagster dev, the API, the worker(s) and the web app.
 
-    python -m coin_assets.launcher [--grace 5] [--no-dagster]          # the platform (make demo)
-    python -m coin_assets.launcher [--grace 5] -- CMD ARGS [-- CMD ...]  # any commands, same handling
+    python -m coin_assets.devtools.launcher [--grace 5] [--no-dagster]            # the platform (make demo)
+    python -m coin_assets.devtools.launcher [--grace 5] -- CMD ARGS [-- CMD ...]  # any commands, same handling
 
 Every service runs as a child in the launcher's process group. The launcher prints the URLs and, on
 Ctrl-C / SIGTERM / SIGHUP (or when any service exits), stops them all: SIGTERM to every process of
 its tree and of its group, then SIGKILL to whatever is still alive after the grace, so nothing
-outlives the command (dagster dev's webserver, daemon and code server included).
+outlives the command (dagster dev's webserver, daemon and code server included). The process handling
+is coin_assets.devtools.supervisor's (children in our group, ``stop_own_group``).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
+from coin_assets.devtools.supervisor import Proc, describe, port_open, spawn, stop_own_group
 from coin_assets.settings import Settings
 
 GRACE_SECONDS = 5.0
@@ -69,51 +67,13 @@ def services(settings: Settings, python: str = sys.executable, with_dagster: boo
     return out
 
 
-def _port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
-def _group_members() -> list[psutil.Process]:
-    """Every process of our tree, plus every process of our process group (orphaned grandchildren),
-    never ourselves nor our ancestors (make, the shell)."""
-    me = psutil.Process()
-    keep_out = {me.pid, *(p.pid for p in me.parents())}
-    found = {p.pid: p for p in me.children(recursive=True)}
-    pgid = os.getpgid(0)
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid not in keep_out and proc.pid not in found and os.getpgid(proc.pid) == pgid:
-                found[proc.pid] = proc
-        except (ProcessLookupError, psutil.Error, OSError):
-            continue
-    return [p for pid, p in found.items() if pid not in keep_out]
-
-
-def _describe(proc: psutil.Process) -> str:
-    try:
-        return f"{proc.pid} ({' '.join(proc.cmdline()[1:4])})"
-    except psutil.Error:
-        return str(proc.pid)
-
-
 def stop_all(grace: float = GRACE_SECONDS) -> None:
-    procs = _group_members()
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    if alive:
-        print(f"still running after {grace:g} s, killed: {', '.join(_describe(p) for p in alive)}", flush=True)
-    for proc in alive + [p for p in _group_members() if p not in procs]:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(_group_members(), timeout=2)
+    """Every process of our tree and our group: SIGTERM, SIGKILL to what is left after ``grace`` s."""
+
+    def report(alive):
+        print(f"still running after {grace:g} s, killed: {', '.join(describe(p) for p in alive)}", flush=True)
+
+    stop_own_group(grace, on_kill=report)
 
 
 def prepare(settings: Settings, register_base: bool = False) -> None:
@@ -142,7 +102,7 @@ def prepare(settings: Settings, register_base: bool = False) -> None:
 def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECONDS,
         only: set[str] | None = None, commands: list[list[str]] | None = None) -> int:
     """Start the platform (or ``commands``) and keep it up until a signal or a service's exit."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ)
     # Children import this checkout's package, whatever is installed.
     env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
@@ -153,7 +113,7 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, Proc] = {}
     if commands:
         wanted = [Service(f"{i + 1}:{Path(cmd[0]).name}", cmd) for i, cmd in enumerate(commands)]
     else:
@@ -161,7 +121,8 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
         prepare(settings, register_base=with_dagster)
     try:
         for svc in wanted:
-            procs[svc.name] = subprocess.Popen(svc.argv, cwd=None if commands else root, env={**env, **svc.env})
+            procs[svc.name] = spawn(svc.name, svc.argv, env={**env, **svc.env}, cwd=None if commands else root,
+                                    own_session=False)
         print("coin_assets platform starting:" if not commands else "coin_assets launcher started:", flush=True)
         for svc in wanted:
             if svc.url:
@@ -170,11 +131,11 @@ def run(settings: Settings, with_dagster: bool = True, grace: float = GRACE_SECO
         announced: set[str] = set()
         while stopping["signal"] is None:
             for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}: stopping the platform", flush=True)
-                    return proc.returncode if commands else 1
+                if proc.popen.poll() is not None:
+                    print(f"{name} exited with code {proc.popen.returncode}: stopping the platform", flush=True)
+                    return proc.popen.returncode if commands else 1
             for svc in wanted:
-                if svc.port and svc.name not in announced and _port_open(svc.port):
+                if svc.port and svc.name not in announced and port_open(svc.port, timeout=0.2):
                     announced.add(svc.name)
                     print(f"  ready: {svc.name} {svc.url}", flush=True)
             time.sleep(0.2)
@@ -204,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     options, commands = split_commands(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(prog="python -m coin_assets.launcher", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m coin_assets.devtools.launcher", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-dagster", action="store_true", help="only the API, the worker(s) and the web app")
     parser.add_argument("--grace", type=float, default=GRACE_SECONDS, help="seconds between SIGTERM and SIGKILL")
