@@ -72,7 +72,7 @@ browser:
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi; }
 
 test: env browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # the unit and in-process tests: no servers, no other processes, no browser, no end-to-end training
 test-fast: env

@@ -36,6 +36,15 @@ ERROR_REF = "#/components/schemas/ErrorBody"
 MAX_EXAMPLES = 25
 
 
+@pytest.fixture(scope="module", autouse=True)
+def subnormal_floats():
+    """Training (``ml.train.flush_denormals``) sets this process's CPU to flush subnormal floats to zero;
+    hypothesis then refuses to draw floats. A test that trained may have run earlier in this process."""
+    import torch
+
+    torch.set_flush_denormal(False)
+
+
 @pytest.fixture(scope="module")
 def api(serving_registry, tmp_path_factory) -> str:
     """The base URL of the API, running in its own process on a copy of a registered version."""
