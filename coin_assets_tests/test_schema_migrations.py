@@ -331,7 +331,7 @@ def test_serving_store_processes_starting_together_upgrade_it_once(pre_alembic_s
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(e[-2000:] for e in errors)
     store = RequestStore(pre_alembic_store)
     try:
         assert version_rows(store) == [(head_revision(),)]

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from time import sleep
 
 from sqlalchemy import (
     JSON,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -146,6 +148,7 @@ def make_engine(url: str) -> Engine:
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_ATTEMPTS = 5
 # pg_advisory_xact_lock key of the store's migrations (the bytes of "coin_mig" as a bigint)
 _PG_MIGRATION_LOCK = int.from_bytes(b"coin_mig", "big")
 
@@ -208,11 +211,20 @@ def upgrade_to_head(url: str, engine: Engine | None = None, script_location: str
     from alembic import command
 
     config = alembic_config(script_location)
-    with migration_connection(url, engine) as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-        if restore_lost_tables:
-            metadata.create_all(conn)  # checkfirst: only what is missing
+    for attempt in range(MIGRATION_ATTEMPTS):
+        try:
+            with migration_connection(url, engine) as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                if restore_lost_tables:
+                    metadata.create_all(conn)  # checkfirst: only what is missing
+            return
+        except OperationalError as err:
+            # SQLite answers "locked" without waiting in a few cases (a WAL file being recovered or
+            # checkpointed by a process that just closed it); the whole transaction is tried again
+            if "database is locked" not in str(err) or attempt == MIGRATION_ATTEMPTS - 1:
+                raise
+            sleep(0.5 * (attempt + 1))
 
 
 def schema_revision(engine: Engine) -> str | None:
