@@ -16,7 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from playwright import sync_api as playwright_sync
 
+from coin_assets_tests.browser import chromium, screenshot
 from coin_assets_tests.conftest import DAY, DAY2, IngestionLake, age_tree
 
 WORKTREE = Path(__file__).resolve().parents[1]
@@ -84,6 +86,21 @@ def test_readme_backfill_command_runs_through_a_running_demo_and_the_demo_stops(
                         for m in instance.all_logs(r.run_id) if m.level >= 40][:5]
             assert statuses == ["SUCCESS", "SUCCESS"], failures
             assert sorted(r.tags["dagster/partition"] for r in runs) == [DAY, DAY2]
+        # what a person sees in the UI: the asset graph, each asset with its latest materialization
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"http://127.0.0.1:{port}/asset-groups")
+            page.get_by_text("Global asset lineage").wait_for()
+            skip = page.get_by_role("button", name="Skip")  # a new instance's one-time invitation
+            try:
+                skip.wait_for(timeout=5_000)
+                skip.click()
+            except playwright_sync.TimeoutError:
+                pass
+            page.get_by_text("predictions").first.wait_for()
+            page.wait_for_timeout(1_500)  # the graph's layout settles
+            screenshot(page, "dagster_asset_graph.png", tmp_path)
         descendants = psutil.Process(demo.pid).children(recursive=True)
         assert len(descendants) >= 3  # dagster dev, its webserver, daemon and code server
     finally:

@@ -26,12 +26,10 @@ from playwright import sync_api as playwright_sync
 from sqlalchemy import select
 
 from coin_assets.serving.store import RequestStore, feedback
+from coin_assets_tests.browser import chromium, screenshot
 from coin_assets_tests.serving_fixtures import REVIEWER_TOKEN, Registry, coin_photos, legible_coin_photos
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 
 playwright_sync.expect.set_options(timeout=60_000)  # a contended 2-core machine: reruns can take seconds
 
@@ -117,13 +115,8 @@ def platform(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make browser` (part of `make test`) installs it"
-    with playwright_sync.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def open_app(browser, url: str):
@@ -195,6 +188,7 @@ def test_date_a_coin_history_and_correction(platform, browser):
     expect(page.get_by_text("Digits read:").locator("..")).to_contain_text("1961")
     expect(page.get_by_text("Minted in")).to_be_visible()
     assert "1961" in page.get_by_test_id("stMetricValue").first.inner_text()
+    screenshot(page, "webapp_date_a_coin.png", base)
     request_id = page.get_by_text("request ", exact=False).last.inner_text().split()[-1]
     assert len(request_id) == 36
 
