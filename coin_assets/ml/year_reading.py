@@ -611,7 +611,7 @@ _TWO_DIGITS = re.compile(r"^[0-9]{2}$")
 def split_years(lines: list[TextLine]) -> list[TextLine]:
     """Years split in two by the design ("19" left of the emblem, "48" right of it), joined: a line reading
     "19" or "20" and another reading two digits, by the same recogniser on the same view, about the same height,
-    side by side along the first one's baseline (at most half its height off it, one to eight of its lengths
+    side by side along the first one's baseline (at most its height off it: halves on an arc; one to eight of its lengths
     away). The geometry is measured in the first line's own box (its length and height as the axes), so it
     holds at any rotation and any aspect of the photo."""
     halves = [t for t in lines if _TWO_DIGITS.match(t.text) and len(t.polygon) == 4]
@@ -631,7 +631,7 @@ def split_years(lines: list[TextLine]) -> list[TextLine]:
             other = np.asarray(second.polygon)
             along, across = np.linalg.solve(axes, other.mean(0) - centre)
             size = np.linalg.norm(other[3] - other[0]) / max(height, 1e-12)
-            if abs(across) <= 0.5 and 1.0 <= abs(along) <= 8.0 and 0.6 <= size <= 1.6:
+            if abs(across) <= 1.0 and 1.0 <= abs(along) <= 8.0 and 0.6 <= size <= 1.6:
                 a, b = (first.polygon, second.polygon) if along > 0 else (second.polygon, first.polygon)
                 joined.append(TextLine(first.text + second.text, first.confidence * second.confidence,
                                        first.char_probs + second.char_probs, (a[0], b[1], b[2], a[3]),
