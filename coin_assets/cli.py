@@ -102,7 +102,8 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
                      "seconds": {}, "recovered_runs": recover_runs(instance), "up_to_date": []}
     if train and (train_config or {}).get("use_year_reader", True):
         summary["base_version"] = materialize_base_version(resources, instance)
-    ingest_sel = AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops")
+    ingest_sel = AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images", "found_coins",
+                                        "coin_crops")
     layer_totals = {name: {"processed": 0, "skipped_unchanged": 0, "quarantined": 0, "seconds": 0.0}
                     for name in ("bronze_images", "decoded_images", "silver_images", "gold_images")}
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from coin_assets.defs.assets.crops import coin_crops
+from coin_assets.defs.assets.crops import coin_crops, found_coins
 from coin_assets.defs.assets.ingestion import (
     archived_bronze,
     bronze_images,
@@ -46,7 +46,8 @@ from coin_assets.defs.sensors import abandoned_run_sensor, retraining_sensor, re
 
 defs = Definitions(
     assets=[
-        coin_uploads, bronze_images, decoded_images, silver_images, gold_images, coin_crops, archived_bronze,
+        coin_uploads, bronze_images, decoded_images, silver_images, gold_images, found_coins, coin_crops,
+        archived_bronze,
         review_labels, training_set, synthetic_pretraining, year_reader_pretraining, base_model_version,
         coin_year_model, model_evaluation, promotion_decision,
         coin_predictions, review_queue, serving_deployment, serving_requests,

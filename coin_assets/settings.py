@@ -71,6 +71,8 @@ class Settings(BaseSettings):
                                      "a file younger than this may still be being written", ge=0)
     archive_after_days: int = _setting(30, "COIN_ASSETS_ARCHIVE_AFTER_DAYS",
                                        "bronze older than this moves to `archive/`", ge=0)
+    chunk_photos: int = _setting(2000, "COIN_ASSETS_CHUNK_PHOTOS",
+                                 "photos per chunk of a day's decoding and coin finding (a step each)", ge=1)
     sensor_interval: int = _setting(30, "COIN_ASSETS_SENSOR_INTERVAL", "upload and review sensor interval (s)",
                                     gt=0)
     retrain_interval: int = _setting(300, "COIN_ASSETS_RETRAIN_INTERVAL", "retraining sensor interval (s)", gt=0)

@@ -25,6 +25,7 @@ from dagster import AssetSelection, DagsterInstance, TableMetadataValue, materia
 from dagster_duckdb import DuckDBResource
 from PIL import Image
 
+from coin_assets.defs.assets.crops import found_coins
 from coin_assets.defs.assets.ingestion import (
     bronze_images,
     coin_uploads,
@@ -37,7 +38,7 @@ from coin_assets.defs.resources import CoinStorage
 
 DAY = "2026-11-20"
 DAY2 = "2026-11-21"
-INGESTION_ASSETS = [coin_uploads, bronze_images, decoded_images, silver_images, gold_images]
+INGESTION_ASSETS = [coin_uploads, bronze_images, decoded_images, silver_images, gold_images, found_coins]
 LAYERS = ["bronze_images", "decoded_images", "silver_images", "gold_images"]
 PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF",
                "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF"}

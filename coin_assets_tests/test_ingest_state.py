@@ -13,7 +13,7 @@ from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.defs.checks import ingestion_checks
 from coin_assets_tests.conftest import DAY, INGESTION_ASSETS, LAYERS, age
 
-CHAIN = [*LAYERS, "coin_crops"]
+CHAIN = [*LAYERS, "found_coins", "coin_crops"]
 
 
 def run_chain(lake, selection=CHAIN, run_config=None):

@@ -289,16 +289,17 @@ def test_uploaded_at_comes_from_the_sidecar_else_the_file_time(lake):
 
 
 def test_ingestion_job_runs_the_three_layers_and_their_checks(lake):
-    from coin_assets.defs.assets.crops import coin_crops
+    from coin_assets.defs.assets.crops import coin_crops, found_coins
 
     lake.coin(DAY, "c1")
-    defs = Definitions(assets=[coin_uploads, bronze_images, decoded_images, silver_images, gold_images, coin_crops],
+    defs = Definitions(assets=[coin_uploads, bronze_images, decoded_images, silver_images, gold_images, found_coins,
+                               coin_crops],
                        asset_checks=ingestion_checks, jobs=[ingestion_job], resources=lake.resources)
     result = defs.resolve_job_def("ingestion_job").execute_in_process(partition_key=DAY, instance=lake.instance)
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {
         AssetKey("bronze_images"), AssetKey("decoded_images"), AssetKey("silver_images"), AssetKey("gold_images"),
-        AssetKey("coin_crops")}
+        AssetKey("found_coins"), AssetKey("coin_crops")}
     assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.check_key.name for c in ingestion_checks}
     assert len(lake.gold()) == 2
 
@@ -318,17 +319,18 @@ def test_definitions_load_and_resolve_the_ingestion_job(project_defs):
     job = project_defs.resolve_job_def("ingestion_job")
     assert job.partitions_def is not None
     selected = {k.path[-1] for k in job.asset_layer.executable_asset_keys}
-    assert selected == {"bronze_images", "decoded_images", "silver_images", "gold_images", "coin_crops"}
+    assert selected == {"bronze_images", "decoded_images", "silver_images", "gold_images", "found_coins", "coin_crops"}
 
 
 def test_only_the_steps_that_write_duckdb_hold_the_writer_pool(project_defs):
-    """Decoding and the read-only checks run outside pool `duckdb_writer`."""
+    """Decoding, coin finding (every chunk step) and the read-only checks run outside pool `duckdb_writer`."""
     from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 
     job = project_defs.resolve_job_def("ingestion_job")
-    pools = {node.name: node.definition.pool for node in job.graph.node_dict.values()}
+    pools = {op_def.name: op_def.pool for op_def in job.graph.iterate_op_defs()}
     assert {name for name, pool in pools.items() if pool == DUCKDB_WRITER_POOL} == {
         "bronze_images", "silver_images", "gold_images", "coin_crops"}
+    assert {"decoded_images_chunk", "found_coins_chunk"} <= {name for name, pool in pools.items() if pool is None}
     assert all(c.op.pool is None for c in ingestion_checks)
 
 

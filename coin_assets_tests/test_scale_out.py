@@ -64,7 +64,7 @@ def in_process_reference(base: Path, uploads: Path, days: list[str]) -> dict:
         for day in days:
             materialize(assets, partition_key=day, resources=resources, instance=instance,
                         selection=AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images",
-                                                        "coin_crops"))
+                                                        "found_coins", "coin_crops"))
         materialize(assets, resources=resources, instance=instance, run_config=TRAINING_CONFIG,
                     selection=AssetSelection.assets("review_labels", "training_set", "coin_year_model",
                                                     "model_evaluation", "promotion_decision"))

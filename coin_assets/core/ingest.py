@@ -5,7 +5,6 @@ Each function is idempotent: running it again for the same day gives the same fi
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from datetime import datetime
 from functools import partial
 
 from coin_assets.core import metadata as md
+from coin_assets.core import staging
 from coin_assets.core.audit import record_verified_bronze
 from coin_assets.core.clock import utcnow
 from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many, start_decoders_early
@@ -204,7 +204,7 @@ def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
 
 
 STAGING = "staging/silver"  # decoded files waiting for the writer: staging/silver/<day>/<sha256>.jpg
-_PLAN, _DECODED = "plan.json", "decoded.json"
+_DECODED = "decoded"  # staged results: staging/silver/<day>/decoded-<chunk>-of-<chunks>.json
 
 
 def staging_prefix(partition: str) -> str:
@@ -231,17 +231,16 @@ def write_decode_plan(store: ObjectStore, conn, partition: str, max_side: int = 
     """The checksums the decode step must turn into clean JPEGs (``staging/silver/<day>/plan.json``),
     so that step needs no DuckDB connection (it may run on any worker). Returns how many."""
     todo, _ = _silver_todo(store, conn, partition)
-    plan = {"partition": partition, "max_side": max_side,
-            "images": [{"sha256": r.sha256, "bronze_path": r.bronze_path} for r in todo]}
-    store.write_bytes(f"{staging_prefix(partition)}/{_PLAN}", json.dumps(plan).encode())
+    staging.write_plan(store, staging_prefix(partition), {
+        "partition": partition, "max_side": max_side,
+        "images": [{"sha256": r.sha256, "bronze_path": r.bronze_path} for r in todo]})
     return len(todo)
 
 
-def _read_json(store: ObjectStore, key: str) -> dict | None:
-    try:
-        return json.loads(store.read_bytes(key)) if store.exists(key) else None
-    except (OSError, ValueError):
-        return None  # half-written by a crash cannot happen (atomic writes), but never trust it blindly
+def decode_chunks(store: ObjectStore, partition: str, chunk_photos: int) -> int:
+    """How many chunks the day's decode plan splits into (each a step of its own, on any worker)."""
+    plan = staging.read_plan(store, staging_prefix(partition)) or {"images": []}
+    return staging.chunk_count(len(plan["images"]), chunk_photos)
 
 
 def _decoded_entry(sha: str, clean, key: str, max_side: int) -> dict:
@@ -253,19 +252,21 @@ def _decoded_entry(sha: str, clean, key: str, max_side: int) -> dict:
             "exif_orientation": clean.exif_orientation, "notes": "; ".join(clean.notes) or None}
 
 
-def decode_staged(store: ObjectStore, partition: str, workers: int | None = None) -> LayerReport:
-    """The CPU-heavy half of silver, with no DuckDB: decode every checksum of the day's decode plan
-    into ``staging/silver/<day>/<sha256>.jpg`` on every core (bounded), and list the results (clean
-    sizes or the rejection reason) in ``decoded.json``. Entries of an earlier, interrupted decode
-    whose file is there are reused. ``build_silver`` then only moves files and records rows."""
+def decode_staged(store: ObjectStore, partition: str, workers: int | None = None, chunk: int = 0,
+                  chunks: int = 1) -> LayerReport:
+    """The CPU-heavy half of silver, with no DuckDB: decode chunk ``chunk`` of ``chunks`` of the day's
+    decode plan into ``staging/silver/<day>/<sha256>.jpg`` on every core (bounded), and stage the
+    results (clean sizes or the rejection reason) in ``decoded-<chunk>-of-<chunks>.json``. Entries
+    staged earlier (an interrupted run, another chunking) whose file is there are reused.
+    ``build_silver`` then only moves files and records rows."""
     started = time.perf_counter()
     report = LayerReport(partition)
     prefix = staging_prefix(partition)
-    plan = _read_json(store, f"{prefix}/{_PLAN}") or {"images": [], "max_side": MAX_SIDE}
+    plan = staging.read_plan(store, prefix) or {"images": [], "max_side": MAX_SIDE}
     max_side = plan["max_side"]
-    previous = {e["sha256"]: e for e in (_read_json(store, f"{prefix}/{_DECODED}") or {}).get("images", [])}
+    previous = staging.read_results(store, prefix, _DECODED, lambda e: e["sha256"])
     entries, todo = [], []
-    for item in plan["images"]:
+    for item in staging.chunk_of(plan["images"], chunk, chunks):
         old = previous.get(item["sha256"])
         if old and old["max_side"] == max_side and ("rejected" in old or store.exists(old["key"])):
             entries.append(old)
@@ -284,7 +285,7 @@ def decode_staged(store: ObjectStore, partition: str, workers: int | None = None
             report.processed += 1
             report.bytes_written += len(clean.data)
         entries.append(_decoded_entry(sha, clean, key, max_side))
-    store.write_bytes(f"{prefix}/{_DECODED}", json.dumps({"partition": partition, "images": entries}).encode())
+    staging.write_results(store, prefix, _DECODED, chunk, chunks, entries)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -307,7 +308,7 @@ def build_silver(store: ObjectStore, conn, partition: str, max_side: int = MAX_S
     md.clear_quarantine(conn, partition, SILVER)
     todo, report.skipped = _silver_todo(store, conn, partition)
     prefix = staging_prefix(partition)
-    decoded = {e["sha256"]: e for e in (_read_json(store, f"{prefix}/{_DECODED}") or {}).get("images", [])
+    decoded = {sha: e for sha, e in staging.read_results(store, prefix, _DECODED, lambda e: e["sha256"]).items()
                if e.get("max_side") == max_side}
     batch: list[dict] = []
 

@@ -3,7 +3,7 @@
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
 from pydantic import Field
 
-from coin_assets.defs.assets.crops import coin_crops
+from coin_assets.defs.assets.crops import coin_crops, found_coins
 from coin_assets.defs.assets.ingestion import (
     archived_bronze,
     bronze_images,
@@ -20,7 +20,8 @@ from coin_assets.ml import registry as reg
 
 ingestion_job = define_asset_job(
     "ingestion_job",
-    selection=AssetSelection.assets(bronze_images, decoded_images, silver_images, gold_images, coin_crops),
+    selection=AssetSelection.assets(bronze_images, decoded_images, silver_images, gold_images, found_coins,
+                                    coin_crops),
     partitions_def=daily_partitions,
     description="uploads → bronze → silver → gold (+ coin-centred crops) for one UTC day, with the ingestion checks.",
 )

@@ -28,6 +28,8 @@ class CoinStorage(ConfigurableResource):
     s3_region: str | None = None
     settle_seconds: float = Field(10.0, description="an upload modified more recently may still be being written")
     archive_after_days: int = Field(30, description="bronze older than this many days moves to archive/")
+    chunk_photos: int = Field(2000, description="photos per chunk of a day's decoding and coin finding: each "
+                                                "chunk is a step of its own, on any worker")
 
     _store: ObjectStore | None = PrivateAttr(default=None)
 
@@ -51,6 +53,7 @@ class CoinStorage(ConfigurableResource):
             s3_region=settings.s3_region,
             settle_seconds=settings.settle_seconds,
             archive_after_days=settings.archive_after_days,
+            chunk_photos=settings.chunk_photos,
         )
 
     @classmethod

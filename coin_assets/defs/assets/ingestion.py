@@ -7,10 +7,11 @@ from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult,
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from coin_assets.core import archive, audit, ingest, ingest_state, readers
+from coin_assets.core import archive, audit, crops, ingest, ingest_state, readers
 from coin_assets.core.clock import utcnow
 from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
+from coin_assets.defs.assets.chunked import chunked_asset
 from coin_assets.defs.metadata import reasons_table, table_preview
 from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
@@ -80,20 +81,16 @@ def bronze_images(context: AssetExecutionContext, config: BronzeConfig, storage:
     yield MaterializeResult(metadata={**_layer_metadata(report), "why_run": day.reason})
 
 
-@asset(
-    partitions_def=daily_partitions,
-    deps=[bronze_images],
-    group_name="ingestion",
-    kinds={"pillow", "files"},
-    retry_policy=INGESTION_RETRY,
+decoded_images = chunked_asset(
+    "decoded_images", after="bronze_images", kinds={"pillow", "files"},
+    count_chunks=ingest.decode_chunks, run_chunk=ingest.decode_staged,
+    description=(
+        "The CPU-heavy half of silver, outside the `duckdb_writer` pool and without DuckDB: the checksums "
+        "listed by `bronze_images` decoded, EXIF-rotated, converted to RGB and shrunk to 512 px into "
+        "`staging/silver/<day>/<sha256>.jpg`, with the results (sizes, or why a file is not a usable image) "
+        "staged in `staging/silver/<day>/decoded-<chunk>-of-<chunks>.json`. A big day is split into chunks of "
+        "COIN_ASSETS_CHUNK_PHOTOS photos, each a step of its own on any worker, each on every core."),
 )
-def decoded_images(context: AssetExecutionContext, storage: CoinStorage) -> MaterializeResult:
-    """The CPU-heavy half of silver, outside the `duckdb_writer` pool and without DuckDB (it can run
-    on any worker): the checksums listed by `bronze_images` decoded, EXIF-rotated, converted to RGB
-    and shrunk to 512 px on every core, into `staging/silver/<day>/<sha256>.jpg`, with the results
-    (sizes, or why a file is not a usable image) in `staging/silver/<day>/decoded.json`."""
-    report = ingest.decode_staged(storage.store(), context.partition_key)
-    return MaterializeResult(metadata=_layer_metadata(report))
 
 
 @asset(
@@ -131,10 +128,12 @@ def silver_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
 def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
     """ML-ready images `gold/<day>/<coin>__<side>.jpg` and the DuckDB table `gold_images` (one row per
     coin side: who, when, raw and clean name/path/size/width/height, sha256, label, model version),
-    with the `coins` view pairing front and back."""
+    with the `coins` view pairing front and back. Ends by listing the images whose coin is still to
+    be found (`staging/crops/<day>/plan.json`) for `found_coins`."""
     with writer_connection(duckdb) as conn:
         report, frame = ingest.build_gold(storage.store(), conn, context.partition_key)
         ingest_state.gold_written(conn, context.partition_key, context.run_id)
+        to_search = crops.write_crop_plan(storage.store(), conn, context.partition_key)
         snapshot_started = time.perf_counter()
         snapshot = readers.refresh_snapshot(conn, duckdb.database)
         snapshot_seconds = time.perf_counter() - snapshot_started
@@ -143,6 +142,7 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
     meta = _layer_metadata(report)
     meta.update(
         rows=len(frame),
+        coins_to_find=to_search,
         unpaired_coins=report.extra["coins"] - report.extra["paired_coins"],
         preview=table_preview(frame[["coin_id", "side", "user_id", "clean_width", "clean_height", "label_year", "sha256"]]
                                if len(frame) else frame),
