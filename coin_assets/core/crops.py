@@ -66,6 +66,7 @@ class CropReport:
     found: int = 0
     not_found: int = 0
     removed: int = 0
+    other_days: set[str] = field(default_factory=set)  # earlier days whose rows were replaced (a coin that moved)
     staged: int = 0  # rows the search chunks staged, recorded as they are
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -260,6 +261,9 @@ def record_crops(conn, partition: str, report: CropReport, rows: list[dict]) -> 
         if rows:
             frame = pd.DataFrame(rows)
             conn.register("new_crops", frame)
+            report.other_days |= {str(d) for (d,) in conn.execute(
+                "SELECT DISTINCT partition_date FROM coin_crops WHERE partition_date <> CAST(? AS DATE) AND "
+                "(coin_id, side) IN (SELECT coin_id, side FROM new_crops)", [partition]).fetchall()}
             conn.execute("DELETE FROM coin_crops WHERE (coin_id, side) IN (SELECT coin_id, side FROM new_crops)")
             conn.execute("INSERT INTO coin_crops SELECT coin_id, side, CAST(partition_date AS DATE), gold_path, "
                          "gold_sha256, found, centre_x, centre_y, radius, support, reason, crop_path, crop_size, "

@@ -45,6 +45,7 @@ class LayerReport:
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
     extra: dict[str, int] = field(default_factory=dict)
+    other_days: set[str] = field(default_factory=set)  # earlier days whose rows this run changed (a coin that moved)
 
     def quarantine(self, reason: str) -> None:
         self.quarantined += 1
@@ -394,6 +395,7 @@ def build_gold(store: ObjectStore, conn, partition: str):
         old_path = published.get(key, (None, None))[1]
         if old_path and not old_path.startswith(f"gold/{partition}/"):
             store.delete(old_path)
+            report.other_days.add(old_path.split("/")[1])
     report.extra["orphans_removed"] = _remove_orphans(store, f"gold/{partition}", set(frame.gold_path))
     pairs = frame.groupby("coin_id")["side"].nunique() if len(frame) else frame
     report.extra["coins"] = int(len(pairs))

@@ -82,6 +82,13 @@ def apply_verdicts(conn, verdicts: list[Verdict]) -> int:
     return len(verdicts)
 
 
+def labelled_days(conn, verdicts: list[Verdict]) -> list[str]:
+    """The days whose gold rows the verdicts label."""
+    coin_ids = sorted({v.coin_id for v in verdicts})
+    return [str(d) for (d,) in conn.execute(
+        "SELECT DISTINCT partition_date FROM gold_images WHERE list_contains(?, coin_id)", [coin_ids]).fetchall()]
+
+
 def review_label_count(conn) -> int:
     return conn.execute("SELECT count(*) FROM review_labels").fetchall()[0][0]
 

@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.core import crops, ingest_state
+from coin_assets.core import crops, ingest_state, readers
 from coin_assets.defs.assets.chunked import chunked_asset
 from coin_assets.defs.metadata import table_preview
 from coin_assets.defs.partitions import daily_partitions
@@ -48,6 +48,8 @@ def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: Duc
     with writer_connection(duckdb) as conn:
         table = crops.record_crops(conn, context.partition_key, report, rows)
         chain_complete = ingest_state.complete_chain(store, conn, context.partition_key, context.run_id)
+        refresh = readers.refresh_snapshot(conn, duckdb.database, days=[context.partition_key, *report.other_days],
+                                           tables=("coin_crops", "ingest_state"))
     crops.clear_crop_staging(store, context.partition_key)
     if report.not_found:
         context.log.warning(f"{report.not_found} image(s) without a coin found: {report.reasons}")
@@ -63,6 +65,7 @@ def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: Duc
         "removed": report.removed,
         "seconds": round(report.seconds, 3),
         "chain_complete": chain_complete,
+        "reader_snapshot_seconds": round(refresh.seconds, 3),
         "no_coin_reasons": table_preview(reasons),
         "preview": table_preview(table[["coin_id", "side", "found", "centre_x", "centre_y", "radius", "support",
                                          "reason"]] if len(table) else table),

@@ -1,7 +1,6 @@
 """uploads → bronze → silver → gold: thin Dagster assets over coin_assets.core.ingest."""
 
 
-import time
 
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
@@ -17,6 +16,9 @@ from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
 from coin_assets.defs.writer import INGESTION_RETRY, writer_connection
+
+# what bronze, silver and gold write for a day: exported for readers at the end of gold_images
+GOLD_STEP_TABLES = ("uploads", "silver_images", "quarantine", "gold_images", "ingest_state")
 
 coin_uploads = AssetSpec(
     "coin_uploads",
@@ -134,9 +136,8 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
         report, frame = ingest.build_gold(storage.store(), conn, context.partition_key)
         ingest_state.gold_written(conn, context.partition_key, context.run_id)
         to_search = crops.write_crop_plan(storage.store(), conn, context.partition_key)
-        snapshot_started = time.perf_counter()
-        snapshot = readers.refresh_snapshot(conn, duckdb.database)
-        snapshot_seconds = time.perf_counter() - snapshot_started
+        refresh = readers.refresh_snapshot(conn, duckdb.database, days=[context.partition_key, *report.other_days],
+                                           tables=GOLD_STEP_TABLES)
     if not len(frame):
         context.log.warning(f"partition {context.partition_key} has no usable coin image")
     meta = _layer_metadata(report)
@@ -147,8 +148,9 @@ def gold_images(context: AssetExecutionContext, storage: CoinStorage, duckdb: Du
         preview=table_preview(frame[["coin_id", "side", "user_id", "clean_width", "clean_height", "label_year", "sha256"]]
                                if len(frame) else frame),
         table=MetadataValue.text("gold_images (view: coins)"),
-        reader_snapshot=MetadataValue.path(str(snapshot)),
-        reader_snapshot_seconds=round(snapshot_seconds, 3),
+        reader_snapshot=MetadataValue.path(str(readers.snapshot_path(duckdb.database))),
+        reader_snapshot_seconds=round(refresh.seconds, 3),
+        reader_snapshot_rows=refresh.rows,
     )
     return MaterializeResult(metadata=meta)
 

@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from coin_assets.core import predictions as preds
+from coin_assets.core import readers
 from coin_assets.core.clock import utcnow
 from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
@@ -77,6 +78,7 @@ def coin_predictions(
     frame["dagster_run_id"] = context.run.run_id
     with duckdb.get_connection() as conn:
         added = preds.insert_predictions(conn, frame)
+        readers.refresh_snapshot(conn, duckdb.database, days=[context.partition_key], tables=("predictions",))
     yield MaterializeResult(metadata={
         "model_version": str(production.version),
         "coins_scored": len(frame),
@@ -143,6 +145,7 @@ def review_queue(
         queue = (preds.refresh_review_queue(conn, context.partition_key, version, config.max_interval_years,
                                             config.label_tolerance_years)
                  if version else pd.DataFrame())
+        readers.refresh_snapshot(conn, duckdb.database, days=[context.partition_key], tables=("review_queue",))
     return MaterializeResult(metadata={
         "model_version": version or "none",
         "queued": len(queue),

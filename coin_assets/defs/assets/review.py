@@ -3,7 +3,8 @@
 from dagster import AssetExecutionContext, AutomationCondition, Output, asset
 from dagster_duckdb import DuckDBResource
 
-from coin_assets.core.review import apply_verdicts, parse_verdicts, review_label_count
+from coin_assets.core import readers
+from coin_assets.core.review import apply_verdicts, labelled_days, parse_verdicts, review_label_count
 from coin_assets.core.storage import is_utf8_key, printable_key
 from coin_assets.core.uploads import REVIEW_PREFIX
 from coin_assets.defs.assets.ingestion import gold_images
@@ -37,6 +38,8 @@ def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: 
     with duckdb.get_connection() as conn:
         applied = apply_verdicts(conn, verdicts)
         total = review_label_count(conn)
+        readers.refresh_snapshot(conn, duckdb.database, days=labelled_days(conn, verdicts),
+                                 tables=("review_labels", "gold_images"))
     return Output({"verdicts": applied, "problems": problems}, metadata={
         "files": files, "verdicts_read": applied, "review_labels_total": total, "rejected_lines": len(problems),
         "problems": "\n".join(problems[:20]) or "none",
