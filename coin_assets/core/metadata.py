@@ -204,6 +204,11 @@ CREATE TABLE IF NOT EXISTS schema_version (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bronze ledger, silver, quarantine, ingest state, review labels, predictions, gold, coins view",
               tuple(SCHEMA)),
+    # a day's lookups into the history (an earlier upload of the same bytes, a coin published on another day)
+    # by index, not by a scan of every row ever ingested
+    Migration(2, "indexes: uploads by checksum, gold images by coin id",
+              ("CREATE INDEX IF NOT EXISTS uploads_by_sha256 ON uploads (sha256)",
+               "CREATE INDEX IF NOT EXISTS gold_images_by_coin_id ON gold_images (coin_id)")),
 )
 
 _migrating = threading.Lock()  # one migration at a time in this process (DuckDB: one writing process)
@@ -462,10 +467,13 @@ def insert_silver(conn, row: dict) -> None:
 
 
 _GOLD_CANDIDATES = """
-    WITH latest_review AS (
-        SELECT * FROM review_labels QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY reviewed_at DESC) = 1
+    WITH day_coins AS (
+        SELECT DISTINCT coin_id FROM uploads WHERE partition_date = $day AND kind = 'image'
+    ), latest_review AS (
+        SELECT * FROM review_labels WHERE coin_id IN (SELECT coin_id FROM day_coins)
+        QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY reviewed_at DESC) = 1
     ), latest_prediction AS (
-        SELECT coin_id, model_version FROM predictions
+        SELECT coin_id, model_version FROM predictions WHERE coin_id IN (SELECT coin_id FROM day_coins)
         QUALIFY row_number() OVER (PARTITION BY coin_id ORDER BY predicted_at DESC) = 1
     )
     SELECT u.coin_id, u.side, u.partition_date, u.user_id, u.uploaded_at, u.ingested_at,
@@ -485,12 +493,12 @@ _GOLD_CANDIDATES = """
     JOIN silver_images s USING (sha256)
     LEFT JOIN latest_review r USING (coin_id)
     LEFT JOIN latest_prediction p USING (coin_id)
-    WHERE u.partition_date = ? AND u.kind = 'image' AND u.duplicate_of IS NULL
+    WHERE u.partition_date = $day AND u.kind = 'image' AND u.duplicate_of IS NULL
       AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.upload_key = u.upload_key)
       -- a coin side uploaded again on a later day belongs to that later day
       AND NOT EXISTS (SELECT 1 FROM uploads later WHERE later.coin_id = u.coin_id AND later.side = u.side
                       AND later.kind = 'image' AND later.duplicate_of IS NULL
-                      AND later.partition_date > u.partition_date)
+                      AND later.partition_date > $day)
     WINDOW side_uploads AS (PARTITION BY u.coin_id, u.side ORDER BY u.uploaded_at DESC NULLS LAST,
                             u.upload_key DESC)
 """
@@ -501,7 +509,7 @@ def gold_candidates(conn, partition: str) -> pd.DataFrame:
     (latest review verdict first, then the sidecar) and its latest model version."""
     return conn.execute(
         f"SELECT * EXCLUDE (pick, chosen_key) FROM ({_GOLD_CANDIDATES}) WHERE pick = 1 ORDER BY coin_id, side",
-        [partition],
+        {"day": partition},
     ).df()
 
 
@@ -511,7 +519,7 @@ def superseded_uploads(conn, partition: str) -> list[tuple]:
     return conn.execute(
         f"SELECT upload_key, raw_path, sha256, coin_id, side, chosen_key FROM ({_GOLD_CANDIDATES}) "
         "WHERE pick > 1 ORDER BY upload_key",
-        [partition],
+        {"day": partition},
     ).fetchall()
 
 
