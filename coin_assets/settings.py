@@ -75,6 +75,8 @@ class Settings(BaseSettings):
                                  "photos per chunk of a day's decoding and coin finding (a step each)", ge=1)
     sensor_interval: int = _setting(30, "COIN_ASSETS_SENSOR_INTERVAL", "upload and review sensor interval (s)",
                                     gt=0)
+    upload_sensor_days: int = _setting(7, "COIN_ASSETS_UPLOAD_SENSOR_DAYS",
+                                       "newest day folders of the upload zone the upload sensor lists", ge=1)
     retrain_interval: int = _setting(300, "COIN_ASSETS_RETRAIN_INTERVAL", "retraining sensor interval (s)", gt=0)
     retrain_new_labels: int = _setting(50, "COIN_ASSETS_RETRAIN_NEW_LABELS",
                                        "new labelled coins that trigger retraining", ge=1)

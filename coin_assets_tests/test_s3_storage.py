@@ -57,6 +57,9 @@ def test_s3_store_round_trip_and_refuses_escaping_keys(storage):
     store.copy("a/b.bin", "a/c.bin")
     assert [o.key for o in store.list("a")] == ["a/b.bin", "a/c.bin"]
     assert store.uri("a/b.bin") == "s3://coins/lake/a/b.bin"
+    store.write_bytes("a/d/e.bin", b"deeper")
+    top, folders = store.list_level("a")
+    assert [o.key for o in top] == ["a/b.bin", "a/c.bin"] and folders == ["d"]  # one level, like a local store
     store.delete("a/c.bin")
     assert not store.exists("a/c.bin")
     with pytest.raises(UnsafeKeyError):

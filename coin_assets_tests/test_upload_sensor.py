@@ -197,3 +197,28 @@ def test_after_the_requested_run_a_second_tick_starts_no_run_and_records_no_empt
     events = lake.instance.fetch_materializations(AssetKey("bronze_images"), limit=10).records
     assert len(events) == 1
     assert events[0].asset_materialization.metadata["processed"].value == 3
+
+
+def test_a_tick_lists_only_the_newest_day_folders_not_the_history(lake):
+    """Nine day folders and a window of seven: the two oldest are not listed at all (a backfill takes them)."""
+    from datetime import date, timedelta
+
+    listed = []
+    store = lake.storage.store()
+    original = type(store).list
+
+    def spy(self, prefix):
+        listed.append(prefix)
+        return original(self, prefix)
+
+    days = [(date(2026, 11, 1) + timedelta(days=k)).isoformat() for k in range(9)]
+    for k, day in enumerate(days):
+        lake.coin(day, f"c{k}", shade=5 * k)
+    lake.storage = lake.storage.model_copy(update={"upload_sensor_days": 7})
+    type(store).list = spy
+    try:
+        result = tick(lake)
+    finally:
+        type(store).list = original
+    assert set(requested(result)) == set(days[2:])
+    assert sorted(listed) == [f"uploads/{day}" for day in days[2:]]

@@ -76,6 +76,7 @@ class ObjectStore(Protocol):
     def copy(self, src_key: str, dst_key: str) -> None: ...
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> Iterator[StoredObject]: ...
+    def list_level(self, prefix: str) -> tuple[list[StoredObject], list[str]]: ...
 
 
 class LocalStore:
@@ -138,6 +139,26 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def list_level(self, prefix: str) -> tuple[list[StoredObject], list[str]]:
+        """(the objects directly under ``prefix``, the names of the folders directly under it): one level,
+        without walking the folders."""
+        base = self.path(prefix)
+        if not base.is_dir():
+            return [], []
+        objects, folders = [], []
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.name)
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed while listing
+                continue
+            objects.append(StoredObject(key=f"{prefix.rstrip('/')}/{entry.name}", size=stat.st_size,
+                                        modified=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
+                                        regular=S_ISREG(stat.st_mode)))
+        return objects, folders
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         base = self.path(prefix)
@@ -209,6 +230,21 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def list_level(self, prefix: str) -> tuple[list[StoredObject], list[str]]:
+        """(the objects directly under ``prefix``, the names of the "folders" directly under it): a listing
+        with the ``/`` delimiter."""
+        full_prefix = self._full(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        objects, folders = [], []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                folders.append(common["Prefix"][len(full_prefix):].rstrip("/"))
+            for obj in page.get("Contents", []):
+                objects.append(StoredObject(key=obj["Key"][strip:], size=obj["Size"],
+                                            modified=obj["LastModified"].astimezone(timezone.utc)))
+        return objects, sorted(folders)
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         full_prefix = self._full(prefix).rstrip("/") + "/"

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -99,16 +99,30 @@ def _valid_date(text: str) -> bool:
         return False
 
 
+def _upload_objects(store: ObjectStore, partition: str | None, newest_days: int | None) -> Iterator[StoredObject]:
+    """The objects of the upload zone worth classifying: the files at its top (their day is their mtime's)
+    and those of the day folders asked for, each folder listed on its own (never the whole history)."""
+    loose, folders = store.list_level(UPLOAD_PREFIX)
+    days = sorted(f for f in folders if _DATE_RE.match(f) and _valid_date(f))
+    if partition is not None:
+        days = [d for d in days if d == partition]
+    elif newest_days is not None:
+        days = days[-newest_days:] if newest_days > 0 else []
+    yield from loose
+    for day in days:
+        yield from store.list(f"{UPLOAD_PREFIX}/{day}")
+
+
 def list_uploads(
     store: ObjectStore, partition: str | None = None, now: datetime | None = None,
-    settle_seconds: float = 0.0,
+    settle_seconds: float = 0.0, newest_days: int | None = None,
 ) -> list[UploadFile]:
-    """Files of the upload zone (optionally one day), skipping those modified in the last
-    ``settle_seconds`` (they may still be being written)."""
+    """Files of the upload zone (one day, the ``newest_days`` newest day folders, or all), skipping those
+    modified in the last ``settle_seconds`` (they may still be being written)."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settle_seconds)
     files = []
-    for obj in store.list(UPLOAD_PREFIX):
+    for obj in _upload_objects(store, partition, newest_days):
         item = classify(obj)
         if item is None or (partition is not None and item.partition != partition):
             continue

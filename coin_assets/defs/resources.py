@@ -28,6 +28,8 @@ class CoinStorage(ConfigurableResource):
     s3_region: str | None = None
     settle_seconds: float = Field(10.0, description="an upload modified more recently may still be being written")
     archive_after_days: int = Field(30, description="bronze older than this many days moves to archive/")
+    upload_sensor_days: int = Field(7, description="the upload sensor lists the newest this many day folders of the "
+                                                   "upload zone (older days: a backfill)")
     chunk_photos: int = Field(2000, description="photos per chunk of a day's decoding and coin finding: each "
                                                 "chunk is a step of its own, on any worker")
 
@@ -54,6 +56,7 @@ class CoinStorage(ConfigurableResource):
             settle_seconds=settings.settle_seconds,
             archive_after_days=settings.archive_after_days,
             chunk_photos=settings.chunk_photos,
+            upload_sensor_days=settings.upload_sensor_days,
         )
 
     @classmethod

@@ -28,12 +28,14 @@ RETRAIN_SENSOR_INTERVAL = Settings.from_env().retrain_interval
     job=ingestion_job,
     minimum_interval_seconds=UPLOAD_SENSOR_INTERVAL,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Requests an ingestion run for each day whose settled upload files changed. The cursor "
-    "holds one fingerprint per day (hash of key, size, mtime); the run key is day + fingerprint, so the "
-    "same files never start two runs.",
+    description="Requests an ingestion run for each day whose settled upload files changed, among the newest "
+    "COIN_ASSETS_UPLOAD_SENSOR_DAYS (7) day folders of the upload zone: a tick lists those folders, not the "
+    "history (an older day is ingested by a backfill). The cursor holds one fingerprint per day (hash of key, "
+    "size, mtime); the run key is day + fingerprint, so the same files never start two runs.",
 )
 def upload_sensor(context: SensorEvaluationContext, storage: CoinStorage):
-    files = list_uploads(storage.store(), settle_seconds=storage.settle_seconds)
+    files = list_uploads(storage.store(), settle_seconds=storage.settle_seconds,
+                         newest_days=storage.upload_sensor_days)
     cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     valid_days = set(daily_partitions.get_partition_keys())
     requests = []
