@@ -116,7 +116,7 @@ def run_headless(days: list[str] | None, train: bool, train_config: dict | None 
         for event in result.get_asset_materialization_events():
             mat = event.step_materialization_data.materialization
             name = mat.asset_key.to_user_string()
-            if name == "coin_crops":
+            if name in ("found_coins", "coin_crops"):  # coin finding, and recording what it found
                 crops_seconds += mat.metadata["seconds"].value
             if name == "gold_images":
                 snapshot_seconds += mat.metadata["reader_snapshot_seconds"].value

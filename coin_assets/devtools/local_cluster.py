@@ -215,12 +215,12 @@ class LocalCluster:
         write_instance_yaml(self.base / "dagster_home")
 
     def start_workers(self, count: int = 2, autoscale: tuple[int, int] | None = None) -> list[Proc]:
-        """worker-1 owns the DuckDB file and serves the DuckDB queue (alone, also the default queue);
-        the others serve the default queue: training, evaluation, promotion."""
+        """worker-1 owns the DuckDB file and serves the DuckDB queue; every worker serves the default queue
+        (a day's decoding and coin-finding chunks, training, evaluation, promotion)."""
         started = []
         for i in range(1, count + 1):
             name = f"worker-{i}"
-            queues = (["duckdb"] if count > 1 else ["dagster", "duckdb"]) if i == 1 else ["dagster"]
+            queues = ["duckdb", "dagster"] if i == 1 else ["dagster"]
             self.worker_args[name] = {"queues": queues, "autoscale": autoscale}
             started.append(self.restart_worker(name))
         return started
