@@ -48,15 +48,16 @@ def make_pool(folder: Path, photos: int) -> list[tuple[bytes, bytes, dict]]:
     from coin_assets.synth import generate_uploads
 
     coins = photos // 2
-    if not folder.is_dir() or len(list(folder.rglob("*.json"))) < coins:
+    if not folder.is_dir() or len(list(folder.rglob("*__front.jpg"))) < coins:
         shutil.rmtree(folder, ignore_errors=True)
         generate_uploads(folder, coins=coins, days=1, seed=2026, formats=["jpg"], generator="varied")
     (day,) = [p for p in folder.iterdir() if p.is_dir()]
     pool = []
-    for sidecar in sorted(day.glob("*.json"))[:coins]:
-        stem = sidecar.stem
-        pool.append(((day / f"{stem}__front.jpg").read_bytes(), (day / f"{stem}__back.jpg").read_bytes(),
-                     json.loads(sidecar.read_text())))
+    for front in sorted(day.glob("*__front.jpg"))[:coins]:
+        stem = front.name.removesuffix("__front.jpg")
+        sidecar = day / f"{stem}.json"  # a few coins come without one, as uploads do
+        pool.append((front.read_bytes(), (day / f"{stem}__back.jpg").read_bytes(),
+                     json.loads(sidecar.read_text()) if sidecar.is_file() else {"user_id": "user-bench"}))
     return pool
 
 
