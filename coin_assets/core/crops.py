@@ -8,8 +8,9 @@ overwrites.
 
 The circle search (about 30 ms a photo) needs no database: ``write_crop_plan`` (in the writer step
 before it) lists the images to search in ``staging/crops/<day>/plan.json``, ``find_coins_staged``
-searches one chunk of them on any worker and stages its rows, and ``record_crops`` (the writer step)
-only records them, searching itself for what no chunk staged.
+searches one chunk of them on any worker and stages its rows; the writer step takes the staged rows
+(``crops_for_plan``, which searches, without a connection, what no chunk staged) and ``record_crops``
+writes them.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     # Changed files in chunks: copy and hash each once, look their checksums up in one query, write
     # their ledger rows in one statement. The rows of files changed in this run are stale in the
     # ledger, so they never count as the first copy; the first copy seen in this run does.
-    changed_keys = [f.key for f in changed]
+    changed_keys = {f.key for f in changed}
     if sum(f.kind == "image" for f in changed) >= POOL_MIN_IMAGES:
         start_decoders_early()  # overlaps the decode pool's start-up with this copy
     first_this_run: dict[tuple[str, str], tuple[str, str]] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 import duckdb
@@ -298,18 +299,22 @@ def upsert_uploads(conn, rows: list[dict]) -> None:
         conn.unregister("uploads_batch")
 
 
-def first_uploads_with_shas(conn, shas: list[str], excluding_keys: list[str]) -> dict[tuple[str, str], tuple[str, str]]:
+def first_uploads_with_shas(conn, shas: list[str], excluding_keys: AbstractSet[str]
+                            ) -> dict[tuple[str, str], tuple[str, str]]:
     """{(kind, sha256): (upload key, bronze path)} of the upload that first brought each checksum
-    (per kind), among ledger rows other than ``excluding_keys``."""
+    (per kind), among ledger rows other than ``excluding_keys``. The checksums are looked up by index;
+    the exclusion is applied to the few rows found (never sent to the database: a day's keys, per batch,
+    would make a day's bronze quadratic in its size)."""
     if not shas:
         return {}
     rows = conn.execute(
-        "SELECT kind, sha256, upload_key, bronze_path FROM uploads WHERE list_contains(?, sha256) "
-        "AND NOT list_contains(?, upload_key) AND duplicate_of IS NULL "
-        "QUALIFY row_number() OVER (PARTITION BY kind, sha256 ORDER BY ingested_at, upload_key) = 1",
-        [list(set(shas)), excluding_keys],
+        "SELECT kind, sha256, upload_key, bronze_path, ingested_at FROM uploads WHERE list_contains(?, sha256) "
+        "AND duplicate_of IS NULL", [list(set(shas))],
     ).fetchall()
-    return {(kind, sha): (key, path) for kind, sha, key, path in rows}
+    first: dict[tuple[str, str], tuple[str, str]] = {}
+    for kind, sha, key, path, _ in sorted((r for r in rows if r[2] not in excluding_keys), key=lambda r: (r[4], r[2])):
+        first.setdefault((kind, sha), (key, path))
+    return first
 
 
 def first_upload_with_sha(conn, sha256: str, excluding_key: str, kind: str | None = None) -> str | None:

@@ -55,8 +55,8 @@ def write_results(store: ObjectStore, prefix: str, stem: str, chunk: int, chunks
 
 
 def read_results(store: ObjectStore, prefix: str, stem: str, key_of) -> dict:
-    """Every staged entry of the prefix under ``stem`` (any chunking, the last written wins), keyed by
-    ``key_of(entry)``."""
+    """Every staged entry of the prefix under ``stem`` (any chunking; of two entries with the same key, the
+    one in the file whose name sorts last), keyed by ``key_of(entry)``."""
     found = {}
     for obj in sorted(store.list(prefix), key=lambda o: o.key):
         name = obj.key.rsplit("/", 1)[-1]

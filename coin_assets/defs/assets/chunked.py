@@ -54,6 +54,8 @@ def chunk_metadata(reports: list[dict]) -> dict:
     reasons = total.pop("reasons", {})
     extra = total.pop("extra", {})
     meta = {name: round(value, 3) if isinstance(value, float) else value for name, value in total.items()}
+    if "skipped" in meta:  # a layer report's name for it
+        meta["skipped_unchanged"] = meta.pop("skipped")
     meta.update(extra)
     meta["chunks"] = len(reports)
     meta["slowest_chunk_seconds"] = round(max((r.get("seconds", 0.0) for r in reports), default=0.0), 3)
