@@ -206,7 +206,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bronze ledger, silver, quarantine, ingest state, review labels, predictions, gold, coins view",
               tuple(SCHEMA)),
     # a day's lookups into the history (an earlier upload of the same bytes, a coin published on another day)
-    # by index, not by a scan of every row ever ingested
+    # by index, not by a scan of every row ever ingested. DuckDB alters no table with an index on it: a later
+    # migration that alters uploads or gold_images drops the index first and creates it again after.
     Migration(2, "indexes: uploads by checksum, gold images by coin id",
               ("CREATE INDEX IF NOT EXISTS uploads_by_sha256 ON uploads (sha256)",
                "CREATE INDEX IF NOT EXISTS gold_images_by_coin_id ON gold_images (coin_id)")),
