@@ -256,8 +256,9 @@ def child_whole_tables(day: str) -> dict:
         timed("review queue: refresh_review_queue (the day)",
               lambda: len(preds.refresh_review_queue(conn, day, "1", 40.0, 2.0)))
     store = resources["storage"].store()
-    timed("upload_sensor: list the upload zone + fingerprints",
-          lambda: len(fingerprints_by_partition(list_uploads(store, settle_seconds=10))))
+    days = resources["storage"].upload_sensor_days
+    timed(f"upload_sensor: the newest {days} day folders + fingerprints",
+          lambda: len(fingerprints_by_partition(list_uploads(store, settle_seconds=10, newest_days=days))))
     database = resources["duckdb"].database
     with open_snapshot(database) as conn:
         timed("retraining_sensor: labelled coins on the snapshot", lambda: preds.labelled_coin_count(conn))
