@@ -19,6 +19,7 @@ recognisers, the most exact on all sets, the strictest settings).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import pickle
 import random
@@ -78,7 +79,7 @@ def draw(coin) -> tuple:
     return None, front.image
 
 
-def read_all_stages(coin) -> tuple:
+def read_all_stages(coin, readers: tuple[str, ...] = ("ocr", "own")) -> tuple:
     """What every stage of the product's reader read on one coin (its photo JPEG-encoded, as uploaded)."""
     from PIL import Image
 
@@ -88,7 +89,7 @@ def read_all_stages(coin) -> tuple:
     buf = io.BytesIO()
     image.convert("RGB").save(buf, "JPEG", quality=90)
     image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    reader = _reader(YearReader, ReaderSettings, load_recognizer)
+    reader = _reader(YearReader, ReaderSettings, load_recognizer, readers)
     view, affine, found = reader.coin_view(image)
     stages = [reader.recognise(crops, where, image.size) for crops, where in reader.stages(view, affine, image)]
     return coin[0], coin[1], year, found, stages
@@ -97,13 +98,13 @@ def read_all_stages(coin) -> tuple:
 _READER = None
 
 
-def _reader(YearReader, ReaderSettings, load_recognizer):
+def _reader(YearReader, ReaderSettings, load_recognizer, readers):
     global _READER
     if _READER is None:
         import torch
 
         torch.set_num_threads(1)
-        _READER = YearReader(load_recognizer(), ReaderSettings(readers=("ocr", "own")))  # the grid picks
+        _READER = YearReader(load_recognizer(), ReaderSettings(readers=readers))  # the grid picks
     return _READER
 
 
@@ -151,7 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-year", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", default=None, help="a pickle of what was read: replayed when it exists")
+    parser.add_argument("--ocr-only", action="store_true",
+                        help="read with PP-OCR's recogniser alone (the product's default; six times faster)")
     args = parser.parse_args(argv)
+    readers = ("ocr",) if args.ocr_only else ("ocr", "own")
     if args.cache and Path(args.cache).exists():
         records = pickle.loads(Path(args.cache).read_bytes())
         print(f"{len(records)} coins from {args.cache}")
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         coins = calibration_coins(args.per_placement, args.no_year)
         with ProcessPoolExecutor(args.workers) as pool:
-            records = list(pool.map(read_all_stages, coins, chunksize=2))
+            records = list(pool.map(functools.partial(read_all_stages, readers=readers), coins, chunksize=2))
         print(f"{len(records)} coins read in {time.perf_counter() - started:.0f} s")
         if args.cache:
             Path(args.cache).write_bytes(pickle.dumps(records))
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'readers':>9} {'min_conf':>8} {'share':>5} {'reads':>5}  "
           + "  ".join(f"{s + ' exact/wrong':>24}" for s in sets))
     rows = []
-    for readers, min_conf, min_share, min_reads in product(*GRID.values()):
+    grid = {**GRID, "readers": tuple(r for r in GRID["readers"] if set(r) <= set(readers))}
+    for readers, min_conf, min_share, min_reads in product(*grid.values()):
         settings = ReaderSettings(readers=readers, min_confidence=min_conf, min_share=min_share, min_reads=min_reads)
         result = score(records, settings)
         rows.append((settings, result))
