@@ -23,6 +23,7 @@ from coin_assets.ml.year_reading import (
     decide,
     face_view,
     load_recognizer,
+    reading_order,
     rim_to_view,
     sha256_of,
     unwrap_rim,
@@ -153,6 +154,33 @@ def test_a_year_split_by_the_design_is_joined_and_unrelated_numbers_are_not(turn
                   replace(settings, join_split=False)).year is None
 
 
+@pytest.mark.parametrize("turn", [0.0, 35.0, 180.0])
+def test_split_halves_join_in_reading_order_only(turn):
+    """"20" left of "19" is 2019, never 1920: the second half must come after the first as it is read."""
+    settings = ReaderSettings(min_confidence=0.6)
+    c, s = math.cos(math.radians(turn)), math.sin(math.radians(turn))
+    after = (0.4 + 0.12 * c, 0.5 + 0.12 * s)
+    reading = decide([at("20", box(0.4, 0.5, turn=turn)), at("19", box(*after, turn=turn))], settings)
+    assert reading.year == 2019, reading.reason
+
+
+def test_a_line_read_turned_starts_its_region_where_its_reading_starts():
+    """A level line whose crop was read upside down (the coin's year upside down) has its region's first
+    corner at the line's bottom-right; the halves of "20 · 19" read that way join as 2019."""
+    level = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 4.0], [0.0, 4.0]])
+    assert np.allclose(reading_order(level, 0), level)
+    assert np.allclose(reading_order(level, 180)[0], [10.0, 4.0])
+    assert np.allclose(reading_order(level, 90)[:2], [[10.0, 0.0], [10.0, 4.0]])  # read from the top-right, down
+    assert np.allclose(reading_order(level, 270)[:2], [[0.0, 4.0], [0.0, 0.0]])
+    arc = np.arange(24, dtype=float).reshape(12, 2)  # along the rim: the top edge, then the bottom edge backwards
+    assert np.allclose(reading_order(arc, 180)[0], arc[6])
+    # upside down in the photo: "19" lies left of "20"; each is read on its crop turned a half
+    left, right = level / 100 + [0.3, 0.5], level / 100 + [0.45, 0.5]
+    halves = [TextLine("19", 0.95, (0.97, 0.98), tuple(map(tuple, reading_order(left, 180))), "face", "ocr"),
+              TextLine("20", 0.95, (0.97, 0.98), tuple(map(tuple, reading_order(right, 180))), "face", "ocr")]
+    assert decide(halves, ReaderSettings(min_confidence=0.6)).year == 2019
+
+
 def test_settings_recorded_by_an_older_version_still_load():
     old = {"min_confidence": 0.95, "margin": 0.7, "early_exit": 0.95, "min_reads": 2, "year_min": 1900,
            "year_max": 2039}
@@ -228,6 +256,28 @@ def test_no_placement_gets_a_confident_wrong_year(placement_readings):
     wrong = [(p, year, r.year) for p, rows in placement_readings.items() for year, r in rows
              if r.year is not None and r.year != year]
     assert not wrong
+
+
+@pytest.mark.parametrize("rotation", [135.0, 315.0])
+def test_a_year_turned_an_eighth_is_found_by_the_eighth_turns_and_placed_where_it_is(reader, rotation):
+    from coin_assets.ml import reader_crops as rc
+
+    year_rng, style_rng = v.coin_rngs(4040, 0)
+    style = replace(v.sample_style(style_rng), placement="below", rotation=rotation, shift=(0.0, 0.0), wear=0.1,
+                    blur=0.0)
+    with_year, _ = v.render_photo_pair(1987, style, style_rng)
+    _, style_rng = v.coin_rngs(4040, 0)
+    v.sample_style(style_rng)
+    without_year, _ = v.render_photo_pair(1987, style, style_rng, year_text="")
+    photo = with_year.image.convert("RGB")
+    ys, xs = np.nonzero(rc.year_mask(with_year.image, without_year.image, photo.size))
+    view, affine, found = reader.coin_view(photo)
+    assert found
+    *_, (crops, where) = reader.stages(view, affine, photo)  # the last stage: the face turned an eighth
+    lines = [t for t in reader.recognise(crops, where, photo.size) if "1987" in t.text]
+    assert lines, [t.text for t in reader.recognise(crops, where, photo.size)]
+    cx, cy = np.mean([(x * photo.width, y * photo.height) for x, y in lines[0].polygon], axis=0)
+    assert xs.min() - 5 <= cx <= xs.max() + 5 and ys.min() - 5 <= cy <= ys.max() + 5
 
 
 @pytest.mark.slow

@@ -80,15 +80,16 @@ def reading_direction(style: v.Style) -> np.ndarray:
     return np.array([math.cos(theta), -math.sin(theta)])
 
 
-def _turn_directions(polygon: np.ndarray, turns: int) -> list[np.ndarray]:
-    """Reading directions (photo px) of a line's crops as the reader orders them: as cut, upside down, and for
-    a tall line turned a quarter each way. The polygon's first half is its top edge, left to right."""
+def _turn_direction(polygon: np.ndarray, turn: int) -> np.ndarray:
+    """The reading direction (photo px) of a line's crop turned by ``turn`` degrees counter-clockwise: as cut,
+    upside down, or (a tall line) a quarter either way. The polygon's first half is its top edge, left to
+    right."""
     top = polygon[: len(polygon) // 2]
     k = len(top) // 2
     along = top[k] - top[k - 1]
     down = polygon[-1] - polygon[0]
-    units = [d / max(1e-9, float(np.linalg.norm(d))) for d in (along, -along, down, -down)]
-    return units[:turns]
+    d = {0: along, 180: -along, 90: down, 270: -down}[turn]
+    return d / max(1e-9, float(np.linalg.norm(d)))
 
 
 def _polygon_mask(polygon: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -115,17 +116,17 @@ def mine_photo(reader, seed: int, i: int) -> tuple[list[np.ndarray], list[str], 
     view, affine, _ = reader.coin_view(photo)
     for crops, where in reader.stages(view, affine, photo):
         start = 0
-        while start < len(crops):
-            entry = where[start]
+        while start < len(crops):  # the crops of one line (its turns) share its region
+            region = where[start][0]
             end = start
-            while end < len(crops) and where[end] is entry:
+            while end < len(crops) and where[end][0] is region:
                 end += 1
-            polygon = np.asarray(entry[0], np.float64)
+            polygon = np.asarray(region, np.float64)
             inside = _polygon_mask(polygon, photo.size)
             cover = float((inside & mask).sum()) / float(mask.sum())
             if cover >= MIN_COVER and inside.sum() <= MAX_AREA * year_box_area:
-                for crop, turn in zip(crops[start:end], _turn_directions(polygon, end - start), strict=True):
-                    upright = float(turn @ direction) >= UPRIGHT_COS
+                for crop, entry in zip(crops[start:end], where[start:end], strict=True):
+                    upright = float(_turn_direction(polygon, entry[3]) @ direction) >= UPRIGHT_COS
                     strips.append(fit_strip(np.asarray(crop.convert("L")), STRIP_HEIGHT, STRIP_WIDTH))
                     labels.append(str(year) if upright else "")
                     year_crops += upright

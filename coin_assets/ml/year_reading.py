@@ -170,6 +170,20 @@ def _ordered_box(quad: np.ndarray) -> np.ndarray:
     return quad
 
 
+def reading_order(polygon: np.ndarray, turn: int) -> np.ndarray:
+    """A line's polygon with its first corner where the reading of its crop turned by ``turn`` degrees
+    (counter-clockwise) starts: the top-left of what was read, so that the halves of a split year read on a
+    turned crop are joined in their order. A box (four corners, top-left first) and an arc along the rim
+    (its top edge, then its bottom edge backwards) turned a half start at the other end; a quarter turn only
+    applies to a box."""
+    polygon = np.asarray(polygon)
+    if turn == 180:
+        return np.roll(polygon, -len(polygon) // 2, axis=0)
+    if len(polygon) == 4 and turn in (90, 270):
+        return np.roll(polygon, -1 if turn == 90 else -3, axis=0)
+    return polygon
+
+
 def cut_line(img: Image.Image, quad: np.ndarray, pad: float = 0.3) -> Image.Image:
     """The text line inside ``quad`` (ordered by :func:`_ordered_box`) as an upright grey crop, 48 px tall,
     with a little margin around it."""
@@ -471,13 +485,14 @@ class YearReader:
             for quad in boxes:
                 for k, box in enumerate(split_block(_ordered_box(quad))):
                     line = cut_line(image, box)
-                    turns = [line, line.rotate(180)]
+                    turns = {0: line, 180: line.rotate(180)}
                     if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
-                        turns += [line.rotate(90, expand=True), line.rotate(270, expand=True)]
-                    crops += turns
+                        turns |= {90: line.rotate(90, expand=True), 270: line.rotate(270, expand=True)}
+                    crops += turns.values()
                     # PP-OCR reads a whole line in its context; the parts split_block cuts out of it are for the
                     # platform's recogniser, which reads short crops
-                    where += [(polygon(box), name, k == 0)] * len(turns)
+                    region = polygon(box)
+                    where += [(region, name, k == 0, turn) for turn in turns]
             return crops, where
 
         face_boxes = self.detector(np.asarray(view))
@@ -505,7 +520,9 @@ class YearReader:
             window = grey.crop(box)
             crops += [window, window.rotate(180)]
             quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-            where += [(arc(quad), "rim", y1 - y0 == strip.height and x1 - x0 > 2.5 * strip.height)] * 2
+            whole_window = y1 - y0 == strip.height and x1 - x0 > 2.5 * strip.height
+            region = arc(quad)
+            where += [(region, "rim", whole_window, turn) for turn in (0, 180)]
         yield crops, where
         # last: the coin finder may have taken an inner ring or the wrong circle; the whole photo, as it is,
         # then turned a quarter, a half and three quarters
@@ -532,7 +549,8 @@ class YearReader:
 
     def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int]) -> list[TextLine]:
         """The crops read by the recognisers in ``settings.readers``: PP-OCR's reads the whole lines, the
-        platform's every crop (the parts :func:`split_block` cuts out too)."""
+        platform's every crop (the parts :func:`split_block` cuts out too). ``where`` has, per crop, its region
+        in the photo, its view, whether PP-OCR reads it and how far it was turned (:func:`reading_order`)."""
         import torch
 
         if not crops:
@@ -543,13 +561,13 @@ class YearReader:
             strips = np.stack([fit_strip(np.asarray(c), STRIP_HEIGHT, STRIP_WIDTH) for c in crops])
             with torch.inference_mode():
                 decoded = greedy_decode(self.recognizer(torch.from_numpy(strips)[:, None]))
-            lines += [TextLine(d.text, d.confidence, d.char_probs, _fractions(entry[0], w, h), entry[1], "own")
+            lines += [TextLine(d.text, d.confidence, d.char_probs, _fractions(_read_from(entry), w, h), entry[1], "own")
                       for d, entry in zip(decoded, where, strict=True)]
         if self.ocr is not None:
             whole = [i for i, entry in enumerate(where) if len(entry) < 3 or entry[2]]
             for i, d in zip(whole, self.ocr([crops[i] for i in whole]), strict=True):
-                lines.append(TextLine(d.text, d.confidence, d.char_probs, _fractions(where[i][0], w, h), where[i][1],
-                                      "ocr"))
+                lines.append(TextLine(d.text, d.confidence, d.char_probs, _fractions(_read_from(where[i]), w, h),
+                                      where[i][1], "ocr"))
         return lines
 
     def read(self, img: Image.Image) -> YearReading:
@@ -582,6 +600,10 @@ class YearReader:
         if not coin_found:
             reading = replace(reading, coin_found=False, reason=reading.reason + " (no coin found: the whole photo was read)")
         return reading
+
+
+def _read_from(entry: tuple) -> np.ndarray:
+    return reading_order(entry[0], entry[3] if len(entry) > 3 else 0)
 
 
 def _fractions(polygon, w: int, h: int) -> tuple[tuple[float, float], ...]:
@@ -628,8 +650,9 @@ _TWO_DIGITS = re.compile(r"^[0-9]{2}$")
 def split_years(lines: list[TextLine]) -> list[TextLine]:
     """Years split in two by the design ("19" left of the emblem, "48" right of it), joined: a line reading
     "19" or "20" and another reading two digits, by the same recogniser on the same view, about the same height,
-    side by side along the first one's baseline (at most its height off it: halves on an arc; one to eight of its lengths
-    away). The geometry is measured in the first line's own box (its length and height as the axes), so it
+    after it along the first one's baseline in its reading direction (at most its height off it: halves on an arc;
+    one to eight of its lengths away). A line's polygon starts where its reading starts (:func:`reading_order`), so
+    halves read on crops turned upside down join in their own order. The geometry is measured in the first line's own box (its length and height as the axes), so it
     holds at any rotation and any aspect of the photo."""
     halves = [t for t in lines if _TWO_DIGITS.match(t.text) and len(t.polygon) == 4]
     joined = []
@@ -648,8 +671,9 @@ def split_years(lines: list[TextLine]) -> list[TextLine]:
             other = np.asarray(second.polygon)
             along, across = np.linalg.solve(axes, other.mean(0) - centre)
             size = np.linalg.norm(other[3] - other[0]) / max(height, 1e-12)
-            if abs(across) <= 1.0 and 1.0 <= abs(along) <= 8.0 and 0.6 <= size <= 1.6:
-                a, b = (first.polygon, second.polygon) if along > 0 else (second.polygon, first.polygon)
+            # the second half after the first, in the direction the first was read
+            if abs(across) <= 1.0 and 1.0 <= along <= 8.0 and 0.6 <= size <= 1.6:
+                a, b = first.polygon, second.polygon
                 joined.append(TextLine(first.text + second.text, first.confidence * second.confidence,
                                        first.char_probs + second.char_probs, (a[0], b[1], b[2], a[3]),
                                        first.view, first.reader))
