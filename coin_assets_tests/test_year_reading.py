@@ -122,6 +122,10 @@ def test_an_unsure_or_contested_reading_abstains_and_says_why():
     # a date read on the coin beside the year (a founding date in range) makes it unreadable, not a guess
     two_dates = decide([line("1999"), line("1999"), line("1976"), line("1976")], settings)
     assert two_dates.year is None
+    # many crops agreeing on a misread digit ("1929" read "1920" on eight views) outweigh the year read best:
+    # contested, not answered
+    outvoted = decide([line("1929", 0.995)] + [line("1920", 0.98)] * 8, settings)
+    assert outvoted.year is None and "read best" in outvoted.reason and "1929" in outvoted.reason
 
 
 def box(x: float, y: float, w: float = 0.04, h: float = 0.03, turn: float = 0.0) -> tuple:

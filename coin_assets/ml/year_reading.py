@@ -686,9 +686,9 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     Each crop that reads a year is a vote weighted by its confidence (the product of its four digits'
     probabilities). Readers in ``settings.corroborating`` (the platform's recogniser, by default) only add
     weight to years another reader read: on their own they propose too many near misses. The year with the
-    most weight is answered when its best single read clears ``min_confidence``, it holds at least
-    ``min_share`` of all the weight given to years on the coin (a second date, a misread digit read often,
-    takes it away) and at least ``min_reads`` crops read it."""
+    most weight is answered when its best single read clears ``min_confidence``, no other year was read with
+    more confidence, it holds at least ``min_share`` of all the weight given to years on the coin (a second
+    date, a misread digit read often, takes it away) and at least ``min_reads`` crops read it."""
     weight: dict[int, float] = {}
     reads: dict[int, int] = {}
     best: dict[int, tuple[float, str, tuple[float, ...], TextLine]] = {}
@@ -721,6 +721,13 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     if reads[year] < settings.min_reads:
         return YearReading(None, score, digits, probs, line.polygon, line.view,
                            f"read {digits} by {reads[year]} crop(s), fewer than {settings.min_reads}", shown)
+    rival = max((y for y in best if y != year), key=lambda y: best[y][0], default=None)
+    if rival is not None and best[rival][0] > conf:
+        # many crops of one view agreeing on a misread digit can outweigh the year read best; a coin whose
+        # best single read is another year is contested, whatever the weights
+        return YearReading(None, score, digits, probs, line.polygon, line.view,
+                           f"{year} has the most weight ({share:.0%}) but {rival} was read best "
+                           f"({best[rival][0]:.2f} against {conf:.2f})", shown)
     if share < settings.min_share:
         others = ", ".join(f"{y} ({w / total:.0%})" for y, w in sorted(weight.items(), key=lambda kv: -kv[1])[1:3])
         return YearReading(None, score, digits, probs, line.polygon, line.view,
