@@ -1,4 +1,5 @@
-"""Choose the year reader's trust settings (``min_confidence``, ``min_share``, ``min_reads``) on photographic and
+"""Choose the year reader's trust settings (``min_confidence``, ``min_share``, ``min_reads``,
+``max_rival``) on photographic and
 drawn coins.
 
     python benchmarks/calibrate_reader.py --per-placement 12 --no-year 24 --cache /tmp/calibration.pkl
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 CALIBRATION_SEED = 90210
 GRID = {"readers": (("ocr",), ("ocr", "own")), "min_confidence": (0.3, 0.5, 0.7, 0.8, 0.9),
-        "min_share": (0.6, 0.75, 0.9), "min_reads": (1, 2, 3)}
+        "min_share": (0.6, 0.75, 0.9), "min_reads": (1, 2, 3), "max_rival": (0.5, 0.7, 1.0)}
 
 
 def calibration_coins(per_placement: int, no_year: int) -> list[tuple[str, str, int | None, int]]:
@@ -169,15 +170,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.cache:
             Path(args.cache).write_bytes(pickle.dumps(records))
     sets = sorted({r[0] for r in records})
-    print(f"{'readers':>9} {'min_conf':>8} {'share':>5} {'reads':>5}  "
+    print(f"{'readers':>9} {'min_conf':>8} {'share':>5} {'reads':>5} {'rival':>5}  "
           + "  ".join(f"{s + ' exact/wrong':>24}" for s in sets))
     rows = []
     grid = {**GRID, "readers": tuple(r for r in GRID["readers"] if set(r) <= set(readers))}
-    for readers, min_conf, min_share, min_reads in product(*grid.values()):
-        settings = ReaderSettings(readers=readers, min_confidence=min_conf, min_share=min_share, min_reads=min_reads)
+    for readers, min_conf, min_share, min_reads, max_rival in product(*grid.values()):
+        settings = ReaderSettings(readers=readers, min_confidence=min_conf, min_share=min_share, min_reads=min_reads,
+                                  max_rival=max_rival)
         result = score(records, settings)
         rows.append((settings, result))
-        print(f"{'+'.join(readers):>9} {min_conf:>8.2f} {min_share:>5.2f} {min_reads:>5d}  " + "  ".join(
+        print(f"{'+'.join(readers):>9} {min_conf:>8.2f} {min_share:>5.2f} {min_reads:>5d} {max_rival:>5.2f}  " + "  ".join(
             f"{result[s]['exact'] / result[s]['n']:>15.1%} / {result[s]['wrong'] / result[s]['n']:>5.1%}" for s in sets))
     safe = [(st, r) for st, r in rows if all(r[s]["wrong"] == 0 for s in sets)]
     if not safe:  # a larger set: no row is free of confident wrong answers; the rows with the fewest
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                                                       -len(row[0].readers), sum(row[1][s]["exact"] for s in sets),
                                                       row[0].min_confidence, row[0].min_share))
         print(f"\nchosen: readers {'+'.join(settings.readers)}, min_confidence {settings.min_confidence}, "
-              f"min_share {settings.min_share}, min_reads {settings.min_reads}")
+              f"min_share {settings.min_share}, min_reads {settings.min_reads}, max_rival {settings.max_rival}")
         for s in sets:
             print(f"  {s}: " + ", ".join(f"{p} {c}/{n}" for p, (c, n) in result[s]["placements"].items()))
 

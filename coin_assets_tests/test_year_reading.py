@@ -96,7 +96,7 @@ def test_the_platform_recogniser_corroborates_but_does_not_propose():
     # off by default: its reads count for nothing
     assert decide([line("1990", prob=0.9), line("1993", prob=0.9)] + [line("1990", reader="own")] * 3,
                   ReaderSettings(min_confidence=0.6)).year is None
-    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1, readers=("ocr", "own"))
+    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1, readers=("ocr", "own"), max_rival=1.0)
     alone = decide([line("1990", reader="own")] * 3, settings)
     assert alone.year is None and alone.reason.startswith("no four-digit year")
     # its near miss (1993) that PP-OCR never read counts for nothing
@@ -111,7 +111,7 @@ def test_the_platform_recogniser_corroborates_but_does_not_propose():
 
 
 def test_an_unsure_or_contested_reading_abstains_and_says_why():
-    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1)
+    settings = ReaderSettings(min_confidence=0.6, min_share=0.75, min_reads=1, max_rival=1.0)  # the share alone
     unsure = decide([line("1987", prob=0.8)], settings)  # 0.8 ** 4 = 0.41
     assert unsure.year is None and "below" in unsure.reason and unsure.digits == "1987"
     contested = decide([line("1987"), line("1957", prob=0.97)], settings)
@@ -124,8 +124,15 @@ def test_an_unsure_or_contested_reading_abstains_and_says_why():
     assert two_dates.year is None
     # many crops agreeing on a misread digit ("1929" read "1920" on eight views) outweigh the year read best:
     # contested, not answered
+    settings = replace(settings, max_rival=0.5)
     outvoted = decide([line("1929", 0.995)] + [line("1920", 0.98)] * 8, settings)
-    assert outvoted.year is None and "read best" in outvoted.reason and "1929" in outvoted.reason
+    assert outvoted.year is None and "also read" in outvoted.reason and "1929" in outvoted.reason
+    # a second year read with real confidence keeps the coin contested however much weight the first piles up
+    piled = [line("2026", 0.99)] * 12 + [line("2020", 0.92)]  # 0.92 ** 4 = 0.72
+    assert decide(piled, settings).year is None
+    assert decide(piled, replace(settings, max_rival=0.8)).year == 2026
+    # a faint read of another year does not
+    assert decide([line("2026", 0.99)] * 12 + [line("2020", 0.8)], settings).year == 2026
 
 
 def box(x: float, y: float, w: float = 0.04, h: float = 0.03, turn: float = 0.0) -> tuple:

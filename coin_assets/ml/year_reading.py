@@ -63,6 +63,7 @@ SECOND_COIN_RADIUS = 0.75  # a second coin this size of the first or larger is r
 DEFAULT_MIN_CONFIDENCE = 0.8
 DEFAULT_MIN_SHARE = 0.75  # a second year read with over a quarter of the weight makes the coin unreadable
 DEFAULT_MIN_READS = 1
+DEFAULT_MAX_RIVAL = 0.5
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
 READER_RECORD = WEIGHTS_DIR / "year_reader.json"
@@ -412,6 +413,7 @@ class ReaderSettings:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE  # of the year's best single read
     min_share: float = DEFAULT_MIN_SHARE  # of the weight of all years read on the coin
     min_reads: int = DEFAULT_MIN_READS
+    max_rival: float = DEFAULT_MAX_RIVAL  # another year read with more confidence than this: contested
     # the recognisers that read the crops: "ocr" (PP-OCR's) and "own" (the platform's). The platform's adds
     # nothing at the calibrated settings and costs six times PP-OCR's time (docs/reading.md), so it is off
     readers: tuple[str, ...] = ("ocr",)
@@ -686,9 +688,9 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
     Each crop that reads a year is a vote weighted by its confidence (the product of its four digits'
     probabilities). Readers in ``settings.corroborating`` (the platform's recogniser, by default) only add
     weight to years another reader read: on their own they propose too many near misses. The year with the
-    most weight is answered when its best single read clears ``min_confidence``, no other year was read with
-    more confidence, it holds at least ``min_share`` of all the weight given to years on the coin (a second
-    date, a misread digit read often, takes it away) and at least ``min_reads`` crops read it."""
+    most weight is answered when its best single read clears ``min_confidence``, no other year was read with a
+    confidence above ``max_rival``, it holds at least ``min_share`` of all the weight given to years on the coin
+    (a second date, a misread digit read often, takes it away) and at least ``min_reads`` crops read it."""
     weight: dict[int, float] = {}
     reads: dict[int, int] = {}
     best: dict[int, tuple[float, str, tuple[float, ...], TextLine]] = {}
@@ -722,12 +724,12 @@ def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
         return YearReading(None, score, digits, probs, line.polygon, line.view,
                            f"read {digits} by {reads[year]} crop(s), fewer than {settings.min_reads}", shown)
     rival = max((y for y in best if y != year), key=lambda y: best[y][0], default=None)
-    if rival is not None and best[rival][0] > conf:
-        # many crops of one view agreeing on a misread digit can outweigh the year read best; a coin whose
-        # best single read is another year is contested, whatever the weights
+    if rival is not None and best[rival][0] > settings.max_rival:
+        # later views can pile weight on a misread digit ("2020" read "2026" by every sharpened crop) until it
+        # holds min_share: a second year read with real confidence keeps the coin contested, whatever the weights
         return YearReading(None, score, digits, probs, line.polygon, line.view,
-                           f"{year} has the most weight ({share:.0%}) but {rival} was read best "
-                           f"({best[rival][0]:.2f} against {conf:.2f})", shown)
+                           f"{year} has {share:.0%} of the weight, but {rival} was also read with confidence "
+                           f"{best[rival][0]:.2f}, above {settings.max_rival:.2f}", shown)
     if share < settings.min_share:
         others = ", ".join(f"{y} ({w / total:.0%})" for y, w in sorted(weight.items(), key=lambda kv: -kv[1])[1:3])
         return YearReading(None, score, digits, probs, line.polygon, line.view,
