@@ -346,6 +346,17 @@ def test_upsert_upload_keeps_the_first_ingestion_time(conn):
     assert rows == [("b" * 64, 4, NOW)]
 
 
+def test_upsert_uploads_inserts_new_keys_and_refreshes_known_ones_in_one_batch(conn):
+    md.upsert_uploads(conn, [_upload_row()])
+    md.upsert_uploads(conn, [
+        _upload_row(ingested_at=NOW + timedelta(hours=1), sha256="b" * 64, raw_size=4),
+        _upload_row(upload_key=f"uploads/{DAY}/c2__front.jpg", coin_id="c2", raw_name="c2__front.jpg",
+                    ingested_at=NOW + timedelta(hours=1)),
+    ])
+    rows = conn.execute("SELECT coin_id, sha256, raw_size, ingested_at FROM uploads ORDER BY coin_id").fetchall()
+    assert rows == [("c1", "b" * 64, 4, NOW), ("c2", "a" * 64, 3, NOW + timedelta(hours=1))]
+
+
 def test_first_upload_with_sha_ignores_itself_and_duplicates(conn):
     md.upsert_upload(conn, _upload_row())
     md.upsert_upload(conn, _upload_row(upload_key="k2", raw_name="k2", duplicate_of=f"uploads/{DAY}/c1__front.jpg"))

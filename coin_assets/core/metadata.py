@@ -276,28 +276,33 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
 
 def upsert_upload(conn, row: dict) -> None:
     """Insert or refresh one bronze ledger row; the first ingestion time is kept."""
-    cols = list(row)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("upload_key", "ingested_at"))
-    conn.execute(
-        f"INSERT INTO uploads ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
-        f"ON CONFLICT (upload_key) DO UPDATE SET {updates}",
-        [row[c] for c in cols],
-    )
+    upsert_uploads(conn, [row])
 
 
 def upsert_uploads(conn, rows: list[dict]) -> None:
-    """Insert or refresh many bronze ledger rows in one statement; first ingestion times are kept."""
+    """Insert or refresh many bronze ledger rows; first ingestion times are kept.
+
+    The keys already in the ledger (a file changed in place) are looked up by index and refreshed with
+    ``ON CONFLICT DO UPDATE``; the new ones, nearly all, are plain inserts. DuckDB's ``ON CONFLICT`` costs
+    about half a second a statement on a ledger of millions of rows, whatever the batch's size, where an
+    insert costs milliseconds: a 3 000-photo day on a year of history spent most of its writer-slot hold
+    there."""
     if not rows:
         return
     frame = pd.DataFrame(rows)
     cols = list(frame.columns)
+    known = {key for (key,) in conn.execute("SELECT upload_key FROM uploads WHERE list_contains(?, upload_key)",
+                                            [frame["upload_key"].tolist()]).fetchall()}
+    is_known = frame["upload_key"].isin(known)
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("upload_key", "ingested_at"))
-    conn.register("uploads_batch", frame)
-    try:
-        conn.execute(f"INSERT INTO uploads ({', '.join(cols)}) SELECT {', '.join(cols)} FROM uploads_batch "
-                     f"ON CONFLICT (upload_key) DO UPDATE SET {updates}")
-    finally:
-        conn.unregister("uploads_batch")
+    for batch, on_conflict in ((frame[~is_known], ""), (frame[is_known], f" ON CONFLICT (upload_key) DO UPDATE SET {updates}")):
+        if batch.empty:
+            continue
+        conn.register("uploads_batch", batch)
+        try:
+            conn.execute(f"INSERT INTO uploads ({', '.join(cols)}) SELECT {', '.join(cols)} FROM uploads_batch{on_conflict}")
+        finally:
+            conn.unregister("uploads_batch")
 
 
 def first_uploads_with_shas(conn, shas: list[str], excluding_keys: AbstractSet[str]
