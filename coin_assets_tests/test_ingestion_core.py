@@ -446,6 +446,22 @@ def test_core_a_latest_upload_of_the_same_coin_side_wins(lake_core):
     assert list(frame.raw_name) == ["c1__front.jpg"]
 
 
+def test_gold_candidates_by_index_lookup_equal_those_by_join(lake_core, monkeypatch):
+    lake, conn = lake_core
+    lake.coin(DAY, "c1", shade=0)
+    lake.coin(DAY, "c2", shade=10)
+    lake.upload(DAY, "c2", "front", "png", color=(10, 10, 10))  # c2's front twice: one is superseded
+    lake.coin("2026-11-21", "c3", shade=20)  # another day's silver rows are not the day's
+    _run_all(lake.store, conn, "2026-11-21")
+    ingest.ingest_bronze(lake.store, conn, DAY)
+    ingest.build_silver(lake.store, conn, DAY, max_side=64)
+    looked_up = md.gold_candidates(conn, DAY), md.superseded_uploads(conn, DAY)
+    monkeypatch.setattr(md, "SILVER_LOOKUP_MAX", 0)
+    joined = md.gold_candidates(conn, DAY), md.superseded_uploads(conn, DAY)
+    assert len(looked_up[0]) == 4 and len(looked_up[1]) == 1
+    assert looked_up[0].equals(joined[0]) and looked_up[1] == joined[1]
+
+
 def test_core_empty_partition_gives_empty_gold(lake_core):
     lake, conn = lake_core
     _, _, gold, frame = _run_all(lake.store, conn)
