@@ -90,6 +90,19 @@ def test_local_store_refuses_a_symlink_that_leads_outside_its_root(tmp_path):
     assert not (tmp_path / "new.txt").exists()
 
 
+def test_local_store_refuses_a_file_link_out_of_a_folder_it_already_knows(tmp_path):
+    root = tmp_path / "root"
+    (root / "uploads" / "day").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("secret")
+    store = LocalStore(root)
+    store.write_bytes("uploads/day/a.txt", b"a")  # the folder's real path is now remembered
+    os.symlink(tmp_path / "secret.txt", root / "uploads" / "day" / "b.txt")
+    with pytest.raises(UnsafeKeyError, match="outside"):
+        store.read_bytes("uploads/day/b.txt")
+    os.symlink(root / "uploads" / "day" / "a.txt", root / "uploads" / "day" / "inside.txt")
+    assert store.read_bytes("uploads/day/inside.txt") == b"a"  # a link that stays inside is followed
+
+
 def test_local_store_write_is_atomic_and_leaves_no_temp_file(tmp_path):
     store = LocalStore(tmp_path)
     store.write_bytes("a/b/c.bin", b"one")

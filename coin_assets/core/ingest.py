@@ -30,7 +30,7 @@ from coin_assets.core.uploads import (
 
 BRONZE, SILVER, GOLD = "bronze", "silver", "gold"
 SILVER_BATCH = 128  # silver rows per INSERT
-BRONZE_BATCH = 64  # uploads copied, then looked up and recorded together
+BRONZE_BATCH = 256  # uploads copied, then looked up and recorded together
 PAIRING = "pairing"  # quarantine stage of uploads that lost their coin side to another upload
 
 

@@ -79,17 +79,33 @@ class ObjectStore(Protocol):
     def list_level(self, prefix: str) -> tuple[list[StoredObject], list[str]]: ...
 
 
+REAL_FOLDERS_KEPT = 4096  # folders whose real path a LocalStore remembers
+
+
 class LocalStore:
     """Files under a root folder. Writes go to a temporary name first, then are renamed."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
+        self._real_folders: dict[str, str] = {}
 
     def path(self, key: str) -> Path:
-        # realpath on a string: links inside the root are resolved (a key may not leave the root
-        # through one) without pathlib's per-part objects, which cost more than the syscalls here
-        real = os.path.realpath(self._root_prefix + safe_key(key))
+        # Links inside the root are resolved (a key may not leave the root through one). A folder's real
+        # path is remembered once the folder exists (a day's thousands of keys share a few folders), so a
+        # key costs one lstat of its last part, not one per part of the whole path; a last part that is a
+        # link is resolved in full. Strings, not pathlib: its per-part objects cost more than the syscalls.
+        folder, _, name = safe_key(key).rpartition("/")
+        real_folder = self._real_folders.get(folder)
+        if real_folder is None:
+            real_folder = os.path.realpath(self._root_prefix + folder) if folder else str(self.root)
+            if os.path.isdir(real_folder):
+                if len(self._real_folders) >= REAL_FOLDERS_KEPT:
+                    self._real_folders.clear()
+                self._real_folders[folder] = real_folder
+        real = real_folder + os.sep + name
+        if os.path.islink(real):
+            real = os.path.realpath(real)
         if not real.startswith(self._root_prefix):
             raise UnsafeKeyError(f"key {key!r} resolves outside {self.root}")
         return Path(real)
