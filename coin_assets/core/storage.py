@@ -90,6 +90,12 @@ class LocalStore:
         self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
         self._real_folders: dict[str, str] = {}
 
+    def __getstate__(self) -> dict:
+        return {"root": self.root, "_root_prefix": self._root_prefix}  # sent to pool workers: not the folders
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _real_folders={})
+
     def path(self, key: str) -> Path:
         # Links inside the root are resolved (a key may not leave the root through one). A folder's real
         # path is remembered once the folder exists (a day's thousands of keys share a few folders), so a
