@@ -1,5 +1,6 @@
 """The one settings source and the scale-out wiring, without servers: no side effects on import or
-load, clear errors for an incomplete scale-out profile, and the Celery queue of every step by its pool."""
+load, clear errors for an incomplete scale-out profile, the Celery queue of every step by its pool, and
+the workers' Celery app."""
 
 import subprocess
 import sys
@@ -62,6 +63,24 @@ def test_celery_queue_of_each_step_follows_its_pool():
     queues = {step.key: queue_for_step(step, "dagster", "duckdb") for step in plan.steps}
     assert queues["training_set"] == "duckdb"
     assert queues["coin_year_model"] == queues["model_evaluation"] == queues["promotion_decision"] == "dagster"
+
+
+def test_celery_finds_the_worker_app_with_its_step_task():
+    """`celery -A coin_assets.defs.celery_app worker` finds the module's `app` as Celery's command line does
+    (built on first access, from the worker's environment) with dagster-celery's `execute_plan` task; the app
+    has the broker and visibility timeout of the settings it is built from."""
+    from celery.app.utils import find_app
+
+    from coin_assets.defs import celery_app
+
+    app = find_app("coin_assets.defs.celery_app")
+    assert "execute_plan" in app.tasks
+    assert app is celery_app.app  # built once
+    built = celery_app.create_celery_app(Settings.from_env({**SCALE_OUT, "COIN_ASSETS_CELERY_VISIBILITY": "40"}))
+    assert (built.conf.broker_url, built.conf.result_backend) == ("redis://broker:6379/0", "redis://broker:6379/0")
+    assert built.conf.broker_transport_options["visibility_timeout"] == 40.0
+    assert built.conf.task_acks_late and built.conf.task_default_queue == "dagster"
+    assert "execute_plan" in built.tasks
 
 
 def test_dagster_home_comes_from_the_settings():
