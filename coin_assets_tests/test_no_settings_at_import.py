@@ -119,3 +119,15 @@ def test_partitions_intervals_and_executor_follow_the_settings_of_each_load(monk
     reloaded = defs()
     assert reloaded.resolve_job_def("ingestion_job").partitions_def.get_first_partition_key() == "2026-04-01"
     assert reloaded.executor.name == "in_process"
+
+
+def test_the_serving_resource_reads_no_settings_in_a_run(monkeypatch):
+    """Asset bodies and ops ask the API through the `serving_api` resource, built from the settings of the
+    load: a run reads none (here they would be refused)."""
+    from coin_assets.defs.resources import ServingApi
+
+    monkeypatch.setenv("COIN_ASSETS_START_DATE", BAD_START)
+    api = ServingApi(url="http://127.0.0.1:9", request_store_url="sqlite://", reload_token=None)
+    assert api.request_reload() == {
+        "ok": False, "error": "COIN_ASSETS_RELOAD_TOKEN not set: not asking the service to reload"}
+    assert api.health()["reachable"] is False
