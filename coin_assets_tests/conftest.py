@@ -7,7 +7,8 @@ uploads and ingest them the same second (runs take only files older than the set
 tests of the window set it themselves.
 
 ``lake`` (an :class:`IngestionLake`) bundles them; ``make_upload`` and ``write_sidecar`` are its
-upload helpers as fixtures of their own.
+upload helpers as fixtures of their own. ``PROJECT`` is the project's definitions built from the default
+settings; ``ASSETS``, ``CHECKS``, ``JOBS``, ``SENSORS`` and ``SCHEDULES`` hold its parts by name.
 """
 
 from __future__ import annotations
