@@ -200,17 +200,20 @@ def child_ingest(day: str) -> dict:
     what it wrote."""
     from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
 
-    from coin_assets.definitions import defs
-    from coin_assets.defs.jobs import ingestion_job
+    from coin_assets.definitions import build_definitions
     from coin_assets.defs.resources import default_resources
+    from coin_assets.settings import Settings
 
+    settings = Settings.from_env()
+    project = build_definitions(settings)
+    (ingestion_job,) = [job for job in project.jobs if job.name == "ingestion_job"]
     selection = ingestion_job.selection
     assert isinstance(selection, AssetSelection)
     instance = DagsterInstance.ephemeral()
     started = time.time()
     with TreeMemory() as memory:
-        result = materialize([*defs.assets, *defs.asset_checks], partition_key=day, selection=selection,
-                             resources=default_resources(), instance=instance, raise_on_error=True)
+        result = materialize([*project.assets, *project.asset_checks], partition_key=day, selection=selection,
+                             resources=default_resources(settings), instance=instance, raise_on_error=True)
     wall = time.time() - started
     starts, steps = {}, {}
     for record in instance.all_logs(result.run_id):

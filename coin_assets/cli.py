@@ -77,11 +77,13 @@ def wait_for_settled_uploads(store, days: list[str], settle_seconds: float) -> N
 def materialize_base_version(resources: dict | None = None, instance: DagsterInstance | None = None) -> str | None:
     """``base_model_version``: on an instance with no model yet, the committed reader becomes production (the
     API reads years before anything is trained). Returns the version registered, or None."""
-    from coin_assets.definitions import defs
+    from coin_assets.definitions import build_definitions
     from coin_assets.defs.resources import default_resources
 
-    result = materialize([*defs.assets], selection=AssetSelection.assets("base_model_version"),
-                         resources=resources or default_resources(), instance=instance or _instance(),
+    settings = Settings.from_env()
+    assets = build_definitions(settings).assets
+    result = materialize([*assets], selection=AssetSelection.assets("base_model_version"),
+                         resources=resources or default_resources(settings), instance=instance or _instance(),
                          raise_on_error=True)
     return result.output_for_node("base_model_version")["registered_version"]
 
@@ -89,14 +91,16 @@ def materialize_base_version(resources: dict | None = None, instance: DagsterIns
 def run_headless(days: list[str] | None, train: bool, train_config: dict | None = None,
                  evaluation_config: dict | None = None) -> dict:
     """Materialize every asset for the given (default: all uploaded) days, in-process, and summarise."""
-    from coin_assets.definitions import defs
+    from coin_assets.definitions import build_definitions
     from coin_assets.defs.resources import default_resources
 
-    resources = default_resources()
+    settings = Settings.from_env()
+    project = build_definitions(settings)
+    resources = default_resources(settings)
     store = resources["storage"].store()
     days = days or sorted({f.partition for f in list_uploads(store)})
-    wait_for_settled_uploads(store, days, Settings.from_env().settle_seconds)
-    assets = [*defs.assets, *defs.asset_checks]
+    wait_for_settled_uploads(store, days, settings.settle_seconds)
+    assets = [*project.assets, *project.asset_checks]
     instance = _instance()
     summary: dict = {"days": days, "layers": {}, "checks": {"run": 0, "failed": [], "warnings": []},
                      "seconds": {}, "recovered_runs": recover_runs(instance), "up_to_date": []}

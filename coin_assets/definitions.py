@@ -1,16 +1,14 @@
-"""Wires assets, checks, jobs, sensors, schedules and resources. Nothing else lives here."""
+"""Wires assets, checks, jobs, sensors, schedules and resources. Nothing else lives here.
 
-from dagster import Definitions
+`defs` is what Dagster loads (`dagster dev -m coin_assets.definitions`, `dagster api grpc`,
+workspace.yaml): a lazy definitions loader that reads the settings once, when Dagster loads it, and
+builds the definitions from them. Importing this module reads no settings.
+"""
 
-from coin_assets.defs.assets.crops import coin_crops, found_coins
-from coin_assets.defs.assets.ingestion import (
-    archived_bronze,
-    bronze_images,
-    coin_uploads,
-    decoded_images,
-    gold_images,
-    silver_images,
-)
+from dagster import Definitions, definitions
+
+from coin_assets.defs.assets.crops import crop_assets
+from coin_assets.defs.assets.ingestion import ingestion_assets
 from coin_assets.defs.assets.model import (
     base_model_version,
     coin_year_model,
@@ -20,43 +18,47 @@ from coin_assets.defs.assets.model import (
     training_set,
     year_reader_pretraining,
 )
-from coin_assets.defs.assets.predictions import coin_predictions, review_queue
+from coin_assets.defs.assets.predictions import prediction_assets
 from coin_assets.defs.assets.review import review_labels
-from coin_assets.defs.assets.serving import serving_deployment, serving_requests
+from coin_assets.defs.assets.serving import serving_assets
 from coin_assets.defs.automation import model_consumers_automation
 from coin_assets.defs.checks import ingestion_checks
-from coin_assets.defs.executors import executor_from_env
-from coin_assets.defs.jobs import (
-    archive_job,
-    ingestion_job,
-    prediction_job,
-    review_job,
-    rollback_job,
-    training_job,
-)
+from coin_assets.defs.executors import executor_from_settings
+from coin_assets.defs.jobs import build_jobs
 from coin_assets.defs.model_checks import model_checks
+from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.resources import default_resources
-from coin_assets.defs.schedules import (
-    bronze_archive_schedule,
-    daily_ingestion_schedule,
-    daily_prediction_schedule,
-    weekly_retraining_schedule,
-)
-from coin_assets.defs.sensors import abandoned_run_sensor, retraining_sensor, review_sensor, upload_sensor
+from coin_assets.defs.schedules import build_schedules
+from coin_assets.defs.sensors import abandoned_run_sensor, build_sensors
+from coin_assets.settings import Settings
 
-defs = Definitions(
-    assets=[
-        coin_uploads, bronze_images, decoded_images, silver_images, gold_images, found_coins, coin_crops,
-        archived_bronze,
-        review_labels, training_set, synthetic_pretraining, year_reader_pretraining, base_model_version,
-        coin_year_model, model_evaluation, promotion_decision,
-        coin_predictions, review_queue, serving_deployment, serving_requests,
-    ],
-    asset_checks=[*ingestion_checks, *model_checks],
-    jobs=[ingestion_job, training_job, prediction_job, review_job, rollback_job, archive_job],
-    sensors=[upload_sensor, review_sensor, retraining_sensor, abandoned_run_sensor, model_consumers_automation],
-    schedules=[daily_ingestion_schedule, daily_prediction_schedule, weekly_retraining_schedule,
-               bronze_archive_schedule],
-    resources=default_resources(),
-    executor=executor_from_env(),
-)
+
+def build_definitions(settings: Settings) -> Definitions:
+    """The platform's definitions for ``settings``: daily partitions from its start date, sensor
+    intervals, resources and executor."""
+    partitions = daily_partitions(settings.start_date)
+    jobs = build_jobs(partitions)
+    return Definitions(
+        assets=[
+            *ingestion_assets(partitions), *crop_assets(partitions),
+            review_labels, training_set, synthetic_pretraining, year_reader_pretraining, base_model_version,
+            coin_year_model, model_evaluation, promotion_decision,
+            *prediction_assets(partitions), *serving_assets(partitions),
+        ],
+        asset_checks=[*ingestion_checks(partitions), *model_checks(partitions)],
+        jobs=list(jobs),
+        sensors=[
+            *build_sensors(jobs, partitions, upload_interval_seconds=settings.sensor_interval,
+                           retrain_interval_seconds=settings.retrain_interval),
+            abandoned_run_sensor, model_consumers_automation,
+        ],
+        schedules=build_schedules(jobs, partitions),
+        resources=default_resources(settings),
+        executor=executor_from_settings(settings),
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    """The definitions from the process environment's settings (`Settings.from_env()`)."""
+    return build_definitions(Settings.from_env())

@@ -7,7 +7,8 @@ uploads and ingest them the same second (runs take only files older than the set
 tests of the window set it themselves.
 
 ``lake`` (an :class:`IngestionLake`) bundles them; ``make_upload`` and ``write_sidecar`` are its
-upload helpers as fixtures of their own.
+upload helpers as fixtures of their own. ``PROJECT`` is the project's definitions built from the default
+settings; ``ASSETS``, ``CHECKS``, ``JOBS``, ``SENSORS`` and ``SCHEDULES`` hold its parts by name.
 """
 
 from __future__ import annotations
@@ -25,20 +26,27 @@ from dagster import AssetSelection, DagsterInstance, TableMetadataValue, materia
 from dagster_duckdb import DuckDBResource
 from PIL import Image
 
-from coin_assets.defs.assets.crops import found_coins
-from coin_assets.defs.assets.ingestion import (
-    bronze_images,
-    coin_uploads,
-    decoded_images,
-    gold_images,
-    silver_images,
-)
-from coin_assets.defs.checks import ingestion_checks
+from coin_assets.definitions import build_definitions
 from coin_assets.defs.resources import CoinStorage
+from coin_assets.settings import Settings
 
 DAY = "2026-11-20"
 DAY2 = "2026-11-21"
-INGESTION_ASSETS = [coin_uploads, bronze_images, decoded_images, silver_images, gold_images, found_coins]
+
+# The project's definitions as the loader builds them, from the default settings (`Settings.from_env({})`
+# reads no environment: daily partitions from 2025-01-01). Tests take the assets, checks, jobs, sensors
+# and schedules they run from here, by name, and give them their own resources.
+PROJECT = build_definitions(Settings.from_env({}))
+ASSETS = {a.key.to_user_string(): a for a in PROJECT.assets}
+CHECKS = {c.check_key.name: c for c in PROJECT.asset_checks}
+JOBS = {j.name: j for j in PROJECT.jobs}
+SENSORS = {s.name: s for s in PROJECT.sensors}
+SCHEDULES = {s.name: s for s in PROJECT.schedules}
+
+INGESTION_ASSETS = [ASSETS[name] for name in ("coin_uploads", "bronze_images", "decoded_images", "silver_images",
+                                              "gold_images", "found_coins")]
+INGESTION_CHECKS = [CHECKS[name] for name in ("silver_images_are_clean", "quarantine_is_empty",
+                                              "gold_lineage_is_intact", "gold_metadata_is_complete")]
 LAYERS = ["bronze_images", "decoded_images", "silver_images", "gold_images"]
 PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF",
                "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF"}
@@ -181,18 +189,18 @@ class IngestionLake:
     def materialize(self, partition: str = DAY, raise_on_error: bool = True):
         """bronze → silver → gold for one partition, with the ingestion checks."""
         return materialize(
-            [*INGESTION_ASSETS, *ingestion_checks], partition_key=partition, resources=self.resources,
+            [*INGESTION_ASSETS, *INGESTION_CHECKS], partition_key=partition, resources=self.resources,
             instance=self.instance, selection=LAYERS, raise_on_error=raise_on_error,
         )
 
     def run_checks(self, partition: str = DAY, checks=None) -> dict:
         """Only the ingestion checks (nothing materialized); {check name: evaluation}. The run
         result is kept as ``last_result``."""
-        checks = list(checks or ingestion_checks)
+        checks = list(checks or INGESTION_CHECKS)
         # With only checks selected, Dagster 1.13 cannot infer the partitions definition from
         # `partition_key=`; the partition run tag (what partition_key sets) works.
         result = materialize(
-            [*INGESTION_ASSETS, *ingestion_checks], resources=self.resources, instance=self.instance,
+            [*INGESTION_ASSETS, *INGESTION_CHECKS], resources=self.resources, instance=self.instance,
             selection=AssetSelection.checks(*checks), tags={"dagster/partition": partition},
             raise_on_error=False,
         )

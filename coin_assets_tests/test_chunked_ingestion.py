@@ -10,11 +10,15 @@ from dagster import DagsterInstance, materialize
 
 from coin_assets.core import staging
 from coin_assets.core.crops import crop_staging_prefix
-from coin_assets.defs.assets.crops import coin_crops
-from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.resources import CoinStorage
 from coin_assets.synth import generate_uploads
-from coin_assets_tests.conftest import INGESTION_ASSETS, IngestionLake, materialization_metadata
+from coin_assets_tests.conftest import (
+    ASSETS,
+    INGESTION_ASSETS,
+    INGESTION_CHECKS,
+    IngestionLake,
+    materialization_metadata,
+)
 
 COINS = 6  # 12 photos
 
@@ -35,7 +39,7 @@ def lake_with(base, uploads) -> IngestionLake:
 
 def ingest(lake: IngestionLake, day: str, chunk_photos: int, instance: DagsterInstance | None = None):
     lake.resources["storage"] = CoinStorage(root=str(lake.root), settle_seconds=0, chunk_photos=chunk_photos)
-    return materialize([*INGESTION_ASSETS, coin_crops, *ingestion_checks], partition_key=day,
+    return materialize([*INGESTION_ASSETS, ASSETS["coin_crops"], *INGESTION_CHECKS], partition_key=day,
                        resources=lake.resources, instance=instance or lake.instance)
 
 

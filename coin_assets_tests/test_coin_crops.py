@@ -9,10 +9,11 @@ import pytest
 from dagster import materialize
 
 from coin_assets.core import parallel
-from coin_assets.defs.assets.crops import coin_crops
 from coin_assets.synth import varied
 
-from .conftest import DAY, INGESTION_ASSETS, materialization_metadata
+from .conftest import ASSETS, DAY, INGESTION_ASSETS, materialization_metadata
+
+coin_crops = ASSETS["coin_crops"]
 
 
 @pytest.mark.parametrize("where", ["in_process", "process_pool"])

@@ -9,15 +9,13 @@ from dagster import materialize
 
 from coin_assets.core import ingest_state
 from coin_assets.core import metadata as md
-from coin_assets.defs.assets.crops import coin_crops
-from coin_assets.defs.checks import ingestion_checks
-from coin_assets_tests.conftest import DAY, INGESTION_ASSETS, LAYERS, age
+from coin_assets_tests.conftest import ASSETS, DAY, INGESTION_ASSETS, INGESTION_CHECKS, LAYERS, age
 
 CHAIN = [*LAYERS, "found_coins", "coin_crops"]
 
 
 def run_chain(lake, selection=CHAIN, run_config=None):
-    return materialize([*INGESTION_ASSETS, coin_crops, *ingestion_checks], partition_key=DAY,
+    return materialize([*INGESTION_ASSETS, ASSETS["coin_crops"], *INGESTION_CHECKS], partition_key=DAY,
                        resources=lake.resources, instance=lake.instance, selection=selection,
                        run_config=run_config)
 

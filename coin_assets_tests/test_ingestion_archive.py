@@ -8,10 +8,18 @@ from datetime import timedelta
 import duckdb
 from dagster import materialize
 
-from coin_assets.defs.assets.ingestion import archived_bronze, bronze_images
-from coin_assets.defs.checks import gold_lineage_is_intact
 from coin_assets.defs.resources import CoinStorage
-from coin_assets_tests.conftest import DAY, INGESTION_ASSETS, materialization_metadata, metadata_values
+from coin_assets_tests.conftest import (
+    ASSETS,
+    CHECKS,
+    DAY,
+    INGESTION_ASSETS,
+    materialization_metadata,
+    metadata_values,
+)
+
+archived_bronze = ASSETS["archived_bronze"]
+gold_lineage_is_intact = CHECKS["gold_lineage_is_intact"]
 
 
 def _archive(lake, after_days: int = 0):
@@ -45,7 +53,7 @@ def test_archive_round_trip(lake):
         path.unlink()
     result = lake.materialize(DAY)
     assert materialization_metadata(result, "silver_images")["processed"] == 2
-    assert materialization_metadata(result, bronze_images.key.path[-1])["processed"] == 0
+    assert materialization_metadata(result, "bronze_images")["processed"] == 0
     assert lake.files("bronze") == {}
     after = lake.gold(DAY)
     assert {k: (r["sha256"], r["clean_size"]) for k, r in after.items()} == \
@@ -65,11 +73,15 @@ def test_the_archive_schedule_asks_for_the_day_that_just_turned_old_enough(tmp_p
 
     from dagster import RunRequest, SkipReason, build_schedule_context
 
+    from coin_assets.defs.jobs import build_jobs
     from coin_assets.defs.partitions import daily_partitions
-    from coin_assets.defs.schedules import bronze_archive_schedule
+    from coin_assets.defs.schedules import build_schedules
 
+    partitions = daily_partitions("2026-03-01")  # the first day the schedule knows: the configured start date
+    schedules = {s.name: s for s in build_schedules(build_jobs(partitions), partitions)}
+    bronze_archive_schedule = schedules["bronze_archive_schedule"]
     storage = CoinStorage(root=str(tmp_path), archive_after_days=30)
-    first = datetime.fromisoformat(daily_partitions.get_first_partition_key()).replace(tzinfo=timezone.utc)
+    first = datetime(2026, 3, 1, tzinfo=timezone.utc)
     when = first.replace(hour=1, minute=15) + timedelta(days=40)
     request = bronze_archive_schedule(build_schedule_context(scheduled_execution_time=when, resources={"storage": storage}))
     assert isinstance(request, RunRequest) and request.partition_key == (when - timedelta(days=30)).date().isoformat()

@@ -12,18 +12,13 @@ from PIL import Image
 
 from coin_assets.core import audit
 from coin_assets.core.metadata import GOLD_REQUIRED_COLUMNS
-from coin_assets.defs.assets.ingestion import (
-    bronze_images,
-    coin_uploads,
-    decoded_images,
-    gold_images,
-    silver_images,
-)
-from coin_assets.defs.checks import ingestion_checks
-from coin_assets.defs.jobs import ingestion_job
 from coin_assets_tests.conftest import (
+    ASSETS,
     DAY,
     DAY2,
+    INGESTION_ASSETS,
+    INGESTION_CHECKS,
+    JOBS,
     IngestionLake,
     age_tree,
     check_evaluations,
@@ -152,7 +147,7 @@ def test_generated_partitions_pass_every_check(generated):
     _, _, first, second, *_ = generated
     for result in (*first.values(), *second.values()):
         evaluations = check_evaluations(result)
-        assert set(evaluations) == {c.check_key.name for c in ingestion_checks}
+        assert set(evaluations) == {c.check_key.name for c in INGESTION_CHECKS}
         assert all(e.passed for e in evaluations.values()), {n: e.passed for n, e in evaluations.items()}
 
 
@@ -289,18 +284,15 @@ def test_uploaded_at_comes_from_the_sidecar_else_the_file_time(lake):
 
 
 def test_ingestion_job_runs_the_three_layers_and_their_checks(lake):
-    from coin_assets.defs.assets.crops import coin_crops, found_coins
-
     lake.coin(DAY, "c1")
-    defs = Definitions(assets=[coin_uploads, bronze_images, decoded_images, silver_images, gold_images, found_coins,
-                               coin_crops],
-                       asset_checks=ingestion_checks, jobs=[ingestion_job], resources=lake.resources)
+    defs = Definitions(assets=[*INGESTION_ASSETS, ASSETS["coin_crops"]], asset_checks=INGESTION_CHECKS,
+                       jobs=[JOBS["ingestion_job"]], resources=lake.resources)
     result = defs.resolve_job_def("ingestion_job").execute_in_process(partition_key=DAY, instance=lake.instance)
     assert result.success
     assert {e.asset_key for e in result.get_asset_materialization_events()} == {
         AssetKey("bronze_images"), AssetKey("decoded_images"), AssetKey("silver_images"), AssetKey("gold_images"),
         AssetKey("found_coins"), AssetKey("coin_crops")}
-    assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.check_key.name for c in ingestion_checks}
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.check_key.name for c in INGESTION_CHECKS}
     assert len(lake.gold()) == 2
 
 
@@ -309,10 +301,11 @@ def test_ingestion_job_runs_the_three_layers_and_their_checks(lake):
 
 @pytest.fixture
 def project_defs(tmp_path, monkeypatch):
-    monkeypatch.setenv("COIN_ASSETS_DATA_DIR", str(tmp_path / "data"))  # in case this import is the first
+    """The definitions as Dagster loads them (`coin_assets.definitions.defs`), from this test's environment."""
+    monkeypatch.setenv("COIN_ASSETS_DATA_DIR", str(tmp_path / "data"))
     from coin_assets.definitions import defs
 
-    return defs
+    return defs()
 
 
 def test_definitions_load_and_resolve_the_ingestion_job(project_defs):
@@ -331,7 +324,7 @@ def test_only_the_steps_that_write_duckdb_hold_the_writer_pool(project_defs):
     assert {name for name, pool in pools.items() if pool == DUCKDB_WRITER_POOL} == {
         "bronze_images", "silver_images", "gold_images", "coin_crops"}
     assert {"decoded_images_chunk", "found_coins_chunk"} <= {name for name, pool in pools.items() if pool is None}
-    assert all(c.op.pool is None for c in ingestion_checks)
+    assert all(c.op.pool is None for c in INGESTION_CHECKS)
 
 
 def test_the_decode_step_does_the_decoding_and_silver_only_moves_and_records(lake):
@@ -358,7 +351,7 @@ def test_every_asset_and_check_has_a_description(project_defs):
 
 def test_ingestion_checks_are_defined_on_the_project(project_defs):
     keys = project_defs.resolve_asset_graph().asset_check_keys
-    assert {c.check_key for c in ingestion_checks} <= keys
+    assert {c.check_key for c in INGESTION_CHECKS} <= keys
 
 
 

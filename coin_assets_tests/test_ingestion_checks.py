@@ -12,13 +12,8 @@ from dagster import AssetCheckSeverity
 from PIL import Image
 
 from coin_assets.core import audit
-from coin_assets.defs.checks import (
-    gold_lineage_is_intact,
-    gold_metadata_is_complete,
-    quarantine_is_empty,
-    silver_images_are_clean,
-)
 from coin_assets_tests.conftest import (
+    CHECKS,
     DAY,
     DAY2,
     INGESTION_ASSETS,
@@ -28,6 +23,11 @@ from coin_assets_tests.conftest import (
     encode,
     metadata_values,
 )
+
+silver_images_are_clean = CHECKS["silver_images_are_clean"]
+quarantine_is_empty = CHECKS["quarantine_is_empty"]
+gold_lineage_is_intact = CHECKS["gold_lineage_is_intact"]
+gold_metadata_is_complete = CHECKS["gold_metadata_is_complete"]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import duckdb
 from dagster import AssetCheckSeverity
 
 from coin_assets import cli
-from coin_assets.defs.checks import gold_lineage_is_intact
-from coin_assets_tests.conftest import DAY, age, encode, metadata_values, sha256_of_file, tiny_photo
+from coin_assets_tests.conftest import CHECKS, DAY, age, encode, metadata_values, sha256_of_file, tiny_photo
+
+gold_lineage_is_intact = CHECKS["gold_lineage_is_intact"]
 
 
 def _bronze_files(lake) -> set[str]:
@@ -200,11 +201,10 @@ def test_headless_reports_a_quarantined_file_as_a_warning_and_exits_0(tmp_path, 
 def test_a_file_with_a_name_that_is_not_utf8_planted_in_bronze_is_removed_not_fatal(lake):
     from dagster import materialize
 
-    from coin_assets.defs.assets.crops import coin_crops
-    from coin_assets_tests.conftest import INGESTION_ASSETS
+    from coin_assets_tests.conftest import ASSETS, INGESTION_ASSETS
 
     def whole_chain():  # with coin_crops, so the day's fingerprint is recorded and compared next time
-        return materialize([*INGESTION_ASSETS, coin_crops], partition_key=DAY, resources=lake.resources,
+        return materialize([*INGESTION_ASSETS, ASSETS["coin_crops"]], partition_key=DAY, resources=lake.resources,
                            instance=lake.instance)
 
     lake.upload(DAY, "c1")

@@ -15,6 +15,7 @@ WORKTREE = Path(__file__).resolve().parents[1]
 PROGRAM = """
 import warnings
 import coin_assets.definitions
+coin_assets.definitions.defs()  # what Dagster does on loading: builds assets, checks, resources
 from coin_assets.defs.resources import default_resources
 import dagster
 warnings.warn("an unrelated preview", dagster.PreviewWarning)

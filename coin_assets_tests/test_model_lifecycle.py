@@ -28,7 +28,6 @@ from dagster_duckdb import DuckDBResource
 from PIL import Image
 
 from coin_assets import cli
-from coin_assets.definitions import defs
 from coin_assets.defs.assets.model import (
     EvaluationConfig,
     PromotionConfig,
@@ -37,10 +36,11 @@ from coin_assets.defs.assets.model import (
     promotion_decision,
 )
 from coin_assets.defs.resources import CoinStorage, MlflowRegistry, ServingApi, mlflow_tracking_for
-from coin_assets.defs.sensors import retraining_due, retraining_sensor
+from coin_assets.defs.sensors import retraining_due
 from coin_assets.ml import registry as reg
 from coin_assets.ml.data import IMAGENET_MEAN, IMAGENET_STD
 from coin_assets.ml.model_serialization import sanity_check
+from coin_assets_tests.conftest import PROJECT, SENSORS
 from coin_assets_tests.tensor_models import log_coin_model
 
 DAY = "2026-11-20"
@@ -49,7 +49,7 @@ TINY_TRAINING = {"image_size": 32, "epochs": 1, "max_steps": 2, "batch_size": 8,
                  "augment": False, "projection_dim": 16, "backbone": "mobilenet_v3_small"}
 TINY_EVALUATION = {"reading_suite_per_placement": 1, "reading_suite_no_year": 1,
                    "reading_suite_photographic_per_placement": 0}
-ALL = [*defs.assets, *defs.asset_checks]
+ALL = [*PROJECT.assets, *PROJECT.asset_checks]
 
 
 def year_of(i: int) -> int:
@@ -167,7 +167,7 @@ def evaluate_and_decide(resources, upstream: dict, version: str) -> dict:
 def run_checks(resources, instance, asset_def):
     """Run only the checks of one asset (its value is not recomputed)."""
     job = define_asset_job("checks_only", selection=AssetSelection.checks_for_assets(asset_def))
-    test_defs = Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], resources=resources)
+    test_defs = Definitions(assets=PROJECT.assets, asset_checks=PROJECT.asset_checks, jobs=[job], resources=resources)
     return check_results(test_defs.resolve_job_def("checks_only").execute_in_process(
         instance=instance))
 
@@ -340,6 +340,7 @@ def test_retraining_fires_at_the_threshold_and_not_before(env):
                                   experiment_name=r.experiment_name, retrain_new_labels=threshold)
         return {"duckdb": resources["duckdb"], "mlflow_registry": registry}
 
+    retraining_sensor = SENSORS["retraining_sensor"]
     with build_sensor_context(instance=instance, resources=sensor_resources(9)) as ctx:
         assert isinstance(retraining_sensor(ctx), SkipReason)  # 8 labelled coins, threshold 9
     with build_sensor_context(instance=instance, resources=sensor_resources(8)) as ctx:

@@ -60,18 +60,19 @@ def test_a_run_config_maps_onto_its_dataclass():
     {"projection_dim": None, "learning_rate": 1e-3, "rotation_deg": 0.0, "weights_path": "/tmp/w.pt"},
 ])
 def test_existing_training_run_configs_stay_valid(config):
-    from coin_assets.definitions import defs
+    from coin_assets_tests.conftest import PROJECT
 
-    result = validate_run_config(defs.resolve_job_def("training_job"), {"ops": {"coin_year_model": {"config": config}}})
+    result = validate_run_config(PROJECT.resolve_job_def("training_job"),
+                                 {"ops": {"coin_year_model": {"config": config}}})
     assert result["ops"]["coin_year_model"]["config"]["epochs"] == config.get("epochs", TrainConfig.epochs)
 
 
 def test_existing_pretraining_run_configs_stay_valid_and_unknown_fields_are_refused():
     from dagster import DagsterInvalidConfigError
 
-    from coin_assets.definitions import defs
+    from coin_assets_tests.conftest import PROJECT
 
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = PROJECT.resolve_implicit_global_asset_job_def()
     tiny = {"corpus_size": 48, "val_size": 24, "image_size": 32, "backbone": "mobilenet_v3_small",
             "projection_dim": 16, "epochs": 1, "batch_size": 16, "max_seconds": None}
     result = validate_run_config(job, {"ops": {"synthetic_pretraining": {"config": tiny}}})

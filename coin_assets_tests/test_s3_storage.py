@@ -9,9 +9,8 @@ from dagster_duckdb import DuckDBResource
 from PIL import Image
 
 from coin_assets.core.storage import S3Store, UnsafeKeyError
-from coin_assets.defs.assets.ingestion import bronze_images, coin_uploads, gold_images, silver_images
-from coin_assets.defs.checks import ingestion_checks
 from coin_assets.defs.resources import CoinStorage
+from coin_assets_tests.conftest import ASSETS, INGESTION_CHECKS
 
 DAY = "2026-11-21"
 
@@ -77,7 +76,8 @@ def test_ingestion_partition_on_s3(storage, tmp_path, monkeypatch):
     selection = AssetSelection.assets("bronze_images", "silver_images", "gold_images")
     instance = DagsterInstance.ephemeral()
     for _ in range(2):  # the second run must change nothing
-        result = materialize([coin_uploads, bronze_images, silver_images, gold_images, *ingestion_checks],
+        result = materialize([*(ASSETS[name] for name in ("coin_uploads", "bronze_images", "silver_images",
+                                                          "gold_images")), *INGESTION_CHECKS],
                              selection=selection, partition_key=DAY,
                              resources=resources, instance=instance)
         assert result.success

@@ -52,13 +52,14 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 def in_process_reference(base: Path, uploads: Path, days: list[str]) -> dict:
     """The same uploads through the in-process executor with the local resource set."""
-    from coin_assets.definitions import defs
+    from coin_assets.definitions import build_definitions
     from coin_assets.defs.resources import local_resources
 
     shutil.copytree(uploads, base / "uploads")
     settings = Settings(data_dir=str(base))
     resources = local_resources(settings)
-    assets = [*defs.assets, *defs.asset_checks]
+    project = build_definitions(settings)
+    assets = [*project.assets, *project.asset_checks]
     instance = DagsterInstance.ephemeral()
     try:
         for day in days:
@@ -184,9 +185,9 @@ def step_workers(instance: DagsterInstance, run_id: str) -> dict[str, str]:
 
 
 def steps_in_pool(pool: str, *job_names: str) -> set[str]:
-    from coin_assets.definitions import defs
+    from coin_assets_tests.conftest import PROJECT
 
-    return {node.name for name in job_names for node in defs.resolve_job_def(name).graph.nodes
+    return {node.name for name in job_names for node in PROJECT.resolve_job_def(name).graph.nodes
             if getattr(node.definition, "pool", None) == pool}
 
 

@@ -1,5 +1,6 @@
-"""The one settings source and the scale-out wiring, without servers: no side effects on import,
-clear errors for an incomplete scale-out profile, and the Celery queue of every step by its pool."""
+"""The one settings source and the scale-out wiring, without servers: no side effects on import or
+load, clear errors for an incomplete scale-out profile, the Celery queue of every step by its pool, and
+the workers' Celery app."""
 
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from dagster import EnvVar
 from dagster._core.execution.api import create_execution_plan
 from dagster_aws.s3 import S3PickleIOManager
 
-from coin_assets.defs.executors import executor_from_env, queue_for_step
+from coin_assets.defs.executors import executor_from_settings, queue_for_step
 from coin_assets.defs.resources import default_resources
 from coin_assets.devtools.local_cluster import REPO_ROOT
 from coin_assets.settings import Settings
@@ -20,11 +21,11 @@ SCALE_OUT = {"COIN_ASSETS_EXECUTOR": "celery", "COIN_ASSETS_S3_BUCKET": "b", "ML
 
 
 @pytest.mark.servers
-def test_importing_the_definitions_creates_no_folder(tmp_path):
+def test_importing_and_loading_the_definitions_creates_no_folder(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "COIN_ASSETS_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path),
            "DAGSTER_HOME": str(tmp_path / "dagster_home"), "PYTHONPATH": str(REPO_ROOT)}
-    subprocess.run([sys.executable, "-c", "import coin_assets.definitions"], cwd=tmp_path, env=env, check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-c", "import coin_assets.definitions as d; d.defs()"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
 
 
@@ -55,13 +56,31 @@ def test_an_incomplete_scale_out_profile_is_refused_with_what_is_missing(missing
 
 
 def test_celery_queue_of_each_step_follows_its_pool():
-    from coin_assets.definitions import defs
+    from coin_assets_tests.conftest import PROJECT
 
-    executor_from_env(Settings.from_env(SCALE_OUT))  # builds with the broker as an env source
-    plan = create_execution_plan(defs.resolve_job_def("training_job"))
+    executor_from_settings(Settings.from_env(SCALE_OUT))  # builds with the broker as an env source
+    plan = create_execution_plan(PROJECT.resolve_job_def("training_job"))
     queues = {step.key: queue_for_step(step, "dagster", "duckdb") for step in plan.steps}
     assert queues["training_set"] == "duckdb"
     assert queues["coin_year_model"] == queues["model_evaluation"] == queues["promotion_decision"] == "dagster"
+
+
+def test_celery_finds_the_worker_app_with_its_step_task():
+    """`celery -A coin_assets.defs.celery_app worker` finds the module's `app` as Celery's command line does
+    (built on first access, from the worker's environment) with dagster-celery's `execute_plan` task; the app
+    has the broker and visibility timeout of the settings it is built from."""
+    from celery.app.utils import find_app
+
+    from coin_assets.defs import celery_app
+
+    app = find_app("coin_assets.defs.celery_app")
+    assert "execute_plan" in app.tasks
+    assert app is celery_app.app  # built once
+    built = celery_app.create_celery_app(Settings.from_env({**SCALE_OUT, "COIN_ASSETS_CELERY_VISIBILITY": "40"}))
+    assert (built.conf.broker_url, built.conf.result_backend) == ("redis://broker:6379/0", "redis://broker:6379/0")
+    assert built.conf.broker_transport_options["visibility_timeout"] == 40.0
+    assert built.conf.task_acks_late and built.conf.task_default_queue == "dagster"
+    assert "execute_plan" in built.tasks
 
 
 def test_dagster_home_comes_from_the_settings():

@@ -11,10 +11,9 @@ from fastapi.testclient import TestClient
 
 from coin_assets.core.clock import utcnow
 from coin_assets.defs.assets.review import review_labels
-from coin_assets.defs.assets.serving import serving_requests
 from coin_assets.defs.resources import ServingApi
-from coin_assets.defs.sensors import review_sensor, upload_sensor
 from coin_assets.serving.app import create_app
+from coin_assets_tests.conftest import ASSETS, SENSORS
 from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry is a fixture)
     REVIEWER_TOKEN,
     USER_TOKEN,
@@ -23,6 +22,8 @@ from coin_assets_tests.serving_fixtures import (  # noqa: F401 (serving_registry
 )
 
 NAME = "coin_serving_platform"
+upload_sensor, review_sensor = SENSORS["upload_sensor"], SENSORS["review_sensor"]
+serving_requests = ASSETS["serving_requests"]
 
 
 @pytest.fixture(scope="module")

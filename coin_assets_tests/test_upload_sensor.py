@@ -10,10 +10,10 @@ from datetime import datetime
 import pytest
 from dagster import SensorResult, build_sensor_context
 
-from coin_assets.defs.sensors import upload_sensor
-from coin_assets_tests.conftest import DAY, DAY2, age
+from coin_assets_tests.conftest import DAY, DAY2, SENSORS, age
 
 SETTLE = 30
+upload_sensor = SENSORS["upload_sensor"]  # of the project's definitions: partitions from 2025-01-01
 
 
 @pytest.fixture(autouse=True)
@@ -21,9 +21,9 @@ def settle_window(lake):
     lake.settle(SETTLE)
 
 
-def tick(lake, cursor: str | None = None) -> SensorResult:
+def tick(lake, cursor: str | None = None, sensor=upload_sensor) -> SensorResult:
     context = build_sensor_context(cursor=cursor, resources={"storage": lake.storage}, instance=lake.instance)
-    result = upload_sensor(context)
+    result = sensor(context)
     assert isinstance(result, SensorResult)
     return result
 
@@ -157,6 +157,22 @@ def test_uploads_for_a_day_outside_the_partitions_are_ignored(lake, folder):
     assert set(requested(result)) == {DAY}
     assert folder not in json.loads(result.cursor)
     assert requested(tick(lake, result.cursor)) == {}
+
+
+def test_the_first_day_asked_for_is_the_configured_start_date(lake):
+    from coin_assets.defs.jobs import build_jobs
+    from coin_assets.defs.partitions import daily_partitions
+    from coin_assets.defs.sensors import build_sensors
+
+    partitions = daily_partitions(DAY2)
+    sensors = {s.name: s for s in build_sensors(build_jobs(partitions), partitions, upload_interval_seconds=5,
+                                                  retrain_interval_seconds=60)}
+    assert sensors["upload_sensor"].minimum_interval_seconds == sensors["review_sensor"].minimum_interval_seconds == 5
+    assert sensors["retraining_sensor"].minimum_interval_seconds == 60
+    lake.coin(DAY, "before")
+    lake.coin(DAY2, "first", shade=40)
+    assert set(requested(tick(lake, sensor=sensors["upload_sensor"]))) == {DAY2}
+    assert set(requested(tick(lake))) == {DAY, DAY2}
 
 
 def test_folders_that_are_not_days_are_ignored(lake):

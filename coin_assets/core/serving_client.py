@@ -17,10 +17,12 @@ DEFAULT_TIMEOUT = 30.0
 def request_reload(settings: Settings | None = None, base_url: str | None = None, token: str | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> dict:
     """POST /admin/reload: the service checks the production alias now and swaps a new version in.
-    Returns the service's report, or ``{"ok": False, "error": ...}``; never raises."""
-    if base_url is None or token is None:
+    Returns the service's report, or ``{"ok": False, "error": ...}``; never raises. Without ``base_url``
+    the address and token come from ``settings`` (default: the environment); a caller that gives the
+    address gives the token too (None: none configured), and no setting is read."""
+    if base_url is None:
         settings = settings or Settings.from_env()
-        base_url, token = base_url or settings.api_base_url, token or settings.reload_token
+        base_url, token = settings.api_base_url, token or settings.reload_token
     base_url = base_url.rstrip("/")
     if not token:
         return {"ok": False, "error": "COIN_ASSETS_RELOAD_TOKEN not set: not asking the service to reload"}

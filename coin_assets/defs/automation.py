@@ -3,12 +3,9 @@
 
 from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus
 
-from coin_assets.defs.assets.predictions import coin_predictions, review_queue
-from coin_assets.defs.assets.review import review_labels
-
 model_consumers_automation = AutomationConditionSensorDefinition(
     "model_consumers_automation",
-    target=AssetSelection.assets(review_labels, coin_predictions, review_queue),
+    target=AssetSelection.assets("review_labels", "coin_predictions", "review_queue"),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )

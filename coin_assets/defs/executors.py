@@ -1,8 +1,9 @@
-"""The executor, chosen by COIN_ASSETS_EXECUTOR: in_process (default), multiprocess, celery or k8s.
+"""The executor, chosen by COIN_ASSETS_EXECUTOR: in_process (default), multiprocess, celery or k8s
+(`executor_from_settings`, with the settings the definitions are loaded with).
 
 On one laptop the steps that write DuckDB run one at a time anyway (pool `duckdb_writer`);
 in_process runs a whole run in one process. multiprocess runs each step in a process forked from
-a forkserver that preloaded the definitions (no per-step import of torch/MLflow); only the writer
+a forkserver that preloaded the definitions' modules (no per-step import of torch/MLflow); only the writer
 steps take the pool slot, so the decode step and the read-only checks of several runs overlap.
 
 celery (dagster-celery on Redis, `scale` extra) routes by pool: every step in pool `duckdb_writer`
@@ -120,11 +121,11 @@ def celery_executor_config(settings: Settings) -> dict:
     }
 
 
-def executor_from_env(settings: Settings | None = None) -> ExecutorDefinition:
-    settings = settings or Settings.from_env()
+def executor_from_settings(settings: Settings) -> ExecutorDefinition:
+    """The executor ``settings.executor`` names, configured from ``settings``."""
     name = settings.executor
     if name == "multiprocess":
-        # Each step is a fork of a server that imported the definitions once, not a fresh
+        # Each step is a fork of a server that imported the definitions' modules once, not a fresh
         # interpreter importing torch, MLflow and Dagster again (~4 s a step).
         return multiprocess_executor.configured(
             {"start_method": {"forkserver": {"preload_modules": ["coin_assets.definitions"]}}})

@@ -1,56 +1,24 @@
-"""Jobs: named selections of assets (their checks come along), and the rollback job."""
+"""Jobs: named selections of assets (their checks come along), and the rollback job. The jobs of daily
+assets are partitioned like them: `build_jobs` takes the partitions the definitions are loaded with."""
 
-from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
+from collections import namedtuple
+
+from dagster import (
+    AssetSelection,
+    Config,
+    OpExecutionContext,
+    PartitionsDefinition,
+    define_asset_job,
+    job,
+    op,
+)
 from pydantic import Field
 
-from coin_assets.defs.assets.crops import coin_crops, found_coins
-from coin_assets.defs.assets.ingestion import (
-    archived_bronze,
-    bronze_images,
-    decoded_images,
-    gold_images,
-    silver_images,
-)
-from coin_assets.defs.assets.model import coin_year_model, model_evaluation, promotion_decision, training_set
-from coin_assets.defs.assets.predictions import coin_predictions, review_queue
-from coin_assets.defs.assets.review import review_labels
-from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.resources import MlflowRegistry, ServingApi
 from coin_assets.ml import registry as reg
 
-ingestion_job = define_asset_job(
-    "ingestion_job",
-    selection=AssetSelection.assets(bronze_images, decoded_images, silver_images, gold_images, found_coins,
-                                    coin_crops),
-    partitions_def=daily_partitions,
-    description="uploads → bronze → silver → gold (+ coin-centred crops) for one UTC day, with the ingestion checks.",
-)
-
-archive_job = define_asset_job(
-    "archive_job",
-    selection=AssetSelection.assets(archived_bronze),
-    partitions_def=daily_partitions,
-    description="Move one day's bronze to archive/ (when older than COIN_ASSETS_ARCHIVE_AFTER_DAYS).",
-)
-
-training_job = define_asset_job(
-    "training_job",
-    selection=AssetSelection.assets(training_set, coin_year_model, model_evaluation, promotion_decision),
-    description="training set → model → evaluation against production → promotion decision.",
-)
-
-prediction_job = define_asset_job(
-    "prediction_job",
-    selection=AssetSelection.assets(coin_predictions, review_queue),
-    partitions_def=daily_partitions,
-    description="Score one day's coins with the production model and queue doubtful ones for review.",
-)
-
-review_job = define_asset_job(
-    "review_job",
-    selection=AssetSelection.assets(review_labels),
-    description="Read review verdicts from uploads/reviews/ into gold labels.",
-)
+# The platform's jobs by name; iterating gives them all (for `Definitions(jobs=...)`).
+Jobs = namedtuple("Jobs", "ingestion_job archive_job training_job prediction_job review_job rollback_job")
 
 
 class RollbackConfig(Config):
@@ -73,3 +41,41 @@ def rollback_production(context: OpExecutionContext, config: RollbackConfig, mlf
 @job(description="Rollback in one step: production → previous version (config: actor, reason[, to_version]).")
 def rollback_job():
     rollback_production()
+
+
+def build_jobs(partitions: PartitionsDefinition) -> Jobs:
+    """Every job; those of the daily assets (ingestion, archive, prediction) take ``partitions``."""
+    return Jobs(
+        ingestion_job=define_asset_job(
+            "ingestion_job",
+            selection=AssetSelection.assets("bronze_images", "decoded_images", "silver_images", "gold_images",
+                                            "found_coins", "coin_crops"),
+            partitions_def=partitions,
+            description="uploads → bronze → silver → gold (+ coin-centred crops) for one UTC day, with the "
+            "ingestion checks.",
+        ),
+        archive_job=define_asset_job(
+            "archive_job",
+            selection=AssetSelection.assets("archived_bronze"),
+            partitions_def=partitions,
+            description="Move one day's bronze to archive/ (when older than COIN_ASSETS_ARCHIVE_AFTER_DAYS).",
+        ),
+        training_job=define_asset_job(
+            "training_job",
+            selection=AssetSelection.assets("training_set", "coin_year_model", "model_evaluation",
+                                            "promotion_decision"),
+            description="training set → model → evaluation against production → promotion decision.",
+        ),
+        prediction_job=define_asset_job(
+            "prediction_job",
+            selection=AssetSelection.assets("coin_predictions", "review_queue"),
+            partitions_def=partitions,
+            description="Score one day's coins with the production model and queue doubtful ones for review.",
+        ),
+        review_job=define_asset_job(
+            "review_job",
+            selection=AssetSelection.assets("review_labels"),
+            description="Read review verdicts from uploads/reviews/ into gold labels.",
+        ),
+        rollback_job=rollback_job,
+    )

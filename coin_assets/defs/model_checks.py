@@ -1,13 +1,20 @@
-"""Asset checks on the model, the promotion decision and the predictions."""
+"""Asset checks on the model, the promotion decision and the predictions (`model_checks`: the predictions'
+check is partitioned like them)."""
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetKey,
+    MetadataValue,
+    PartitionsDefinition,
+    asset_check,
+)
 from dagster_duckdb import DuckDBResource
 
 from coin_assets.core import predictions as preds
 from coin_assets.core.uploads import YEAR_MAX_PLAUSIBLE, YEAR_MIN
 from coin_assets.defs.assets.model import coin_year_model, promotion_decision
-from coin_assets.defs.assets.predictions import coin_predictions
-from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import MlflowRegistry
 from coin_assets.ml import model_serialization as ser
@@ -66,30 +73,32 @@ def production_is_best_promoted(context: AssetCheckExecutionContext, mlflow_regi
     })
 
 
-@asset_check(asset=coin_predictions, partitions_def=daily_partitions, pool=DUCKDB_WRITER_POOL)
-def predictions_scored_once(
-    context: AssetCheckExecutionContext, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
-) -> AssetCheckResult:
-    """Every paired coin of the day is scored exactly once by the version that scored the day last, no
-    version scored a coin twice, and every version that scored the day exists in the registry."""
-    from mlflow.exceptions import MlflowException
+def model_checks(partitions: PartitionsDefinition) -> list[AssetChecksDefinition]:
+    """The model's and the promotion's checks, and the predictions' check with one partition per upload day."""
 
-    day = context.partition_key
-    with duckdb.get_connection() as conn:
-        versions, gaps = preds.scoring_gaps(conn, day)
-    client = mlflow_registry.client()
-    missing, lookup_errors = [], []
-    for version in versions:
-        try:
-            client.get_model_version(mlflow_registry.model_name, version)
-        except MlflowException as err:
-            (missing if reg.is_missing_error(err) else lookup_errors).append(f"v{version}: {err}")
-    problems = ([f"v{v} scored {c} {n} times" for v, c, n in gaps[:20]]
-                + [f"{m.split(':')[0]} not in the registry" for m in missing]
-                + [f"registry lookup failed for {e}" for e in lookup_errors])
-    return AssetCheckResult(passed=not problems, metadata={
-        "model_versions": MetadataValue.json(versions), "problems": "\n".join(problems) or "none",
-    })
+    @asset_check(asset="coin_predictions", partitions_def=partitions, pool=DUCKDB_WRITER_POOL)
+    def predictions_scored_once(
+        context: AssetCheckExecutionContext, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
+    ) -> AssetCheckResult:
+        """Every paired coin of the day is scored exactly once by the version that scored the day last, no
+        version scored a coin twice, and every version that scored the day exists in the registry."""
+        from mlflow.exceptions import MlflowException
 
+        day = context.partition_key
+        with duckdb.get_connection() as conn:
+            versions, gaps = preds.scoring_gaps(conn, day)
+        client = mlflow_registry.client()
+        missing, lookup_errors = [], []
+        for version in versions:
+            try:
+                client.get_model_version(mlflow_registry.model_name, version)
+            except MlflowException as err:
+                (missing if reg.is_missing_error(err) else lookup_errors).append(f"v{version}: {err}")
+        problems = ([f"v{v} scored {c} {n} times" for v, c, n in gaps[:20]]
+                    + [f"{m.split(':')[0]} not in the registry" for m in missing]
+                    + [f"registry lookup failed for {e}" for e in lookup_errors])
+        return AssetCheckResult(passed=not problems, metadata={
+            "model_versions": MetadataValue.json(versions), "problems": "\n".join(problems) or "none",
+        })
 
-model_checks = [model_outputs_are_plausible, production_is_best_promoted, predictions_scored_once]
+    return [model_outputs_are_plausible, production_is_best_promoted, predictions_scored_once]

@@ -1,11 +1,9 @@
-"""Daily partitions by UTC upload day. ``end_offset=1`` makes today a partition: uploads arrive today."""
+"""Daily partitions by UTC upload day, from the configured first day (COIN_ASSETS_START_DATE).
+``end_offset=1`` makes today a partition: uploads arrive today."""
 
 from dagster import DailyPartitionsDefinition
 
-from coin_assets.settings import Settings
 
-daily_partitions = DailyPartitionsDefinition(
-    start_date=Settings.from_env().start_date,
-    timezone="UTC",
-    end_offset=1,
-)
+def daily_partitions(start_date: str) -> DailyPartitionsDefinition:
+    """One partition per UTC day from ``start_date`` (YYYY-MM-DD) up to and including today."""
+    return DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)

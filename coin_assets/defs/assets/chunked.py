@@ -22,13 +22,13 @@ from dagster import (
     Nothing,
     OpExecutionContext,
     Out,
+    PartitionsDefinition,
     graph_asset,
     op,
 )
 
 from coin_assets.core.storage import ObjectStore
 from coin_assets.defs.metadata import reasons_table, table_preview
-from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.resources import CoinStorage
 
 
@@ -67,11 +67,12 @@ def chunk_metadata(reports: list[dict]) -> dict:
     return meta
 
 
-def chunked_asset(name: str, *, after: str, description: str, kinds: set[str],
+def chunked_asset(name: str, *, partitions: PartitionsDefinition, after: str, description: str, kinds: set[str],
                   count_chunks: Callable[[ObjectStore, str, int], int],
                   run_chunk: Callable[[ObjectStore, str, int, int], object]) -> AssetsDefinition:
-    """The daily asset ``name``, after asset ``after``: ``count_chunks(store, day, chunk_photos)`` steps of
-    ``run_chunk(store, day, chunk=k, chunks=n)`` (which returns a dataclass report)."""
+    """The daily asset ``name`` (partitioned by ``partitions``), after asset ``after``:
+    ``count_chunks(store, day, chunk_photos)`` steps of ``run_chunk(store, day, chunk=k, chunks=n)`` (which
+    returns a dataclass report)."""
 
     @op(name=f"{name}_plan", ins={"start": In(Nothing)}, out=DynamicOut(tuple),
         description=f"How many chunks of at most `chunk_photos` photos the day's {name} plan splits into.")
@@ -91,7 +92,7 @@ def chunked_asset(name: str, *, after: str, description: str, kinds: set[str],
     def merged(context: OpExecutionContext, reports: list[dict]) -> None:
         context.add_output_metadata(chunk_metadata(reports))
 
-    @graph_asset(name=name, description=description, partitions_def=daily_partitions, group_name="ingestion",
+    @graph_asset(name=name, description=description, partitions_def=partitions, group_name="ingestion",
                  kinds=kinds, ins={"upstream": AssetIn(key=after, dagster_type=Nothing)})
     def chunked(upstream):
         return merged(plan_chunks(start=upstream).map(one_chunk).collect())

@@ -10,7 +10,6 @@ from dagster import AssetExecutionContext, AssetObservation, Config, MetadataVal
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, create_model
 
-from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.review import review_labels
 from coin_assets.defs.metadata import png_markdown, table_preview
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
@@ -83,7 +82,7 @@ class EvaluationConfig(Config):
     reading_suite_seed: int = Field(7001, description="the suite's seed (change it and no earlier figure compares)")
 
 
-@asset(deps=[gold_images, review_labels], group_name="model", kinds={"duckdb", "parquet"}, pool=DUCKDB_WRITER_POOL)
+@asset(deps=["gold_images", review_labels], group_name="model", kinds={"duckdb", "parquet"}, pool=DUCKDB_WRITER_POOL)
 def training_set(
     context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource, mlflow_registry: MlflowRegistry
 ) -> Output[dict]:

@@ -7,7 +7,6 @@ from coin_assets.core import readers
 from coin_assets.core.review import apply_verdicts, labelled_days, parse_verdicts, review_label_count
 from coin_assets.core.storage import is_utf8_key, printable_key
 from coin_assets.core.uploads import REVIEW_PREFIX
-from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
 
@@ -16,7 +15,7 @@ ON_MISSING = (AutomationCondition.missing() & ~AutomationCondition.in_progress()
               & ~AutomationCondition.execution_failed()).with_label("materialize once when missing")
 
 
-@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_WRITER_POOL, deps=[gold_images],
+@asset(group_name="review", kinds={"duckdb"}, pool=DUCKDB_WRITER_POOL, deps=["gold_images"],
        automation_condition=ON_MISSING)
 def review_labels(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> Output[dict]:
     """Verdicts from people (CSV files in uploads/reviews/), stored in `review_labels` and written onto the

@@ -1,16 +1,23 @@
 """promotion_decision → serving_deployment (which version the API serves, since when);
-gold + predictions → serving_requests (one day of the API's request log in DuckDB, for audit)."""
+gold + predictions → serving_requests (one day of the API's request log in DuckDB, for audit), built for
+the daily partitions the definitions are loaded with (`serving_assets`)."""
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    asset,
+)
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from coin_assets.core.serving_audit import load_serving_day
-from coin_assets.defs.assets.ingestion import gold_images
 from coin_assets.defs.assets.model import promotion_decision
-from coin_assets.defs.assets.predictions import coin_predictions
 from coin_assets.defs.metadata import table_preview
-from coin_assets.defs.partitions import daily_partitions
 from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import MlflowRegistry, ServingApi
 from coin_assets.ml import registry as reg
@@ -48,37 +55,42 @@ def serving_deployment(context: AssetExecutionContext, config: ServingDeployment
     })
 
 
-@asset(partitions_def=daily_partitions, deps=[gold_images, coin_predictions], group_name="serving",
-       kinds={"duckdb", "sqlalchemy"}, pool=DUCKDB_WRITER_POOL)
-def serving_requests(context: AssetExecutionContext, duckdb: DuckDBResource,
-                     serving_api: ServingApi) -> MaterializeResult:
-    """One UTC day of the API's requests and feedback, copied from its store into DuckDB
-    (serving_requests, serving_feedback) and linked to gold and the predictions (view serving_lineage).
-    API uploads of the day with no request row (a process that died between writing the photos and
-    recording the request) are counted in `uploads_without_request`. Re-running a day replaces it."""
-    from coin_assets.serving.store import RequestStore
+def serving_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]:
+    """serving_deployment, and serving_requests with one partition per UTC day."""
 
-    day = context.partition_key
-    store = RequestStore(serving_api.request_store_url)
-    try:
-        store.create_tables()
-        requests, feedback = store.day_log(day)
-    finally:
-        store.dispose()
-    with duckdb.get_connection() as conn:
-        summary = load_serving_day(conn, day, requests, feedback)
-    context.log.info(f"{day}: {summary['requests']} requests, {summary['in_gold']} in gold")
-    unrecorded = summary["uploads_without_request"]
-    if len(unrecorded):
-        context.log.warning(f"{day}: {len(unrecorded)} API upload(s) without a request row (the API process "
-                            "died before recording them): ingested like any upload")
-    return MaterializeResult(metadata={
-        "requests": summary["requests"], "in_gold": summary["in_gold"],
-        "with_batch_prediction": summary["with_batch_prediction"],
-        "latency_ms_p50": float(summary["latency_ms_p50"] or 0.0),
-        "latency_ms_p95": float(summary["latency_ms_p95"] or 0.0),
-        "outcomes": table_preview(summary["outcomes"]),
-        "feedback": table_preview(summary["feedback"]),
-        "uploads_without_request": len(unrecorded),
-        "uploads_without_request_coins": table_preview(unrecorded, limit=50),
-    })
+    @asset(partitions_def=partitions, deps=["gold_images", "coin_predictions"], group_name="serving",
+           kinds={"duckdb", "sqlalchemy"}, pool=DUCKDB_WRITER_POOL)
+    def serving_requests(context: AssetExecutionContext, duckdb: DuckDBResource,
+                         serving_api: ServingApi) -> MaterializeResult:
+        """One UTC day of the API's requests and feedback, copied from its store into DuckDB
+        (serving_requests, serving_feedback) and linked to gold and the predictions (view serving_lineage).
+        API uploads of the day with no request row (a process that died between writing the photos and
+        recording the request) are counted in `uploads_without_request`. Re-running a day replaces it."""
+        from coin_assets.serving.store import RequestStore
+
+        day = context.partition_key
+        store = RequestStore(serving_api.request_store_url)
+        try:
+            store.create_tables()
+            requests, feedback = store.day_log(day)
+        finally:
+            store.dispose()
+        with duckdb.get_connection() as conn:
+            summary = load_serving_day(conn, day, requests, feedback)
+        context.log.info(f"{day}: {summary['requests']} requests, {summary['in_gold']} in gold")
+        unrecorded = summary["uploads_without_request"]
+        if len(unrecorded):
+            context.log.warning(f"{day}: {len(unrecorded)} API upload(s) without a request row (the API "
+                                "process died before recording them): ingested like any upload")
+        return MaterializeResult(metadata={
+            "requests": summary["requests"], "in_gold": summary["in_gold"],
+            "with_batch_prediction": summary["with_batch_prediction"],
+            "latency_ms_p50": float(summary["latency_ms_p50"] or 0.0),
+            "latency_ms_p95": float(summary["latency_ms_p95"] or 0.0),
+            "outcomes": table_preview(summary["outcomes"]),
+            "feedback": table_preview(summary["feedback"]),
+            "uploads_without_request": len(unrecorded),
+            "uploads_without_request_coins": table_preview(unrecorded, limit=50),
+        })
+
+    return [serving_deployment, serving_requests]
