@@ -370,6 +370,22 @@ def test_upsert_uploads_inserts_new_keys_and_refreshes_known_ones_in_one_batch(c
     assert rows == [("c1", "b" * 64, 4, NOW), ("c2", "a" * 64, 3, NOW + timedelta(hours=1))]
 
 
+def _silver_row(sha, **kw):
+    row = dict(sha256=sha, partition_date=DAY, bronze_path=f"bronze/{DAY}/{sha}.jpg", clean_name=f"{sha}.jpg",
+               clean_path=f"silver/{DAY}/{sha}.jpg", clean_size=10, clean_width=64, clean_height=48,
+               raw_format="JPEG", raw_mode="RGB", raw_width=640, raw_height=480, exif_orientation=1, notes=None,
+               processed_at=NOW)
+    return row | kw
+
+
+def test_insert_silver_rows_inserts_new_checksums_and_replaces_known_ones_in_one_batch(conn):
+    md.ensure_schema(conn)
+    md.insert_silver_rows(conn, [_silver_row("a" * 64)])
+    md.insert_silver_rows(conn, [_silver_row("a" * 64, clean_width=32), _silver_row("b" * 64)])
+    assert conn.execute("SELECT sha256, clean_width FROM silver_images ORDER BY sha256").fetchall() == [
+        ("a" * 64, 32), ("b" * 64, 64)]
+
+
 def test_first_upload_with_sha_ignores_itself_and_duplicates(conn):
     md.upsert_upload(conn, _upload_row())
     md.upsert_upload(conn, _upload_row(upload_key="k2", raw_name="k2", duplicate_of=f"uploads/{DAY}/c1__front.jpg"))

@@ -65,7 +65,9 @@ def lineage_facts(conn, partition: str) -> LineageFacts:
     ).fetchall()
     return LineageFacts(
         partition, gold,
-        known_silver={r[0] for r in conn.execute("SELECT clean_path FROM silver_images").fetchall()},
+        # the day's folder only: the orphans looked for are under silver/<day>/
+        known_silver={r[0] for r in conn.execute("SELECT clean_path FROM silver_images WHERE starts_with(clean_path, ?)",
+                                                 [f"silver/{partition}/"]).fetchall()},
         known_bronze=bronze_paths_under(conn, f"bronze/{partition}/"),
         unpaired=[r[0] for r in unpaired],
     )

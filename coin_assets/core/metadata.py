@@ -279,30 +279,37 @@ def upsert_upload(conn, row: dict) -> None:
     upsert_uploads(conn, [row])
 
 
-def upsert_uploads(conn, rows: list[dict]) -> None:
-    """Insert or refresh many bronze ledger rows; first ingestion times are kept.
-
-    The keys already in the ledger (a file changed in place) are looked up by index and refreshed with
-    ``ON CONFLICT DO UPDATE``; the new ones, nearly all, are plain inserts. DuckDB's ``ON CONFLICT`` costs
-    about half a second a statement on a ledger of millions of rows, whatever the batch's size, where an
-    insert costs milliseconds: a 3 000-photo day on a year of history spent most of its writer-slot hold
-    there."""
+def _write_new_then_known(conn, table: str, key: str, rows: list[dict], insert_new: str, replace_known: str) -> None:
+    """Write ``rows`` into ``table`` in two statements over the registered frame ``batch``: those whose ``key``
+    is not in the table yet with ``insert_new``, those whose key is with ``replace_known``. The keys are
+    looked up by index. DuckDB's ``ON CONFLICT`` (and ``INSERT OR REPLACE``) costs about half a second a
+    statement on a table of millions of rows, whatever the batch's size, where a plain insert costs
+    milliseconds; the rows of new uploads, nearly all, never need it."""
     if not rows:
         return
     frame = pd.DataFrame(rows)
-    cols = list(frame.columns)
-    known = {key for (key,) in conn.execute("SELECT upload_key FROM uploads WHERE list_contains(?, upload_key)",
-                                            [frame["upload_key"].tolist()]).fetchall()}
-    is_known = frame["upload_key"].isin(known)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("upload_key", "ingested_at"))
-    for batch, on_conflict in ((frame[~is_known], ""), (frame[is_known], f" ON CONFLICT (upload_key) DO UPDATE SET {updates}")):
+    known = {k for (k,) in conn.execute(f"SELECT {key} FROM {table} WHERE list_contains(?, {key})",
+                                        [frame[key].tolist()]).fetchall()}
+    is_known = frame[key].isin(known)
+    for batch, sql in ((frame[~is_known], insert_new), (frame[is_known], replace_known)):
         if batch.empty:
             continue
-        conn.register("uploads_batch", batch)
+        conn.register("batch", batch)
         try:
-            conn.execute(f"INSERT INTO uploads ({', '.join(cols)}) SELECT {', '.join(cols)} FROM uploads_batch{on_conflict}")
+            conn.execute(sql.format(cols=", ".join(frame.columns)))
         finally:
-            conn.unregister("uploads_batch")
+            conn.unregister("batch")
+
+
+def upsert_uploads(conn, rows: list[dict]) -> None:
+    """Insert or refresh many bronze ledger rows (a file changed in place is refreshed); first ingestion
+    times are kept."""
+    if not rows:
+        return
+    updates = ", ".join(f"{c} = excluded.{c}" for c in rows[0] if c not in ("upload_key", "ingested_at"))
+    insert = "INSERT INTO uploads ({cols}) SELECT {cols} FROM batch"
+    _write_new_then_known(conn, "uploads", "upload_key", rows, insert,
+                          insert + f" ON CONFLICT (upload_key) DO UPDATE SET {updates}")
 
 
 def first_uploads_with_shas(conn, shas: list[str], excluding_keys: AbstractSet[str]
@@ -445,15 +452,9 @@ def silver_paths_for_partition(conn, partition: str) -> dict[str, str]:
 
 
 def insert_silver_rows(conn, rows: list[dict]) -> None:
-    """Insert or replace many silver rows in one statement."""
-    if not rows:
-        return
-    frame = pd.DataFrame(rows)
-    conn.register("silver_batch", frame)
-    try:
-        conn.execute("INSERT OR REPLACE INTO silver_images BY NAME SELECT * FROM silver_batch")
-    finally:
-        conn.unregister("silver_batch")
+    """Insert or replace many silver rows."""
+    _write_new_then_known(conn, "silver_images", "sha256", rows, "INSERT INTO silver_images BY NAME SELECT * FROM batch",
+                          "INSERT OR REPLACE INTO silver_images BY NAME SELECT * FROM batch")
 
 
 def delete_superseded_silver(conn, partition: str) -> int:
