@@ -8,8 +8,8 @@ each file with a trailer naming its day and copy, so that every file has its own
 
 - on an **empty history** (a fresh data root per size), and
 - on a **year of history**: ``--history-days`` days of ``--history-photos`` uploads each, inserted directly
-  (the rows of every ingestion table, the predictions, and the upload zone's files as hard links), then the
-  sizes on the following days.
+  (the rows of every ingestion table, the predictions, the readers' Parquet files of every day, and the
+  upload zone's files as hard links), then the sizes on the following days.
 
 Per step it prints seconds, milliseconds per photo, the peak memory of the process tree while it ran, and the
 rows and files it wrote; then the fixed cost of a second run with nothing new (snapshot refresh included),
@@ -94,6 +94,7 @@ def build_history(root: Path, db_file: Path, first_day: dt.date, days: int, phot
     from coin_assets.core import crops as crop_tables
     from coin_assets.core import metadata as md
     from coin_assets.core import predictions as preds
+    from coin_assets.core import readers
 
     started = time.perf_counter()
     coins = photos // 2
@@ -134,6 +135,9 @@ def build_history(root: Path, db_file: Path, first_day: dt.date, days: int, phot
             1903.3 + c % 120, 'coin_year_regressor', '1', day + INTERVAL 12 HOUR, NULL, NULL FROM h WHERE s = 0""")
         rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
                 for t in ("uploads", "silver_images", "gold_images", "coin_crops", "predictions")}
+        # the readers' Parquet files of every day, as a year of ingestion runs leaves them (each run exports
+        # the days it changed); a database never exported gets this full export once, in its first run
+        export = readers.refresh_snapshot(conn, db_file, [])
     links = 0
     if files:
         sources = root / "history-sources"
@@ -153,7 +157,8 @@ def build_history(root: Path, db_file: Path, first_day: dt.date, days: int, phot
         old = time.time() - 3600
         for source in sources.iterdir():
             os.utime(source, (old, old))
-    return {"rows": rows, "upload_files": links, "seconds": round(time.perf_counter() - started, 1)}
+    return {"rows": rows, "upload_files": links, "readers_export_seconds": round(export.seconds, 1),
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 # ------------------------------------------------------------------------------- in the child process
