@@ -475,7 +475,7 @@ def test_core_a_latest_upload_of_the_same_coin_side_wins(lake_core):
     assert list(frame.raw_name) == ["c1__front.jpg"]
 
 
-def test_gold_candidates_by_index_lookup_equal_those_by_join(lake_core, monkeypatch):
+def test_lookups_into_history_by_index_equal_those_by_join(lake_core, monkeypatch):
     lake, conn = lake_core
     lake.coin(DAY, "c1", shade=0)
     lake.coin(DAY, "c2", shade=10)
@@ -484,11 +484,30 @@ def test_gold_candidates_by_index_lookup_equal_those_by_join(lake_core, monkeypa
     _run_all(lake.store, conn, "2026-11-21")
     ingest.ingest_bronze(lake.store, conn, DAY)
     ingest.build_silver(lake.store, conn, DAY, max_side=64)
-    looked_up = md.gold_candidates(conn, DAY), md.superseded_uploads(conn, DAY)
-    monkeypatch.setattr(md, "SILVER_LOOKUP_MAX", 0)
-    joined = md.gold_candidates(conn, DAY), md.superseded_uploads(conn, DAY)
+    bronze_files = [obj.key for obj in lake.store.list(f"bronze/{DAY}")] + [f"bronze/{DAY}/{'f' * 64}.jpg"]
+
+    def lookups():
+        return (md.gold_candidates(conn, DAY), md.superseded_uploads(conn, DAY),
+                md.silver_paths_for_partition(conn, DAY), md.bronze_paths_of_files(conn, bronze_files))
+
+    looked_up = lookups()
+    monkeypatch.setattr(md, "INDEX_LOOKUP_MAX", 0)
+    joined = lookups()
     assert len(looked_up[0]) == 4 and len(looked_up[1]) == 1
-    assert looked_up[0].equals(joined[0]) and looked_up[1] == joined[1]
+    assert len(looked_up[2]) == 5 and len(looked_up[3]) == len(bronze_files) - 1  # the made-up file is no one's
+    assert looked_up[0].equals(joined[0]) and looked_up[1:] == joined[1:]
+
+
+def test_core_an_upload_changed_in_place_leaves_no_silver_row_or_bronze_file_of_its_old_bytes(lake_core):
+    lake, conn = lake_core
+    lake.upload(DAY, "c1", "front", "jpg", color=(200, 200, 200))
+    _run_all(lake.store, conn)
+    old = conn.execute("SELECT sha256 FROM silver_images").fetchall()
+    lake.upload(DAY, "c1", "front", "jpg", color=(10, 10, 10))  # same key, new bytes
+    _run_all(lake.store, conn)
+    new = conn.execute("SELECT sha256 FROM silver_images").fetchall()
+    assert len(old) == len(new) == 1 and old != new
+    assert [obj.key for obj in lake.store.list(f"bronze/{DAY}")] == [f"bronze/{DAY}/{new[0][0]}.jpg"]
 
 
 def test_core_empty_partition_gives_empty_gold(lake_core):

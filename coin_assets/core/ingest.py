@@ -201,7 +201,9 @@ def remove_unreferenced_bronze(store: ObjectStore, conn, partition: str) -> int:
     """Delete ``bronze/<day>/`` files that no ledger row points to: ``.tmp-*`` left by a crash during
     a copy, bytes of an upload since replaced by a newer version. Returns how many were removed."""
     md.ensure_schema(conn)
-    return _remove_orphans(store, f"bronze/{partition}", md.bronze_paths_under(conn, f"bronze/{partition}/"))
+    prefix = f"bronze/{partition}"
+    listed = [obj.key for obj in store.list(prefix)]
+    return _remove_orphans(store, prefix, md.bronze_paths_of_files(conn, listed), listed)
 
 
 STAGING = "staging/silver"  # decoded files waiting for the writer: staging/silver/<day>/<sha256>.jpg
@@ -407,10 +409,10 @@ def build_gold(store: ObjectStore, conn, partition: str):
 
 
 
-def _remove_orphans(store: ObjectStore, prefix: str, referenced: set[str]) -> int:
+def _remove_orphans(store: ObjectStore, prefix: str, referenced: set[str], listed: list[str] | None = None) -> int:
     removed = 0
-    for obj in list(store.list(prefix)):
-        if obj.key not in referenced:
-            store.delete(obj.key)
+    for key in listed if listed is not None else [obj.key for obj in store.list(prefix)]:
+        if key not in referenced:
+            store.delete(key)
             removed += 1
     return removed

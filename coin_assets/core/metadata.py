@@ -11,6 +11,7 @@ by an earlier release (tables and columns that are missing are added, rows are k
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
@@ -354,6 +355,30 @@ def bronze_path_of(conn, upload_key: str) -> str:
     return conn.execute("SELECT bronze_path FROM uploads WHERE upload_key = ?", [upload_key]).fetchall()[0][0]
 
 
+# Up to this many checksums, a day's rows are looked up in the history by index; a join reads the checksum of
+# every row ever recorded (gold's candidates: 0.29 s on a year of 10 000-photo days, for a day of 300). Above
+# it DuckDB scans the table either way, and the join is the faster scan.
+INDEX_LOOKUP_MAX = 2048
+
+
+_CHECKSUM_NAME = re.compile(r"[0-9a-f]{64}(\.|$)")
+
+
+def bronze_paths_of_files(conn, keys: list[str]) -> set[str]:
+    """Which of the bronze files ``keys`` (``bronze/<day>/<sha256><ext>``) a ledger row points to. Their
+    checksums are looked up by index (a bronze file is named by the checksum of its bytes), not every path in
+    the ledger scanned."""
+    # a name that is no checksum (a crash's .tmp-*, a file someone put there) no row can point to
+    shas = sorted({name[:64] for key in keys if _CHECKSUM_NAME.match(name := key.rsplit("/", 1)[-1])})
+    if not shas:
+        return set()
+    if len(shas) > INDEX_LOOKUP_MAX:
+        prefixes = {key.rsplit("/", 1)[0] + "/" for key in keys}
+        return {path for prefix in prefixes for path in bronze_paths_under(conn, prefix)} & set(keys)
+    return {path for (path,) in conn.execute(
+        "SELECT DISTINCT bronze_path FROM uploads WHERE list_contains(?, sha256)", [shas]).fetchall()} & set(keys)
+
+
 def bronze_paths_under(conn, prefix: str) -> set[str]:
     """Bronze paths the ledger points to under ``prefix`` (any day's rows: duplicates share paths)."""
     return {r[0] for r in conn.execute(
@@ -446,9 +471,13 @@ def silver_row(conn, sha256: str) -> dict | None:
 
 def silver_paths_for_partition(conn, partition: str) -> dict[str, str]:
     """{sha256: clean path} of the silver rows for the day's uploads (wherever they were first seen)."""
-    return dict(conn.execute(
-        "SELECT sha256, clean_path FROM silver_images WHERE sha256 IN "
-        "(SELECT sha256 FROM uploads WHERE partition_date = ?)", [partition]).fetchall())
+    shas = conn.execute("SELECT list(DISTINCT sha256) FROM uploads WHERE partition_date = ?",
+                        [partition]).fetchall()[0][0] or []
+    if len(shas) > INDEX_LOOKUP_MAX:
+        return dict(conn.execute("SELECT sha256, clean_path FROM silver_images WHERE sha256 IN "
+                                 "(SELECT sha256 FROM uploads WHERE partition_date = ?)", [partition]).fetchall())
+    return dict(conn.execute("SELECT sha256, clean_path FROM silver_images WHERE list_contains(?, sha256)",
+                             [shas]).fetchall())
 
 
 def insert_silver_rows(conn, rows: list[dict]) -> None:
@@ -458,11 +487,18 @@ def insert_silver_rows(conn, rows: list[dict]) -> None:
 
 
 def delete_superseded_silver(conn, partition: str) -> int:
-    """Drop the day's silver rows whose checksum no upload has any more (replaced by a newer version)."""
-    return conn.execute(
-        "DELETE FROM silver_images s WHERE partition_date = ? AND NOT EXISTS "
-        "(SELECT 1 FROM uploads u WHERE u.sha256 = s.sha256)", [partition]
-    ).fetchall()[0][0]
+    """Drop the day's silver rows whose checksum no upload has any more (replaced by a newer version). The
+    day's checksums are looked up in the ledger by index, not joined against every upload ever recorded."""
+    shas = [sha for (sha,) in conn.execute("SELECT sha256 FROM silver_images WHERE partition_date = ?",
+                                           [partition]).fetchall()]
+    if not shas:
+        return 0
+    kept = {sha for (sha,) in conn.execute("SELECT DISTINCT sha256 FROM uploads WHERE list_contains(?, sha256)",
+                                           [shas]).fetchall()}
+    gone = [sha for sha in shas if sha not in kept]
+    if gone:
+        conn.execute("DELETE FROM silver_images WHERE list_contains(?, sha256)", [gone])
+    return len(gone)
 
 
 def silver_paths_recorded(conn, partition: str) -> set[str]:
@@ -516,16 +552,10 @@ _GOLD_CANDIDATES = """
 """
 
 
-# Up to this many checksums, a day's silver rows are looked up by index; a join reads the checksum of every
-# silver image ever made (0.29 s on a year of 10 000-photo days, for a day of 300). Above it DuckDB scans
-# the table either way, and the join is the faster scan.
-SILVER_LOOKUP_MAX = 2048
-
-
 def _gold_candidates_sql(conn, partition: str) -> tuple[str, dict]:
     shas = conn.execute("SELECT list(DISTINCT sha256) FROM uploads WHERE partition_date = ? AND kind = 'image' "
                         "AND duplicate_of IS NULL", [partition]).fetchall()[0][0] or []
-    if len(shas) > SILVER_LOOKUP_MAX:
+    if len(shas) > INDEX_LOOKUP_MAX:
         return _GOLD_CANDIDATES.format(silver="silver_images"), {"day": partition}
     silver = "(SELECT * FROM silver_images WHERE list_contains($shas, sha256))"
     return _GOLD_CANDIDATES.format(silver=silver), {"day": partition, "shas": shas}
