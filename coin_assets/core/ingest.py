@@ -73,6 +73,7 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     md.ensure_schema(conn)
     report = LayerReport(partition)
     report.extra["leftovers_removed"] = remove_unreferenced_bronze(store, conn, partition)
+    present = {obj.key for obj in store.list(f"bronze/{partition}")}  # one listing, not a stat per upload
     if files is None:
         files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
     known = md.known_uploads(conn, partition)
@@ -148,10 +149,11 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
                         duplicate_of = None
                         bronze_path = f"bronze/{partition}/{sha}{_bronze_extension(f.name)}"
                         first_this_run[(f.kind, sha)] = (f.key, bronze_path)
-                        if store.exists(bronze_path):
+                        if bronze_path in present:
                             report.skipped += 1
                         else:
                             copy.place(bronze_path)
+                            present.add(bronze_path)
                             hashed[bronze_path] = sha
                             report.processed += 1
                             report.bytes_written += size

@@ -133,12 +133,11 @@ class LocalStore:
 
     def _atomic_write(self, key: str, write) -> None:
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        fd, tmp = _temp_file_in(dest.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
-            os.replace(tmp, dest)
+            _replace_into(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -300,9 +299,7 @@ class StagedCopy:
 
     def place(self, key: str) -> None:
         if self._tmp_key is not None:
-            dest = self.store.path(key)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.store.path(self._tmp_key), dest)
+            _replace_into(self.store.path(self._tmp_key), self.store.path(key))
             self._tmp_key = None
         else:
             self._spool.seek(0)
@@ -322,6 +319,25 @@ class StagedCopy:
         self.discard()
 
 
+def _temp_file_in(folder: Path) -> tuple[int, str]:
+    """A new ``.tmp-*`` file in ``folder`` (made if missing: tried first, as it nearly always exists, one
+    system call fewer a file than making it every time)."""
+    try:
+        return tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=folder, prefix=".tmp-")
+
+
+def _replace_into(tmp: str | Path, dest: Path) -> None:
+    """Rename ``tmp`` to ``dest``, making ``dest``'s folder when it is missing."""
+    try:
+        os.replace(tmp, dest)
+    except FileNotFoundError:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+
+
 def stage_copy(store: ObjectStore, src_key: str, staging_prefix: str) -> StagedCopy:
     """Copy ``src_key`` once while hashing it, into a staging place under ``staging_prefix``.
     A link is never followed (O_NOFOLLOW) on a local store."""
@@ -329,11 +345,9 @@ def stage_copy(store: ObjectStore, src_key: str, staging_prefix: str) -> StagedC
         sha, size, spool = copy_with_sha256(store, src_key)
         return StagedCopy(store, sha, size, spool=spool)
     src = store.path(src_key)
-    folder = store.path(staging_prefix)
-    folder.mkdir(parents=True, exist_ok=True)
     digest, size = hashlib.sha256(), 0
     fd_in = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    fd, tmp = _temp_file_in(store.path(staging_prefix))
     try:
         with os.fdopen(fd_in, "rb") as source, os.fdopen(fd, "wb") as out:
             while chunk := source.read(CHUNK_SIZE):
