@@ -18,13 +18,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from dagster import Backoff, Failure, Jitter, RetryPolicy
+from dagster import Backoff, Failure, Jitter, PartitionsDefinition, RetryPolicy, asset
 from dagster_duckdb import DuckDBResource
 
 from coin_assets.core.readers import is_lock_conflict, lock_conflict_message
+from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 
 # 2, 4, 8, 16, 32, 64 s: a reader holding the file for two minutes delays the run, never fails it.
 INGESTION_RETRY = RetryPolicy(max_retries=6, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+
+def ingestion_writer_asset(partitions: PartitionsDefinition, **kwargs):
+    """``@asset`` for a day's ingestion step that writes the DuckDB file: partitioned by day, in the
+    `ingestion` group and the `duckdb_writer` pool, retried by ``INGESTION_RETRY``."""
+    return asset(partitions_def=partitions, group_name="ingestion", pool=DUCKDB_WRITER_POOL,
+                 retry_policy=INGESTION_RETRY, **kwargs)
 
 
 LOCK_WAIT_SECONDS = 1.0

@@ -9,16 +9,14 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    asset,
 )
 from dagster_duckdb import DuckDBResource
 
 from coin_assets.core import crops, ingest_state, readers
 from coin_assets.defs.assets.chunked import chunked_asset
 from coin_assets.defs.metadata import table_preview
-from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
-from coin_assets.defs.writer import INGESTION_RETRY, writer_connection
+from coin_assets.defs.writer import ingestion_writer_asset, writer_connection
 
 
 def crop_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]:
@@ -34,14 +32,7 @@ def crop_assets(partitions: PartitionsDefinition) -> list[AssetsDefinition]:
             "into chunks of COIN_ASSETS_CHUNK_PHOTOS photos, each a step of its own on any worker."),
     )
 
-    @asset(
-        partitions_def=partitions,
-        deps=[found_coins],
-        group_name="ingestion",
-        kinds={"duckdb", "files"},
-        pool=DUCKDB_WRITER_POOL,
-        retry_policy=INGESTION_RETRY,
-    )
+    @ingestion_writer_asset(partitions, deps=[found_coins], kinds={"duckdb", "files"})
     def coin_crops(context: AssetExecutionContext, storage: CoinStorage, duckdb: DuckDBResource) -> MaterializeResult:
         """The model's input: for every gold image, the coin found by a circle Hough transform and a
         crops/<day>/<coin>__<side>.png centred on it at a fixed scale, in the DuckDB table `coin_crops`

@@ -9,7 +9,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     PartitionsDefinition,
-    asset,
 )
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
@@ -20,9 +19,8 @@ from coin_assets.core.images import MAX_SIDE
 from coin_assets.core.ingest import LayerReport
 from coin_assets.defs.assets.chunked import chunked_asset
 from coin_assets.defs.metadata import reasons_table, table_preview
-from coin_assets.defs.pools import DUCKDB_WRITER_POOL
 from coin_assets.defs.resources import CoinStorage
-from coin_assets.defs.writer import INGESTION_RETRY, writer_connection
+from coin_assets.defs.writer import ingestion_writer_asset, writer_connection
 
 # what bronze, silver and gold write for a day: exported for readers at the end of gold_images
 GOLD_STEP_TABLES = ("uploads", "silver_images", "quarantine", "gold_images", "ingest_state")
@@ -62,15 +60,7 @@ def ingestion_assets(partitions: PartitionsDefinition) -> list[AssetSpec | Asset
         kinds={"files"},
     )
 
-    @asset(
-        partitions_def=partitions,
-        deps=[coin_uploads],
-        group_name="ingestion",
-        kinds={"files", "duckdb"},
-        pool=DUCKDB_WRITER_POOL,
-        retry_policy=INGESTION_RETRY,
-        output_required=False,
-    )
+    @ingestion_writer_asset(partitions, deps=[coin_uploads], kinds={"files", "duckdb"}, output_required=False)
     def bronze_images(context: AssetExecutionContext, config: BronzeConfig, storage: CoinStorage,
                       duckdb: DuckDBResource):
         """The day's settled uploads copied byte for byte into `bronze/<day>/<sha256><ext>`, sha256
@@ -104,14 +94,7 @@ def ingestion_assets(partitions: PartitionsDefinition) -> list[AssetSpec | Asset
             "COIN_ASSETS_CHUNK_PHOTOS photos, each a step of its own on any worker, each on every core."),
     )
 
-    @asset(
-        partitions_def=partitions,
-        deps=[decoded_images],
-        group_name="ingestion",
-        kinds={"pillow", "duckdb"},
-        pool=DUCKDB_WRITER_POOL,
-        retry_policy=INGESTION_RETRY,
-    )
+    @ingestion_writer_asset(partitions, deps=[decoded_images], kinds={"pillow", "duckdb"})
     def silver_images(context: AssetExecutionContext, storage: CoinStorage,
                       duckdb: DuckDBResource) -> MaterializeResult:
         """Decoded, EXIF-rotated, RGB, long side ≤ 512 px JPEGs named `silver/<day>/<sha256>.jpg` and
@@ -128,14 +111,7 @@ def ingestion_assets(partitions: PartitionsDefinition) -> list[AssetSpec | Asset
         meta["quarantined_in_partition"] = len(quarantined)
         return MaterializeResult(metadata=meta)
 
-    @asset(
-        partitions_def=partitions,
-        deps=[silver_images],
-        group_name="ingestion",
-        kinds={"duckdb", "files"},
-        pool=DUCKDB_WRITER_POOL,
-        retry_policy=INGESTION_RETRY,
-    )
+    @ingestion_writer_asset(partitions, deps=[silver_images], kinds={"duckdb", "files"})
     def gold_images(context: AssetExecutionContext, storage: CoinStorage,
                     duckdb: DuckDBResource) -> MaterializeResult:
         """ML-ready images `gold/<day>/<coin>__<side>.jpg` and the DuckDB table `gold_images` (one row per
@@ -165,14 +141,7 @@ def ingestion_assets(partitions: PartitionsDefinition) -> list[AssetSpec | Asset
         )
         return MaterializeResult(metadata=meta)
 
-    @asset(
-        partitions_def=partitions,
-        deps=[bronze_images],
-        group_name="ingestion",
-        kinds={"files", "duckdb"},
-        pool=DUCKDB_WRITER_POOL,
-        retry_policy=INGESTION_RETRY,
-    )
+    @ingestion_writer_asset(partitions, deps=[bronze_images], kinds={"files", "duckdb"})
     def archived_bronze(context: AssetExecutionContext, storage: CoinStorage,
                         duckdb: DuckDBResource) -> MaterializeResult:
         """Bronze of a day older than COIN_ASSETS_ARCHIVE_AFTER_DAYS (30) moved to `archive/bronze/<day>/`,
