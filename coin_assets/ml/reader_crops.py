@@ -151,17 +151,22 @@ def _mine_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str], list
     return array, labels, photos
 
 
-def mine_crops(n: int, seed: int, workers: int = 2, start: int = 0) -> tuple[np.ndarray, list[str], list[MinedPhoto]]:
-    """Crops of generated fronts ``start .. start + n`` of ``seed``: (uint8 [N, H, W], labels, per photo)."""
+def _in_chunks(mine_chunk, seed: int, start: int, n: int, chunks: int, workers: int) -> list:
+    """``mine_chunk((seed, a, b))`` over photos ``start .. start + n`` cut into ``chunks`` runs, in order, on
+    ``workers`` processes."""
     from concurrent.futures import ProcessPoolExecutor
 
-    bounds = np.linspace(start, start + n, max(1, min(n, workers * 8)) + 1).round().astype(int)
+    bounds = np.linspace(start, start + n, max(1, min(n, chunks)) + 1).round().astype(int)
     jobs = [(seed, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     if workers <= 1:
-        parts = [_mine_chunk(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_mine_chunk, jobs))
+        return [mine_chunk(j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(mine_chunk, jobs))
+
+
+def mine_crops(n: int, seed: int, workers: int = 2, start: int = 0) -> tuple[np.ndarray, list[str], list[MinedPhoto]]:
+    """Crops of generated fronts ``start .. start + n`` of ``seed``: (uint8 [N, H, W], labels, per photo)."""
+    parts = _in_chunks(_mine_chunk, seed, start, n, chunks=workers * 8, workers=workers)
     strips = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, STRIP_HEIGHT, STRIP_WIDTH), np.uint8)
     return strips, [lab for p in parts for lab in p[1]], [ph for p in parts for ph in p[2]]
 
@@ -272,15 +277,7 @@ def _mine_line_chunk(args: tuple[int, int, int]) -> tuple[list[tuple[np.ndarray,
 
 def mine_line_crops(n: int, seed: int, workers: int = 2) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
     """The tagged lines of generated photos ``0 .. n`` of ``seed`` (:func:`mine_line_photo`), in photo order."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    bounds = np.linspace(0, n, max(1, min(n, workers * 20)) + 1).round().astype(int)
-    jobs = [(seed, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    if workers <= 1:
-        parts = [_mine_line_chunk(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_mine_line_chunk, jobs))
+    parts = _in_chunks(_mine_line_chunk, seed, 0, n, chunks=workers * 20, workers=workers)
     return [line for p in parts for line in p[0]], [photo for p in parts for photo in p[1]]
 
 

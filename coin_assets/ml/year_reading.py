@@ -61,8 +61,8 @@ RIM_HEIGHT = 128
 SECOND_COIN_RADIUS = 0.75  # a second coin this size of the first or larger is read too (two faces side by side)
 # chosen with benchmarks/calibrate_reader.py (docs/reading.md): the most exact reads with no confident wrong
 # answer and no year given to a coin without one
-DEFAULT_MIN_CONFIDENCE = 0.8
-DEFAULT_MIN_SHARE = 0.75  # a second year read with over a quarter of the weight makes the coin unreadable
+DEFAULT_MIN_CONFIDENCE = 0.9
+DEFAULT_MIN_SHARE = 0.6  # a second year read with over two fifths of the weight makes the coin unreadable
 DEFAULT_MIN_READS = 1
 DEFAULT_MAX_RIVAL = 0.5
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
