@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 POOL_MAX = 3000
 TRAILER = b"coin-assets-bench-variant:"
 WRITER_STEPS = ("bronze_images", "silver_images", "gold_images", "coin_crops")
+COIN_FINDING_ASSETS = ("found_coins", "coin_crops")
 
 
 # ------------------------------------------------------------------------------------------ photos
@@ -80,6 +82,7 @@ def write_day(root: Path, pool: list, day: str, photos: int) -> list[Path]:
         (folder / f"{coin_id}.json").write_text(json.dumps(doc))
     for path in folder.iterdir():
         os.utime(path, (old, old))
+    os.sync()  # a day's uploads arrive over the day: on disk, not 500 MB of dirty pages throttling bronze's writes
     return paths
 
 
@@ -164,11 +167,13 @@ def build_history(root: Path, db_file: Path, first_day: dt.date, days: int, phot
 # ------------------------------------------------------------------------------- in the child process
 
 class TreeMemory:
-    """Samples the resident memory of this process and its children every 50 ms."""
+    """Samples the resident memory of this process and its children every 50 ms (``enabled``: each sample
+    walks the process table, CPU taken from the run it measures)."""
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
         import psutil
 
+        self.enabled = enabled
         self.process = psutil.Process()
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
@@ -189,20 +194,37 @@ class TreeMemory:
             time.sleep(0.05)
 
     def __enter__(self):
-        self._thread.start()
+        if self.enabled:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join()
+        if self.enabled:
+            self._thread.join()
 
     def peak(self, start: float, end: float) -> int:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0)
 
 
-def child_ingest(day: str) -> dict:
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and every process under it: live ones, and
+    those that ended and were waited for by one of them (the pool's workers, by the pool or its forkserver)."""
+    import psutil
+
+    total = 0.0
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:  # ended meanwhile
+            pass
+    return total
+
+
+def child_ingest(day: str, without_coin_finding: bool = False) -> dict:
     """One ingestion run of ``day`` (the job's assets and checks, in-process), per step: seconds, peak memory,
-    what it wrote."""
+    what it wrote. ``without_coin_finding``: bronze → gold with the checks only, and no memory sampling."""
     from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
 
     from coin_assets.definitions import build_definitions
@@ -214,12 +236,14 @@ def child_ingest(day: str) -> dict:
     (ingestion_job,) = [job for job in project.jobs if job.name == "ingestion_job"]
     selection = ingestion_job.selection
     assert isinstance(selection, AssetSelection)
+    if without_coin_finding:
+        selection = selection - AssetSelection.assets(*COIN_FINDING_ASSETS)
     instance = DagsterInstance.ephemeral()
-    started = time.time()
-    with TreeMemory() as memory:
+    started, cpu_before = time.time(), tree_cpu_seconds()
+    with TreeMemory(enabled=not without_coin_finding) as memory:
         result = materialize([*project.assets, *project.asset_checks], partition_key=day, selection=selection,
                              resources=default_resources(settings), instance=instance, raise_on_error=True)
-    wall = time.time() - started
+    wall, cpu = time.time() - started, tree_cpu_seconds() - cpu_before
     starts, steps = {}, {}
     for record in instance.all_logs(result.run_id):
         event = record.dagster_event
@@ -238,7 +262,7 @@ def child_ingest(day: str) -> dict:
         written[mat.asset_key.to_user_string()] = {k: meta[k] for k in (
             "processed", "skipped_unchanged", "quarantined", "found", "not_found", "rows", "chunks",
             "reader_snapshot_rows", "reader_snapshot_seconds", "bytes_written") if isinstance(meta.get(k), (int, float))}
-    return {"wall_seconds": wall, "peak_mib": memory.peak(started, time.time()) / 2**20, "steps": steps,
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "peak_mib": memory.peak(started, time.time()) / 2**20, "steps": steps,
             "written": written, "materialized": sorted(written)}
 
 
@@ -317,10 +341,41 @@ def measure(root: Path, day: str, photos: int, pool: list) -> dict:
 
 def ingestion_seconds(run: dict) -> float:
     """Bronze → gold with the checks: every step but coin finding's (``found_coins``, ``coin_crops``)."""
-    return sum(s["seconds"] for k, s in run["steps"].items() if not k.startswith(("found_coins", "coin_crops")))
+    return sum(s["seconds"] for k, s in run["steps"].items() if not k.startswith(COIN_FINDING_ASSETS))
 
 
-def report(results: list[dict], loop_rate: float | None, history: dict | None) -> None:
+def ingestion_against_loop(work: Path, pool: list, day: str, pairs: int) -> list[dict]:
+    """``pairs`` pairs, each on a fresh data root with the same 3 000 photos: one ingestion run bronze → gold
+    with the checks (a process of its own), then the plain Pillow loop on the same files (a process of its
+    own); the pair's ratio of photos per second. The machine's speed drifts between minutes, so the ratio is
+    taken pair by pair and the median quoted."""
+    out = []
+    for k in range(pairs):
+        root = work / f"ratio-{k}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        paths = write_day(root, pool, day, 3000)
+        run = run_child(root, "ingest-only", day)
+        ingest_rate = len(paths) / ingestion_seconds(run)
+        listing = root / "paths.txt"
+        listing.write_text("\n".join(str(p) for p in paths))
+        os.sync()  # the ingestion's writes flushed, not written back while the loop runs
+        loop = subprocess.run([sys.executable, __file__, "--child", "loop", "--paths", str(listing)], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        loop_out = json.loads(loop.stdout.strip().splitlines()[-1])
+        loop_rate = loop_out["photos_per_second"]
+        out.append({"ingestion_photos_per_second": ingest_rate, "ingestion_wall_seconds": run["wall_seconds"],
+                    "ingestion_cpu_seconds": run["cpu_seconds"], "loop_cpu_seconds": loop_out["cpu_seconds"],
+                    "loop_photos_per_second": loop_rate, "ratio": ingest_rate / loop_rate,
+                    "steps": {name: round(s["seconds"], 2) for name, s in run["steps"].items()}})
+        print(f"pair {k + 1}: ingestion {ingest_rate:.1f} photos/s, loop {loop_rate:.1f}: ratio "
+              f"{ingest_rate / loop_rate:.2f}; CPU seconds: ingestion {run['cpu_seconds']:.1f} (the run's "
+              f"{run['wall_seconds']:.1f} s), loop {loop_out['cpu_seconds']:.1f}", flush=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def report(results: list[dict], loop_rate: float | None, history: dict | None, pairs: list[dict]) -> None:
     print("\n== per step (first run of the day) ==")
     for r in results:
         run = r["first"]
@@ -355,7 +410,21 @@ def report(results: list[dict], loop_rate: float | None, history: dict | None) -
     if empty_fixed and year_fixed:
         print(f"nothing-new run: year history {min(year_fixed):.2f} s / empty {min(empty_fixed):.2f} s = "
               f"{min(year_fixed) / min(empty_fixed):.2f}")
-    if loop_rate:
+    if pairs:
+        ratios = sorted(p["ratio"] for p in pairs)
+        median = statistics.median(ratios)
+        print(f"ingestion bronze → gold with checks against the plain Pillow loop on all cores, 3 000 photos, "
+              f"{len(pairs)} pairs: ratio median {median:.2f} (min {ratios[0]:.2f}, max {ratios[-1]:.2f}); "
+              f"ingestion median {statistics.median(p['ingestion_photos_per_second'] for p in pairs):.1f} photos/s, "
+              f"loop median {statistics.median(p['loop_photos_per_second'] for p in pairs):.1f}")
+        cpu_ratio = statistics.median(p["loop_cpu_seconds"] / p["ingestion_cpu_seconds"] for p in pairs)
+        print(f"   CPU seconds, median: ingestion {statistics.median(p['ingestion_cpu_seconds'] for p in pairs):.1f}, "
+              f"loop {statistics.median(p['loop_cpu_seconds'] for p in pairs):.1f}: with every core busy all the "
+              f"time, the ingestion could reach at most {cpu_ratio:.2f} × the loop on this machine")
+        steps = {name for p in pairs for name in p["steps"]}
+        for name in sorted(steps, key=lambda n: -statistics.median(p["steps"].get(n, 0.0) for p in pairs)):
+            print(f"   {name:58s} {statistics.median(p['steps'].get(name, 0.0) for p in pairs):8.2f} s (median)")
+    elif loop_rate:
         for r in results:
             if r["photos"] == 3000:
                 rate = 3000 / ingestion_seconds(r["first"])
@@ -378,18 +447,29 @@ def main() -> None:
     parser.add_argument("--histories", default="empty,year")
     parser.add_argument("--work", default="/tmp/bench_scale")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--child", choices=("ingest", "tables"), help=argparse.SUPPRESS)
+    parser.add_argument("--ratio-pairs", type=int, default=3,
+                        help="pairs of (ingestion without coin finding, Pillow loop) on 3 000 photos; 0: none")
+    parser.add_argument("--child", choices=("ingest", "ingest-only", "tables", "loop"), help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
+    parser.add_argument("--paths", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        out = child_ingest(args.day) if args.child == "ingest" else child_whole_tables(args.day)
+        if args.child == "loop":
+            paths = [Path(p) for p in Path(args.paths).read_text().splitlines()]
+            cpu_before = tree_cpu_seconds()
+            rate = pillow_loop(paths, os.cpu_count() or 1)
+            out = {"photos_per_second": rate, "cpu_seconds": tree_cpu_seconds() - cpu_before}
+        elif args.child == "tables":
+            out = child_whole_tables(args.day)
+        else:
+            out = child_ingest(args.day, without_coin_finding=args.child == "ingest-only")
         print(json.dumps(out))
         return
 
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    pool = make_pool(work / "pool", min(max(sizes), POOL_MAX))
+    pool = make_pool(work / "pool", min(max([*sizes, 3000 if args.ratio_pairs else 0]), POOL_MAX))
     # the history ends the day before the first measured day; the last measured day is today (partitions end today)
     first_measured = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=len(sizes) - 1)
     first_day = first_measured - dt.timedelta(days=args.history_days)
@@ -410,7 +490,7 @@ def main() -> None:
             day = (first_measured + dt.timedelta(days=k)).isoformat()
             r = measure(root, day, photos, pool)
             r["history"] = which
-            if photos == 3000 and loop_rate is None:
+            if photos == 3000 and loop_rate is None and not args.ratio_pairs:
                 loop_rate = pillow_loop([Path(p) for p in r["paths"]], os.cpu_count() or 1)
             r.pop("paths")
             results.append(r)
@@ -421,10 +501,11 @@ def main() -> None:
             else:  # keep the history, drop the day's files (disk)
                 for layer in ("uploads", "bronze", "silver", "gold", "crops"):
                     shutil.rmtree(root / layer / day, ignore_errors=True)
-    report(results, loop_rate, history)
+    pairs = ingestion_against_loop(work, pool, first_measured.isoformat(), args.ratio_pairs)
+    report(results, loop_rate, history, pairs)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "loop_photos_per_second": loop_rate,
-                                               "history": history}, indent=2))
+                                               "history": history, "ingestion_against_loop": pairs}, indent=2))
 
 
 if __name__ == "__main__":

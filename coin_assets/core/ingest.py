@@ -15,7 +15,7 @@ from coin_assets.core import metadata as md
 from coin_assets.core import staging
 from coin_assets.core.audit import record_verified_bronze
 from coin_assets.core.clock import utcnow
-from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many, start_decoders_early
+from coin_assets.core.decode_pool import POOL_MIN_IMAGES, WrittenImage, clean_many, start_decoders_early
 from coin_assets.core.images import MAX_SIDE, ImageRejected
 from coin_assets.core.parallel import default_workers
 from coin_assets.core.storage import ObjectStore, UnsafeKeyError, stage_copy
@@ -248,10 +248,10 @@ def decode_chunks(store: ObjectStore, partition: str, chunk_photos: int) -> int:
     return staging.chunk_count(len(plan["images"]), chunk_photos)
 
 
-def _decoded_entry(sha: str, clean, key: str, max_side: int) -> dict:
+def _decoded_entry(sha: str, clean, key: str, max_side: int, size: int | None = None) -> dict:
     if isinstance(clean, ImageRejected):
         return {"sha256": sha, "max_side": max_side, "rejected": str(clean)}
-    return {"sha256": sha, "max_side": max_side, "key": key, "clean_size": len(clean.data),
+    return {"sha256": sha, "max_side": max_side, "key": key, "clean_size": len(clean.data) if size is None else size,
             "clean_width": clean.width, "clean_height": clean.height, "raw_format": clean.raw_format,
             "raw_mode": clean.raw_mode, "raw_width": clean.raw_width, "raw_height": clean.raw_height,
             "exif_orientation": clean.exif_orientation, "notes": "; ".join(clean.notes) or None}
@@ -278,18 +278,24 @@ def decode_staged(store: ObjectStore, partition: str, workers: int | None = None
             report.skipped += 1
         elif store.exists(item["bronze_path"]):  # moved since the plan (archived): the writer decodes it
             todo.append((item["sha256"], item["bronze_path"]))
-    for sha, clean in clean_many(store, todo, max_side, workers):
-        key = f"{prefix}/{sha}.jpg"
+    for sha, clean in clean_many(store, todo, max_side, workers, stage_key=lambda sha: f"{prefix}/{sha}.jpg"):
+        key, size = f"{prefix}/{sha}.jpg", None
         if isinstance(clean, ImageRejected):
             report.quarantine(str(clean).split(":")[0])
         else:
-            try:
-                store.write_bytes(key, clean.data)
-            except OSError:
+            if isinstance(clean, WrittenImage):  # a worker wrote it (a local store)
+                key, size, clean = clean.key, clean.size, clean.image
+            else:
+                size = len(clean.data)
+                try:
+                    store.write_bytes(key, clean.data)
+                except OSError:
+                    key = None
+            if key is None:
                 continue  # e.g. the folder emptied by a concurrent writer step: the writer decodes it itself
             report.processed += 1
-            report.bytes_written += len(clean.data)
-        entries.append(_decoded_entry(sha, clean, key, max_side))
+            report.bytes_written += size
+        entries.append(_decoded_entry(sha, clean, key, max_side, size))
     staging.write_results(store, prefix, _DECODED, chunk, chunks, entries)
     report.seconds = time.perf_counter() - started
     return report

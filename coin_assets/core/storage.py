@@ -19,6 +19,7 @@ from stat import S_ISREG
 from typing import BinaryIO, Protocol
 
 CHUNK_SIZE = 1 << 20
+SMALL_FILE_BYTES = 64 << 10  # kept in memory by a staged copy
 
 
 class UnsafeKeyError(ValueError):
@@ -101,7 +102,23 @@ class LocalStore:
         # path is remembered once the folder exists (a day's thousands of keys share a few folders), so a
         # key costs one lstat of its last part, not one per part of the whole path; a last part that is a
         # link is resolved in full. Strings, not pathlib: its per-part objects cost more than the syscalls.
-        folder, _, name = safe_key(key).rpartition("/")
+        return self._resolved(key, last_part=True)
+
+    def target_path(self, key: str) -> Path:
+        """Where ``key`` is written, renamed to or opened without following links (``O_NOFOLLOW``): its
+        folder resolved as ``path`` resolves it, its last part not looked at, since a rename onto a link
+        replaces the link and ``O_NOFOLLOW`` refuses one (no system call a key, in a folder of thousands
+        being written)."""
+        return self._resolved(key, last_part=False)
+
+    def folder_path(self, prefix: str) -> Path:
+        """The real path of the folder ``prefix``, remembered once it exists."""
+        real = self._real_folder(safe_key(prefix))
+        if not (real + os.sep).startswith(self._root_prefix):
+            raise UnsafeKeyError(f"folder {prefix!r} resolves outside {self.root}")
+        return Path(real)
+
+    def _real_folder(self, folder: str) -> str:
         real_folder = self._real_folders.get(folder)
         if real_folder is None:
             real_folder = os.path.realpath(self._root_prefix + folder) if folder else str(self.root)
@@ -109,8 +126,12 @@ class LocalStore:
                 if len(self._real_folders) >= REAL_FOLDERS_KEPT:
                     self._real_folders.clear()
                 self._real_folders[folder] = real_folder
-        real = real_folder + os.sep + name
-        if os.path.islink(real):
+        return real_folder
+
+    def _resolved(self, key: str, last_part: bool) -> Path:
+        folder, _, name = safe_key(key).rpartition("/")
+        real = self._real_folder(folder) + os.sep + name
+        if last_part and os.path.islink(real):
             real = os.path.realpath(real)
         if not real.startswith(self._root_prefix):
             raise UnsafeKeyError(f"key {key!r} resolves outside {self.root}")
@@ -132,7 +153,7 @@ class LocalStore:
         return open(self.path(key), "rb")
 
     def _atomic_write(self, key: str, write) -> None:
-        dest = self.path(key)
+        dest = self.target_path(key)
         fd, tmp = _temp_file_in(dest.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -286,10 +307,14 @@ class StagedCopy:
     On a local store the copy is a ``.tmp-*`` file in the destination folder, so placing it is a
     rename (one read and one write per upload); elsewhere it is a spooled temporary file."""
 
-    def __init__(self, store: ObjectStore, sha256: str, size: int, tmp_key: str | None = None, spool=None):
+    def __init__(self, store: ObjectStore, sha256: str, size: int, tmp_key: str | None = None, spool=None,
+                 data: bytes | None = None):
         self.store, self.sha256, self.size, self._tmp_key, self._spool = store, sha256, size, tmp_key, spool
+        self._data = data  # a small file's bytes, read while copying (a sidecar is read again at once)
 
     def read(self) -> bytes:
+        if self._data is not None:
+            return self._data
         if self._tmp_key is not None:
             return self.store.read_bytes(self._tmp_key)
         self._spool.seek(0)
@@ -299,7 +324,7 @@ class StagedCopy:
 
     def place(self, key: str) -> None:
         if self._tmp_key is not None:
-            _replace_into(self.store.path(self._tmp_key), self.store.path(key))
+            _replace_into(self.store.target_path(self._tmp_key), self.store.target_path(key))
             self._tmp_key = None
         else:
             self._spool.seek(0)
@@ -344,20 +369,22 @@ def stage_copy(store: ObjectStore, src_key: str, staging_prefix: str) -> StagedC
     if not isinstance(store, LocalStore):
         sha, size, spool = copy_with_sha256(store, src_key)
         return StagedCopy(store, sha, size, spool=spool)
-    src = store.path(src_key)
-    digest, size = hashlib.sha256(), 0
+    src = store.target_path(src_key)
+    digest, size, first = hashlib.sha256(), 0, None
     fd_in = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    fd, tmp = _temp_file_in(store.path(staging_prefix))
+    fd, tmp = _temp_file_in(store.folder_path(staging_prefix))
     try:
         with os.fdopen(fd_in, "rb") as source, os.fdopen(fd, "wb") as out:
             while chunk := source.read(CHUNK_SIZE):
                 digest.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
+                first = chunk if first is None else first
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return StagedCopy(store, digest.hexdigest(), size, tmp_key=Path(tmp).relative_to(store.root).as_posix())
+    return StagedCopy(store, digest.hexdigest(), size, tmp_key=Path(tmp).relative_to(store.root).as_posix(),
+                      data=first if first is not None and len(first) == size <= SMALL_FILE_BYTES else None)
 
 
 def copy_with_sha256(src: ObjectStore, src_key: str) -> tuple[str, int, tempfile.SpooledTemporaryFile]:
