@@ -103,6 +103,38 @@ def test_local_store_refuses_a_file_link_out_of_a_folder_it_already_knows(tmp_pa
     assert store.read_bytes("uploads/day/inside.txt") == b"a"  # a link that stays inside is followed
 
 
+def test_a_write_onto_a_link_replaces_the_link_and_a_copy_never_reads_one(tmp_path):
+    # Writes do not look at a key's last part (target_path): the rename replaces a link there, never
+    # writing through it; bronze's copy opens with O_NOFOLLOW, so a link in place of an upload is refused.
+    from coin_assets.core.storage import stage_copy
+
+    root = tmp_path / "root"
+    (root / "bronze" / "day").mkdir(parents=True)
+    (tmp_path / "outside.txt").write_text("outside")
+    store = LocalStore(root)
+    os.symlink(tmp_path / "outside.txt", root / "bronze" / "day" / "x.bin")
+    store.write_bytes("bronze/day/x.bin", b"new")
+    assert (tmp_path / "outside.txt").read_text() == "outside"
+    assert not (root / "bronze" / "day" / "x.bin").is_symlink() and store.read_bytes("bronze/day/x.bin") == b"new"
+    os.symlink(root / "bronze" / "day" / "x.bin", root / "bronze" / "day" / "upload.jpg")
+    with pytest.raises(OSError):
+        stage_copy(store, "bronze/day/upload.jpg", "bronze/day")
+    assert sorted(p.name for p in (root / "bronze" / "day").iterdir()) == ["upload.jpg", "x.bin"]
+
+
+def test_a_staged_copy_of_a_small_file_reads_the_bytes_it_copied(tmp_path):
+    from coin_assets.core.storage import SMALL_FILE_BYTES, stage_copy
+
+    store = LocalStore(tmp_path)
+    store.write_bytes("uploads/small.json", b'{"year": 1987}')
+    store.write_bytes("uploads/big.bin", b"x" * (SMALL_FILE_BYTES + 1))
+    for key, data in (("uploads/small.json", b'{"year": 1987}'), ("uploads/big.bin", b"x" * (SMALL_FILE_BYTES + 1))):
+        with stage_copy(store, key, "bronze/day") as copy:
+            assert copy.read() == data and copy.size == len(data)
+            assert copy.sha256 == hashlib.sha256(data).hexdigest()
+    assert list((tmp_path / "bronze" / "day").iterdir()) == []  # discarded on exit
+
+
 def test_local_store_write_is_atomic_and_leaves_no_temp_file(tmp_path):
     store = LocalStore(tmp_path)
     store.write_bytes("a/b/c.bin", b"one")
@@ -525,7 +557,7 @@ def test_parse_sidecar_accepts_a_year_written_as_a_string_of_digits(year):
 
 
 def test_clean_many_on_a_process_pool_gives_what_one_process_gives(tmp_path):
-    from coin_assets.core.decode_pool import POOL_MIN_IMAGES, clean_many
+    from coin_assets.core.decode_pool import POOL_MIN_IMAGES, WrittenImage, clean_many
     from coin_assets.core.images import ImageRejected
 
     store = LocalStore(tmp_path)
@@ -541,6 +573,15 @@ def test_clean_many_on_a_process_pool_gives_what_one_process_gives(tmp_path):
     assert isinstance(pooled[5], ImageRejected) and isinstance(single[5], ImageRejected)
     assert {i: c.data for i, c in pooled.items() if not isinstance(c, ImageRejected)} == \
         {i: c.data for i, c in single.items() if not isinstance(c, ImageRejected)}
+    # told where, the workers write the clean JPEGs themselves: the same bytes, none sent back
+    written = dict(clean_many(store, keys, max_side=64, workers=2, stage_key=lambda i: f"staging/{i:03d}.jpg"))
+    assert isinstance(written[5], ImageRejected)
+    for i, result in written.items():
+        if i != 5:
+            assert isinstance(result, WrittenImage) and result.key == f"staging/{i:03d}.jpg"
+            assert result.image.data == b"" and result.size == len(single[i].data)
+            assert store.read_bytes(result.key) == single[i].data
+            assert (result.image.width, result.image.height) == (single[i].width, single[i].height)
 
 
 def test_the_one_gold_column_list_matches_the_table():
