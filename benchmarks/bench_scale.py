@@ -1,6 +1,7 @@
 """How each ingestion cost grows with the day's work and with history, in one command.
 
     python benchmarks/bench_scale.py [--sizes 300,3000,20000] [--history-days 365] [--history-photos 10000]
+                                     [--ratio-pairs 3]
 
 Days of ``--sizes`` generated photos (the demo's generator, JPEG; a pool of at most 3 000 distinct photos,
 each file with a trailer naming its day and copy, so that every file has its own checksum) are ingested by
@@ -15,7 +16,9 @@ Per step it prints seconds, milliseconds per photo, the peak memory of the proce
 rows and files it wrote; then the fixed cost of a second run with nothing new (snapshot refresh included),
 the longest writer-slot hold per 1 000 photos, the costs that read whole tables (training-set query,
 predictions' and review queue's queries, the upload sensor's listing, the retraining sensor's count), and
-the all-cores plain Pillow loop on the 3 000-photo day with the ingestion's ratio to it. ``--json`` keeps it.
+the ingestion bronze → gold with checks against the all-cores plain Pillow loop on 3 000 photos, in
+``--ratio-pairs`` pairs (each on a fresh data root; the ratio taken pair by pair, the median quoted), with
+the CPU seconds of both and the ratio they allow at best. ``--json`` keeps it.
 """
 
 from __future__ import annotations
