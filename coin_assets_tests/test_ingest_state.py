@@ -104,3 +104,36 @@ def test_another_runs_record_is_never_completed(lake):
         ingest_state.gold_written(conn, DAY, "run-2")  # another run's gold: not this chain's
         assert not ingest_state.complete_chain(lake.store, conn, DAY, "run-1")
         assert not ingest_state.complete_chain(lake.store, conn, DAY, "run-2")
+
+
+def test_a_run_stopped_after_bronzes_rows_and_before_its_sidecars_loses_no_label(lake, monkeypatch):
+    """A kill can land after bronze recorded a batch of uploads (sidecars included, so they look unchanged
+    to the next run) and before it put the sidecars' fields on their coins' rows."""
+    from coin_assets.core import ingest
+
+    for i in range(3):
+        lake.coin(DAY, f"c{i}", year=1950 + i, shade=10 * i)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("killed between the rows and the sidecars")
+
+    with duckdb.connect(str(lake.db_path)) as conn:
+        md.ensure_schema(conn)
+        check = ingest_state.check_day(lake.store, conn, DAY)
+        ingest_state.start_chain(conn, DAY, "run-1", check)
+        with monkeypatch.context() as patch:
+            patch.setattr(md, "apply_sidecars", stopped)
+            try:
+                ingest.ingest_bronze(lake.store, conn, DAY, files=check.files)
+            except KeyboardInterrupt:
+                pass
+        labels = conn.execute("SELECT count(label_year) FROM uploads WHERE kind = 'image'").fetchone()[0]
+        assert labels == 0  # the rows are there, the labels are not
+        again = ingest_state.check_day(lake.store, conn, DAY)
+        assert not again.up_to_date and again.last_chain_incomplete and "did not complete" in again.reason
+
+    assert materialized(run_chain(lake)) == set(CHAIN)
+    gold = lake.gold()
+    assert {coin: row["label_year"] for (coin, side), row in gold.items() if side == "front"} == \
+        {"c0": 1950, "c1": 1951, "c2": 1952}
+    assert materialized(run_chain(lake)) == set()  # complete now: nothing re-read

@@ -58,7 +58,8 @@ def _bronze_extension(name: str) -> str:
 
 
 def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: float = 0.0,
-                  now: datetime | None = None, files: list[UploadFile] | None = None) -> LayerReport:
+                  now: datetime | None = None, files: list[UploadFile] | None = None,
+                  reread_sidecars: bool = False) -> LayerReport:
     """Copy the day's settled uploads byte for byte into ``bronze/<day>/<sha256><ext>``.
 
     Only files unmodified for ``settle_seconds`` are taken (a file still being written is left for
@@ -67,7 +68,9 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
     (``duplicate_of``). Sidecars are kept in bronze too; their fields fill the image rows of the same
     coin. Crash leftovers (``.tmp-*``) and bronze files no ledger row points to are removed first.
     Links and special files are quarantined and never read. ``files``: the day's settled uploads when
-    the caller has listed them already.
+    the caller has listed them already. ``reread_sidecars``: read every recorded sidecar again and put its
+    fields on its coin's rows, for a day whose last run stopped between writing rows and applying
+    sidecars (its sidecars are recorded, so they look unchanged).
     """
     started = time.perf_counter()
     md.ensure_schema(conn)
@@ -168,8 +171,10 @@ def ingest_bronze(store: ObjectStore, conn, partition: str, settle_seconds: floa
                     report.quarantine(f.problem)
             md.upsert_uploads(conn, rows)
     record_verified_bronze(store, partition, hashed)
-    # An unchanged sidecar is read again only when an image of its coin changed (its row was reset).
-    for coin_id in sorted(changed_coins & set(unread_sidecars) - set(sidecars)):
+    # An unchanged sidecar is read again only when an image of its coin changed (its row was reset), or
+    # when the last run may have stopped before applying it.
+    for coin_id in sorted((set(unread_sidecars) if reread_sidecars else changed_coins & set(unread_sidecars))
+                          - set(sidecars)):
         f, bronze_path = unread_sidecars[coin_id]
         sidecars[coin_id] = (f, load_sidecar(f.size, partial(store.read_bytes, bronze_path)))
     # Sidecar fields onto the coin's image rows (after all rows exist, whatever the listing order).

@@ -74,6 +74,9 @@ class DayCheck:
     files: list[UploadFile]  # the day's settled uploads, listed once for the check and for bronze
     uploads: str  # their digest: recorded by start_chain when the chain runs
     reason: str
+    # a chain of this day started and never completed (a crash, a kill, a failed step): what bronze
+    # finishes after its rows (the sidecars' fields on their coins' rows) may be missing
+    last_chain_incomplete: bool = False
 
 
 def check_day(store: ObjectStore, conn, partition: str, settle_seconds: float = 0.0,
@@ -83,8 +86,11 @@ def check_day(store: ObjectStore, conn, partition: str, settle_seconds: float = 
     files = list_uploads(store, partition, now=now, settle_seconds=settle_seconds)
     uploads = uploads_digest(files)
     recorded = md.ingest_state(conn, partition)
-    if recorded is None or recorded["complete_fingerprint"] is None:
-        return DayCheck(False, files, uploads, "no complete ingestion of this day is recorded")
+    if recorded is None:
+        return DayCheck(False, files, uploads, "no ingestion of this day is recorded")
+    if recorded["complete_fingerprint"] is None:
+        return DayCheck(False, files, uploads, f"run {recorded['run_id']} started this day's ingestion and did not "
+                                               "complete it", last_chain_incomplete=True)
     current = fingerprint(uploads, gold_inputs_digest(conn, partition), lake_digest(store, partition),
                           rows_digest(conn, partition))
     if current != recorded["complete_fingerprint"]:

@@ -77,7 +77,8 @@ def ingestion_assets(partitions: PartitionsDefinition) -> list[AssetSpec | Asset
                 context.log.info(f"{context.partition_key}: {day.reason}; the ingestion chain has nothing to do")
                 return
             ingest_state.start_chain(conn, context.partition_key, context.run_id, day)
-            report = ingest.ingest_bronze(store, conn, context.partition_key, files=day.files)
+            report = ingest.ingest_bronze(store, conn, context.partition_key, files=day.files,
+                                          reread_sidecars=day.last_chain_incomplete)
             report.extra["to_decode"] = ingest.write_decode_plan(store, conn, context.partition_key, MAX_SIDE)
         if report.quarantined:
             context.log.warning(f"{report.quarantined} file(s) quarantined: {report.reasons}")
