@@ -319,6 +319,47 @@ def test_a_photo_of_both_faces_side_by_side_is_split_and_both_are_read(reader):
     assert math.hypot(cx - front[0], cy - front[1]) <= front[2]
 
 
+def test_a_line_much_taller_than_the_recogniser_reads_is_box_filtered_not_aliased():
+    from coin_assets.ml.year_reading import cut_line
+
+    # black and white pixels at random: sampled point by point (std ~63) they stay noise; averaged over the
+    # four-by-four pixels each output pixel covers, they become an even grey
+    noise = (np.random.default_rng(0).random((300, 900)) > 0.5).astype(np.uint8) * 255
+    quad = np.array([[150.0, 60.0], [750.0, 60.0], [750.0, 240.0], [150.0, 240.0]])
+    crop = np.asarray(cut_line(Image.fromarray(noise), quad), np.float32)
+    assert crop.shape[0] == 48
+    inside = crop[10:-10, 10:-10]
+    assert abs(inside.mean() - 127.5) < 10 and inside.std() < 35, (inside.mean(), inside.std())
+
+
+@pytest.mark.slow
+def test_lines_on_a_coin_larger_in_the_photo_than_in_the_view_are_cut_from_the_photo(reader, monkeypatch):
+    from coin_assets.ml import year_reading
+    from coin_assets.synth import struck
+
+    cut_from: list[tuple[int, int]] = []
+    original = year_reading.cut_line
+
+    def spy(img, quad, pad=0.3):
+        cut_from.append(img.size)
+        return original(img, quad, pad)
+
+    monkeypatch.setattr(year_reading, "cut_line", spy)
+    year_rng, look_rng = struck.struck_rngs(4242, 1)
+    year = struck.sample_struck_year(year_rng)
+    front, _, _ = struck.render_struck_photo_pair(year, look_rng, placement="below", photo_size=(1600, 1200))
+    photo = Image.open(io.BytesIO(jpeg(front.image))).convert("RGB")
+    view, affine, found = reader.coin_view(photo)
+    assert found and np.hypot(*affine[:, 0]) > year_reading.NATIVE_CUT_SCALE
+    crops, where = next(reader.stages(view, affine, photo))
+    assert crops and set(cut_from) == {photo.size}
+    assert any(t.text == str(year) for t in reader.recognise(crops, where, photo.size))
+    cut_from.clear()
+    small = YearReader(reader.recognizer, replace(reader.settings, cut_from_photo=False))
+    next(small.stages(view, affine, photo))
+    assert set(cut_from) == {view.size}
+
+
 # ------------------------------------------------------------------------------------ promotion guard
 
 

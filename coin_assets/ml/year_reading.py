@@ -56,6 +56,7 @@ VIEW_SIDE = 512  # the face view's side, px
 # the view's half side over the found radius: room for a rim the coin finder took for the coin's edge (an inner
 # ring, a tilted coin's short axis)
 VIEW_MARGIN = 1.2
+NATIVE_CUT_SCALE = 1.25  # photo px per view px above which face lines are cut from the photo
 RIM_INNER, RIM_OUTER = 0.38, 1.1  # the unwrapped band, in coin radii
 RIM_HEIGHT = 128
 SECOND_COIN_RADIUS = 0.75  # a second coin this size of the first or larger is read too (two faces side by side)
@@ -203,8 +204,15 @@ def cut_line(img: Image.Image, quad: np.ndarray, pad: float = 0.3) -> Image.Imag
     br2, bl2 = br + u * e + n * e, bl - u * e + n * e
     out_h = 48
     out_w = max(8, int(round(out_h * (length + 2 * e) / (thick + 2 * e))))
-    data = (*tl2, *bl2, *br2, *tr2)
-    return img.convert("L").transform((out_w, out_h), Image.Transform.QUAD, data, Image.Resampling.BILINEAR)
+    corners = np.stack([tl2, bl2, br2, tr2])
+    grey = img if img.mode == "L" else img.convert("L")
+    factor = int((thick + 2 * e) // (1.5 * out_h))
+    if factor >= 2:  # a line much taller than 48 px (cut from a large photo): box-filtered down first, not aliased
+        x0, y0 = np.floor(corners.min(0)).astype(int)
+        x1, y1 = np.ceil(corners.max(0)).astype(int)
+        grey = grey.crop((x0, y0, x1, y1)).reduce(factor)
+        corners = (corners - (x0, y0)) / factor
+    return grey.transform((out_w, out_h), Image.Transform.QUAD, tuple(corners.ravel()), Image.Resampling.BILINEAR)
 
 
 def rim_windows(width: int, height: int, turn: int) -> list[tuple[int, int, int, int]]:
@@ -460,6 +468,8 @@ class ReaderSettings:
     corroborating: tuple[str, ...] = ("own",)  # readers that only add weight to years another reader read
     early_exit: bool = True  # answer as soon as a stage gives a trusted year, without reading further
     join_split: bool = True  # join the halves of a year split by the design (:func:`split_years`)
+    # cut the face's lines from the photo, not from the 512 px view, when the coin is larger in the photo
+    cut_from_photo: bool = True
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
@@ -522,11 +532,12 @@ class YearReader:
         def to_photo(points: np.ndarray) -> np.ndarray:
             return points @ affine[:, :2].T + affine[:, 2]
 
-        def lines_of(image: Image.Image, boxes: list[np.ndarray], polygon, name: str):
+        def lines_of(image: Image.Image, boxes: list[np.ndarray], polygon, name: str, cut_at=None):
+            """``cut_at``: where in ``image`` a box found on the view lies (lines cut from the photo)."""
             crops, where = [], []
             for quad in boxes:
                 for k, box in enumerate(split_block(_ordered_box(quad))):
-                    line = cut_line(image, box)
+                    line = cut_line(image, box if cut_at is None else cut_at(box))
                     turns = {0: line, 180: line.rotate(180)}
                     if line.height > line.width * 1.2:  # a short vertical line: also read it turned a quarter
                         turns |= {90: line.rotate(90, expand=True), 270: line.rotate(270, expand=True)}
@@ -537,8 +548,18 @@ class YearReader:
                     where += [(region, name, k == 0, turn) for turn in turns]
             return crops, where
 
+        # the detector finds lines on the view; they are cut from the photo where the coin has more pixels there
+        # (a phone's photo of a coin filling the frame: small years keep 2-3 times the pixels the view gives them)
+        photo_grey = photo.convert("L")
+        native = float(np.hypot(*affine[:, 0])) > NATIVE_CUT_SCALE and self.settings.cut_from_photo
+
+        def face_lines(boxes: list[np.ndarray]):
+            if native:
+                return lines_of(photo_grey, boxes, to_photo, "face", cut_at=to_photo)
+            return lines_of(view, boxes, to_photo, "face")
+
         face_boxes = self.detector(np.asarray(view))
-        yield lines_of(view, face_boxes, to_photo, "face")
+        yield face_lines(face_boxes)
         strip, meta = unwrap_rim(view)
 
         def arc(box: np.ndarray) -> np.ndarray:
@@ -549,11 +570,11 @@ class YearReader:
 
         contrast = local_contrast(view)
         extra_face = [b for b in self.detector(np.asarray(contrast)) if not _overlaps(b, face_boxes)]
-        crops, where = lines_of(view, extra_face, to_photo, "face")
+        crops, where = face_lines(extra_face)
         rim_boxes = self.detector(np.asarray(strip))
         more = lines_of(strip, rim_boxes, arc, "rim")
         yield crops + more[0], where + more[1]
-        yield lines_of(view, self.detect_turned(view, (90, 180, 270)), to_photo, "face")
+        yield face_lines(self.detect_turned(view, (90, 180, 270)))
         extra_rim = [b for b in self.detector(np.asarray(local_contrast(strip))) if not _overlaps(b, rim_boxes)]
         crops, where = lines_of(strip, extra_rim, arc, "rim")
         grey = strip.convert("L")
@@ -571,17 +592,23 @@ class YearReader:
         whole = photo.convert("RGB")
         whole.thumbnail((768, 768))
         scale = photo.width / whole.width
-        yield lines_of(whole, self.detector(np.asarray(whole)), lambda box: box * scale, "photo")
+
+        def photo_lines(boxes: list[np.ndarray]):
+            if scale > NATIVE_CUT_SCALE and self.settings.cut_from_photo:
+                return lines_of(photo_grey, boxes, lambda box: box * scale, "photo", cut_at=lambda box: box * scale)
+            return lines_of(whole, boxes, lambda box: box * scale, "photo")
+
+        yield photo_lines(self.detector(np.asarray(whole)))
         turned = []
         for angle in (90, 180, 270):
             image = whole.rotate(angle, expand=True)
             turned += [turn_back(box, angle, image.size, whole.size) for box in self.detector(np.asarray(image))]
-        yield lines_of(whole, turned, lambda box: box * scale, "photo")
+        yield photo_lines(turned)
         # then the face again, for blurred relief and for lines halfway between the quarter turns: sharpened
         # (an unsharp mask four pixels wide restores the strokes' edges) four ways, then turned an eighth
         sharp = sharpened(view)
         yield lines_of(sharp, self.detect_turned(sharp, (0, 90, 180, 270)), to_photo, "face")
-        yield lines_of(view, self.detect_turned(view, (45, 135, 225, 315)), to_photo, "face")
+        yield face_lines(self.detect_turned(view, (45, 135, 225, 315)))
 
     def detect_turned(self, image: Image.Image, angles: tuple[float, ...]) -> list[np.ndarray]:
         """The detector's boxes on ``image`` turned by each angle (about its centre, same size: the coin is a
