@@ -109,6 +109,39 @@ def test_training_runs_and_resumes_from_its_checkpoint(tmp_path):
     assert record["sha256"] == sha256_of(out) and record["corpus_hash"] and "line_reader_training" in record["command"]
 
 
+def test_a_saved_line_reader_is_the_start_of_the_next_run_with_its_late_convolutions_learning(tmp_path):
+    import torch
+
+    years = [(printed_line(str(y)), str(y)) for y in (1948, 1975, 2003, 2017)]
+    others = [(printed_line(t), t) for t in ("ESTADO", "10", "REPUBLICA", "")]
+    lines = [line for pair in zip(years, others, strict=True) for line in pair] * 2
+    config = lr.LineReaderConfig(batch_size=4, max_steps=2, checkpoint_every=5, minutes=5, val_share=0.25,
+                                 learning_rate=1e-3)
+    first = lr.train_line_reader(config, lines=lines)
+    saved = lr.save_line_reader(first, config, tmp_path / "first.onnx")
+    fresh = lr.trainable_line_reader()
+    lr.load_onnx_values(fresh, saved)
+    # float16 storage: the loaded network is the trained one to within float16's precision
+    for name, value in lr.onnx_values(first.model).items():
+        assert np.allclose(lr.onnx_values(fresh)[name], value, atol=2e-3 * (1 + np.abs(value).max())), name
+    before = {n: v.copy() for n, v in lr.onnx_values(fresh).items()}
+    follow = lr.LineReaderConfig(**{**config.__dict__, "start_from": str(saved), "trainable_convs_from": 54,
+                                    "blur_and_stretch": True})
+    second = lr.train_line_reader(follow, lines=lines)
+    assert second.start_metrics["year_lines"] > 0
+    convs = [m for m in second.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    after = lr.onnx_values(second.model)
+    changed = {name for name in after if not np.array_equal(after[name], before[name])}
+    conv_weights = {name for name, t in lr._tensors_by_onnx_name(second.model).items()
+                    if any(t is m.weight for m in convs)}
+    late = {name for name, t in lr._tensors_by_onnx_name(second.model).items()
+            if any(t is m.weight for m in convs[54:])}
+    assert late and late <= changed and not (conv_weights - late) & changed
+    record = json.loads(lr.save_line_reader(second, follow, tmp_path / "second.onnx").with_suffix(".json").read_text())
+    assert "--start-from" in record["command"] and "--trainable-convs-from 54" in record["command"]
+    assert record["val_metrics_start"]
+
+
 def test_the_committed_line_reader_matches_its_record_and_reads_by_default():
     record = json.loads(LINE_READER_RECORD.read_text())
     assert sha256_of(LINE_READER_WEIGHTS) == record["sha256"]

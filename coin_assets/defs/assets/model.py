@@ -237,6 +237,11 @@ class LineReaderRunConfig(Config):
     minutes: float = Field(40.0, description="time budget; `make pretrain` runs the same code")
     photos: int = Field(1500, description="generated photos whose lines are cut and labelled (about 1 s each)")
     max_steps: int | None = Field(None, description="stop after this many steps (smoke runs)")
+    learning_rate: float = Field(1e-4, description="AdamW's, with a cosine over the time budget")
+    from_committed: bool = Field(False, description="start from the package's committed line reader, not the wheel's")
+    trainable_convs_from: int | None = Field(
+        None, description="convolutions from this one on (0..56, the graph's order) learn too; none: all frozen")
+    blur_and_stretch: bool = Field(False, description="also blur and stretch training lines")
 
 
 @asset(group_name="model", kinds={"pytorch", "onnx", "mlflow"})
@@ -255,9 +260,12 @@ def year_line_reader_training(
 
     from coin_assets.ml.line_reader_training import LineReaderConfig, save_line_reader, train_line_reader
     from coin_assets.ml.tracking import log_reader_pretraining
-    from coin_assets.ml.year_reading import LINE_READER_POINTER
+    from coin_assets.ml.year_reading import LINE_READER_POINTER, LINE_READER_WEIGHTS
 
-    lc = LineReaderConfig(minutes=config.minutes, photos=config.photos, max_steps=config.max_steps)
+    lc = LineReaderConfig(minutes=config.minutes, photos=config.photos, max_steps=config.max_steps,
+                          learning_rate=config.learning_rate,
+                          start_from=str(LINE_READER_WEIGHTS) if config.from_committed else None,
+                          trainable_convs_from=config.trainable_convs_from, blur_and_stretch=config.blur_and_stretch)
     result = train_line_reader(lc, on_log=lambda row: context.log.info(f"line reader {row}"))
     store = storage.store()
     key = f"ml/year_line_reader/{context.run.run_id}.onnx"
