@@ -68,7 +68,8 @@ def jpeg(img: Image.Image) -> bytes:
 
 
 def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, ...] = ("generator", "holdout",
-               "struck", "struck_holdout")) -> list[Coin]:
+               "struck", "struck_holdout"), struck_size: tuple[int, int] = (640, 480)) -> list[Coin]:
+    """The photos to send; ``struck_size``: the photographic coins' photo size (a phone's photo is larger)."""
     from coin_assets.synth import holdout as h
     from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
@@ -81,7 +82,8 @@ def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, 
                     continue
                 year_rng, look_rng = s.struck_rngs(BENCH_SEED, k * 100_000 + i, holdout=holdout)
                 year = s.sample_struck_year(year_rng)
-                front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement, holdout=holdout)
+                front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement, holdout=holdout,
+                                                            photo_size=struck_size)
                 coins.append(Coin(name, placement, year, jpeg(front.image), jpeg(back.image)))
     for k, placement in enumerate(v.PLACEMENTS):
         for i in range(per_placement if {"generator", "holdout"} & set(sets) else 0):
@@ -288,9 +290,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", default="generator,holdout,struck,struck_holdout",
                         help="comma-separated: generator, holdout, struck, struck_holdout")
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--struck-size", default="640x480",
+                        help="WxH of the photographic coins' photos (1600x1200: the coin fills a phone's photo)")
     args = parser.parse_args(argv)
     started = time.time()
-    coins = make_coins(args.per_placement, args.no_year, args.no_coin, tuple(args.sets.split(",")))
+    width, height = (int(n) for n in args.struck_size.lower().split("x"))
+    coins = make_coins(args.per_placement, args.no_year, args.no_coin, tuple(args.sets.split(",")), (width, height))
     proc = None
     base = args.api
     if base is None:
