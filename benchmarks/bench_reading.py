@@ -17,7 +17,8 @@ Sets (each photo new to every model: seeds no training or suite uses):
 * ``two_faces``: both faces of a struck coin side by side in one photo (the answer says ``coins: 2``).
 
 Per set and placement: exact (answered, not flagged, right), MAE of the answers given, confident wrong
-(answered, not flagged, wrong), flagged (unreadable or sent to review), 90 % interval coverage over all coins;
+(answered, not flagged, wrong), flagged (unreadable or sent to review), no coin found in the front (read whole,
+sent to review), 90 % interval coverage over all coins;
 RapidOCR's and Tesseract's exact and wrong on the same fronts (four rotations plus the unwrapped rim, the
 heaviest four-digit vote in 1900-2039; no vote is an abstention).
 """
@@ -68,11 +69,15 @@ def jpeg(img: Image.Image) -> bytes:
 
 
 def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, ...] = ("generator", "holdout",
-               "struck", "struck_holdout"), struck_size: tuple[int, int] = (640, 480)) -> list[Coin]:
-    """The photos to send; ``struck_size``: the photographic coins' photo size (a phone's photo is larger)."""
+               "struck", "struck_holdout"), struck_size: tuple[int, int] = (640, 480),
+               camera_sizes: bool = False) -> list[Coin]:
+    """The photos to send; ``struck_size``: the photographic coins' photo size (a phone's photo is larger).
+    ``camera_sizes``: every coin with a year at a size drawn as the training generator draws its full-size
+    photos (:func:`coin_assets.synth.photos.photo_size_for`: long side 800..2000, one in twenty 4000 × 3000)."""
     from coin_assets.synth import holdout as h
     from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
+    from coin_assets.synth.photos import photo_size_for
 
     coins = []
     for k, placement in enumerate(s.STRUCK_PLACEMENTS):
@@ -82,21 +87,28 @@ def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, 
                     continue
                 year_rng, look_rng = s.struck_rngs(BENCH_SEED, k * 100_000 + i, holdout=holdout)
                 year = s.sample_struck_year(year_rng)
+                size = photo_size_for(random.Random(f"bench-camera:{BENCH_SEED}:{name}:{k}:{i}")) \
+                    if camera_sizes else struck_size
                 front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement, holdout=holdout,
-                                                            photo_size=struck_size)
+                                                            photo_size=size)
                 coins.append(Coin(name, placement, year, jpeg(front.image), jpeg(back.image)))
     for k, placement in enumerate(v.PLACEMENTS):
         for i in range(per_placement if {"generator", "holdout"} & set(sets) else 0):
             year_rng, style_rng = v.coin_rngs(BENCH_SEED, k * 100_000 + i)
             year = v.sample_year(year_rng)
-            front, back = v.render_photo_pair(year, replace(v.sample_style(style_rng), placement=placement), style_rng)
+            size = photo_size_for(random.Random(f"bench-camera:{BENCH_SEED}:generator:{k}:{i}")) \
+                if camera_sizes else (640, 480)
+            front, back = v.render_photo_pair(year, replace(v.sample_style(style_rng), placement=placement), style_rng,
+                                              photo_size=size)
             if "generator" in sets:
                 coins.append(Coin("generator", placement, year, jpeg(front.image), jpeg(back.image)))
             if "holdout" not in sets:
                 continue
             rng = random.Random(f"bench-holdout:{BENCH_SEED}:{k}:{i}")
             year = rng.randint(v.YEAR_MIN, v.YEAR_MAX)
-            front, back, _ = h.render_holdout_photo_pair(year, rng, placement=placement)
+            size = photo_size_for(random.Random(f"bench-camera:{BENCH_SEED}:holdout:{k}:{i}")) \
+                if camera_sizes else (640, 480)
+            front, back, _ = h.render_holdout_photo_pair(year, rng, placement=placement, photo_size=size)
             coins.append(Coin("holdout", placement, year, jpeg(front.image), jpeg(back.image)))
     for i in range(no_year):
         text_rng, style_rng = v.no_year_rngs(BENCH_SEED, i)
@@ -253,8 +265,10 @@ def summarise(coins: list[Coin], answers: list[dict], baselines: dict[str, list]
         has_year = [i for i in idx if coins[i].year is not None]
         right = [i for i in answered if coins[i].year is not None and round(answers[i]["year"]) == coins[i].year]
         wrong = [i for i in answered if i not in right]
+        no_coin = [i for i in idx if (answers[i].get("reading") or {}).get("coins", 1) == 0]
         row = {"set": set_name, "placement": placement, "coins": n,
-               "exact": len(right) / n, "confident_wrong": len(wrong) / n, "flagged": 1 - len(answered) / n}
+               "exact": len(right) / n, "confident_wrong": len(wrong) / n, "flagged": 1 - len(answered) / n,
+               "no_coin_found": len(no_coin) / n}
         if has_year:
             errors = [abs(answers[i]["year"] - coins[i].year) for i in answered if coins[i].year is not None]
             row["mae_answered"] = float(np.mean(errors)) if errors else math.nan
@@ -292,10 +306,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the rows here")
     parser.add_argument("--struck-size", default="640x480",
                         help="WxH of the photographic coins' photos (1600x1200: the coin fills a phone's photo)")
+    parser.add_argument("--camera-sizes", action="store_true",
+                        help="every coin with a year at a camera's size, drawn as the training generator draws its "
+                             "full-size photos (overrides --struck-size)")
     args = parser.parse_args(argv)
     started = time.time()
     width, height = (int(n) for n in args.struck_size.lower().split("x"))
-    coins = make_coins(args.per_placement, args.no_year, args.no_coin, tuple(args.sets.split(",")), (width, height))
+    coins = make_coins(args.per_placement, args.no_year, args.no_coin, tuple(args.sets.split(",")), (width, height),
+                       args.camera_sizes)
     proc = None
     base = args.api
     if base is None:
