@@ -48,6 +48,7 @@ RADIAL = 0.8  # |cos| between an edge's gradient and the circle's radius for the
 TILT_BAND = 0.025  # of the radius: how far the outline may stray from the circle (a coin tilted 20 deg: 3 %)
 EDGE_MARGIN = 2  # px at the working size: circle points this near the frame are outside it
 MIN_VISIBLE = 0.55  # share of the circle inside the photo (a disc 25 % outside still has 63 % of its edge in)
+WHOLE_VISIBLE = 0.97  # ... where only a coin wholly in the photo is looked for
 CUT_MIN_RADIUS = 0.25  # of the short side: a circle cut by the frame is a close-up coin, at least this large
 # (a block in a corner, a banknote's corner or a finger against the frame make smaller round-looking arcs)
 CENTRE_OUTSIDE = 0.1  # of the largest radius: how far outside the photo a centre may lie
@@ -60,6 +61,8 @@ STRAIGHT_FROM, STRAIGHT_TO = 0.35, 0.6  # radii from a hit along its line where 
 STRAIGHT_BAND = 1  # px either side of the line (through the hit's edge crest) that a straight edge keeps to
 STRAIGHT_ALIGN = 0.95  # |cos| between an edge's gradient and the line's normal for the edge to be on the line
 STRAIGHT_COVER = 0.75  # share of the pixels along one side on the line: the hit is a straight edge's
+STRAIGHT_REACH = (3, 6)  # px at the working size either way along an edge pixel where a straight edge goes on ...
+STRAIGHT_TOLERANCE = 4.0  # ... with its orientation within this many degrees
 _DEBUG: list | None = None  # set to a list to collect the checked circles' measures
 
 @dataclass(frozen=True)
@@ -261,9 +264,38 @@ class _Pass:
     pad: int
 
 
+def _straight_edges(mag_ok: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """The strong edge pixels that lie on a straight edge: at each of ``STRAIGHT_REACH`` px either way along it,
+    one way, the edge goes on (within a pixel across) with the same orientation, sign free (``STRAIGHT_TOLERANCE``).
+    A coin's outline has turned by more there: 6 px along a circle of radius 60 px at the working size turn it
+    5.7 deg. The outline of a coin with a radius above about 85 px (one filling the frame) looks straight to it;
+    the passes that let every edge vote find those."""
+    h, w = mag_ok.shape
+    ys, xs = np.nonzero(mag_ok)
+    g = np.hypot(gx[ys, xs], gy[ys, xs]) + 1e-9
+    ux, uy = gx[ys, xs] / g, gy[ys, xs] / g
+    cos_tol = math.cos(math.radians(STRAIGHT_TOLERANCE))
+    straight = np.zeros(len(xs), dtype=bool)
+    for side in (-1.0, 1.0):  # one way suffices: a checked cloth's edge stops at each crossing
+        goes_on = np.ones(len(xs), dtype=bool)
+        for reach in STRAIGHT_REACH:
+            here = np.zeros(len(xs), dtype=bool)
+            for across in (-1.0, 0.0, 1.0):
+                sx = np.clip(np.rint(xs - side * reach * uy + across * ux).astype(int), 0, w - 1)
+                sy = np.clip(np.rint(ys + side * reach * ux + across * uy).astype(int), 0, h - 1)
+                sg = np.hypot(gx[sy, sx], gy[sy, sx]) + 1e-9
+                here |= mag_ok[sy, sx] & (np.abs(ux * gx[sy, sx] + uy * gy[sy, sx]) / sg >= cos_tol)
+            goes_on &= here
+        straight |= goes_on
+    out = np.zeros_like(mag_ok)
+    out[ys[straight], xs[straight]] = True
+    return out
+
+
 def _prepare(img: Image.Image, work_side: int, min_fraction: float, max_fraction: float,
-             max_edges: int) -> _Pass | str:
-    """The photo at ``work_side`` px, its edges and the vote of every strong edge pixel, or why not."""
+             max_edges: int, drop_straight: bool = False) -> _Pass | str:
+    """The photo at ``work_side`` px, its edges and the vote of every strong edge pixel, or why not.
+    ``drop_straight``: straight edges (:func:`_straight_edges`: a checked cloth's, a tiled floor's) do not vote."""
     w, h = img.size
     scale = work_side / max(w, h)
     small = img.convert("RGB")
@@ -279,9 +311,12 @@ def _prepare(img: Image.Image, work_side: int, min_fraction: float, max_fraction
     gx, gy, mag = _edges(grey)
     if float(mag.max()) < 0.15:
         return "no edges: the image is blank or uniform"
-    threshold = max(float(np.percentile(mag, EDGE_PERCENTILE)), 0.08 * float(mag.max()), 0.1)
-    mag_ok = mag > threshold
-    ys, xs = np.nonzero(mag_ok)
+    voting = mag
+    if drop_straight:  # before the threshold: a faint coin outline must not lose its place to the cloth's edges
+        voting = np.where(_straight_edges(mag > max(0.08 * float(mag.max()), 0.1), gx, gy), 0.0, mag)
+    threshold = max(float(np.percentile(voting, EDGE_PERCENTILE)), 0.08 * float(mag.max()), 0.1)
+    mag_ok = mag > threshold  # the checks still see every edge: a circle touching a straight one is no coin
+    ys, xs = np.nonzero(voting > threshold)
     if len(xs) > max_edges:  # enough votes; keep the strongest edges
         keep = np.argpartition(mag[ys, xs], len(xs) - max_edges)[-max_edges:]
         ys, xs = ys[keep], xs[keep]
@@ -314,7 +349,7 @@ def _prepare(img: Image.Image, work_side: int, min_fraction: float, max_fraction
     return _Pass(scale, sw, sh, rgb, gx, gy, mag_ok, radii, acc, pad)
 
 
-def _checked_circles(p: _Pass, edge_pixels, found: list[tuple]) -> list[tuple]:
+def _checked_circles(p: _Pass, edge_pixels, found: list[tuple], min_visible: float = MIN_VISIBLE) -> list[tuple]:
     """The strongest few radii's best centres, refined and checked, as (score, support, cx, cy, r) at the working
     size: a coin is a circle with an edge all round AND metal inside that differs from the table outside (an
     engraved inner rim or a ring in wood grain has one, not both). Circles overlapping ``found`` are left out."""
@@ -339,7 +374,7 @@ def _checked_circles(p: _Pass, edge_pixels, found: list[tuple]) -> list[tuple]:
         if any(math.hypot(cx_k - f[2], cy_k - f[3]) < OVERLAP * (r_k + f[4]) for f in found):
             continue
         sup, gap, visible, pieces, straight = _support(p.mag_ok, p.gx, p.gy, cx_k, cy_k, r_k)
-        if visible < MIN_VISIBLE or gap > MAX_GAP:  # the edge must go round: corners and arcs leave long gaps
+        if visible < min_visible or gap > MAX_GAP:  # the edge must go round: corners and arcs leave long gaps
             continue
         if visible < 0.97 and r_k < CUT_MIN_RADIUS * min(p.sw, p.sh):  # the frame makes corners look round
             continue
@@ -353,13 +388,14 @@ def _checked_circles(p: _Pass, edge_pixels, found: list[tuple]) -> list[tuple]:
     return checked
 
 
-def _search(p: _Pass, max_coins: int, min_support: float, min_contrast: float = 0.0) -> tuple[list[tuple], str | None]:
+def _search(p: _Pass, max_coins: int, min_support: float, min_contrast: float = 0.0,
+            min_visible: float = MIN_VISIBLE) -> tuple[list[tuple], str | None]:
     """Up to ``max_coins`` non-overlapping coins at the working size, best first, and why the search stopped."""
     edge_pixels = _edge_pixels(p.mag_ok, p.gx, p.gy)
     found: list[tuple] = []
     reason = None
     while len(found) < max_coins:
-        checked = _checked_circles(p, edge_pixels, found)
+        checked = _checked_circles(p, edge_pixels, found, min_visible)
         if not checked:
             reason = "no round coin: no circle with an edge all round lies (mostly) within the photo"
             break
@@ -393,21 +429,28 @@ def _circles(img: Image.Image, max_coins: int, work_side: int, min_support: floa
     if min(w, h) < 16:
         return [], f"image too small ({w}x{h})"
     reasons = []
-    passes = [(work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0)]
+    # (working size, radii as shares of the short side, votes, support, ring contrast, share of the circle in the
+    # photo, whether straight edges vote)
+    passes = [(work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0, MIN_VISIBLE,
+               False)]
     if min(w, h) * MIN_RADIUS_FRACTION >= 8:  # a small coin is looked for at twice the size, where it has pixels
         passes.append((2 * work_side, MIN_RADIUS_FRACTION, SMALL_MAX_FRACTION, 2 * MAX_EDGES,
-                       max(min_support, SMALL_MIN_SUPPORT), SMALL_MIN_CONTRAST))
-    for side, lo, hi, max_edges, support_needed, contrast_needed in passes:
-        p = _prepare(img, side, lo, hi, max_edges)
+                       max(min_support, SMALL_MIN_SUPPORT), SMALL_MIN_CONTRAST, MIN_VISIBLE, False))
+    # last, the first pass with the straight edges left out of the vote: on a checked cloth they outvote the coin.
+    # Only a whole coin: a fingertip against the frame, with the straight sides of its finger not voting, is round
+    passes.append((work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0,
+                   WHOLE_VISIBLE, True))
+    for side, lo, hi, max_edges, support_needed, contrast_needed, visible_needed, drop_straight in passes:
+        p = _prepare(img, side, lo, hi, max_edges, drop_straight)
         if isinstance(p, str):  # blank at this size (a small coin on a plain table may show only at the next)
             reasons.append(p)
             continue
-        found, reason = _search(p, max_coins, support_needed, contrast_needed)
+        found, reason = _search(p, max_coins, support_needed, contrast_needed, visible_needed)
         if found:
             return [CoinCircle(cx=(c[2] + 0.5) / p.scale, cy=(c[3] + 0.5) / p.scale, radius=c[4] / p.scale,
                                support=c[1]) for c in found], ""
         reasons.append(reason)
-    if len(reasons) == 1 or reasons[0] == reasons[1]:
+    if len(set(reasons[:2])) == 1:
         return [], reasons[0]
     return [], f"{reasons[0]}; small coins: {reasons[1]}"
 
