@@ -428,31 +428,30 @@ def _circles(img: Image.Image, max_coins: int, work_side: int, min_support: floa
     w, h = img.size
     if min(w, h) < 16:
         return [], f"image too small ({w}x{h})"
-    reasons = []
-    # (working size, radii as shares of the short side, votes, support, ring contrast, share of the circle in the
-    # photo, whether straight edges vote)
-    passes = [(work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0, MIN_VISIBLE,
-               False)]
+    reasons: dict[str, str] = {}  # why each pass found nothing, by what it looked for
+    # (what it looks for, working size, radii as shares of the short side, votes, support, ring contrast, share of
+    # the circle in the photo, whether straight edges vote)
+    passes = [("", work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0,
+               MIN_VISIBLE, False)]
     if min(w, h) * MIN_RADIUS_FRACTION >= 8:  # a small coin is looked for at twice the size, where it has pixels
-        passes.append((2 * work_side, MIN_RADIUS_FRACTION, SMALL_MAX_FRACTION, 2 * MAX_EDGES,
+        passes.append(("small coins", 2 * work_side, MIN_RADIUS_FRACTION, SMALL_MAX_FRACTION, 2 * MAX_EDGES,
                        max(min_support, SMALL_MIN_SUPPORT), SMALL_MIN_CONTRAST, MIN_VISIBLE, False))
     # last, the first pass with the straight edges left out of the vote: on a checked cloth they outvote the coin.
     # Only a whole coin: a fingertip against the frame, with the straight sides of its finger not voting, is round
-    passes.append((work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES, min_support, 0.0,
-                   WHOLE_VISIBLE, True))
-    for side, lo, hi, max_edges, support_needed, contrast_needed, visible_needed, drop_straight in passes:
-        p = _prepare(img, side, lo, hi, max_edges, drop_straight)
+    passes.append(("without straight edges", work_side, MIN_RADIUS_FRACTION_LARGE, MAX_RADIUS_FRACTION, MAX_EDGES,
+                   min_support, 0.0, WHOLE_VISIBLE, True))
+    for looked_for, side, lo, hi, max_edges, support_needed, contrast_needed, visible_needed, drop in passes:
+        p = _prepare(img, side, lo, hi, max_edges, drop)
         if isinstance(p, str):  # blank at this size (a small coin on a plain table may show only at the next)
-            reasons.append(p)
+            reasons[looked_for] = p
             continue
         found, reason = _search(p, max_coins, support_needed, contrast_needed, visible_needed)
         if found:
             return [CoinCircle(cx=(c[2] + 0.5) / p.scale, cy=(c[3] + 0.5) / p.scale, radius=c[4] / p.scale,
                                support=c[1]) for c in found], ""
-        reasons.append(reason)
-    if len(set(reasons[:2])) == 1:
-        return [], reasons[0]
-    return [], f"{reasons[0]}; small coins: {reasons[1]}"
+        reasons[looked_for] = reason or ""
+    first = reasons.pop("")
+    return [], "; ".join([first] + [f"{what}: {why}" for what, why in reasons.items() if why != first])
 
 
 def find_coins(img: Image.Image, max_coins: int = 4, work_side: int = WORK_SIDE,
