@@ -70,14 +70,22 @@ def jpeg(img: Image.Image) -> bytes:
 
 def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, ...] = ("generator", "holdout",
                "struck", "struck_holdout"), struck_size: tuple[int, int] = (640, 480),
-               camera_sizes: bool = False) -> list[Coin]:
+               camera_sizes: bool = False, small_sizes: bool = False) -> list[Coin]:
     """The photos to send; ``struck_size``: the photographic coins' photo size (a phone's photo is larger).
     ``camera_sizes``: every coin with a year at a size drawn as the training generator draws its full-size
-    photos (:func:`coin_assets.synth.photos.photo_size_for`: long side 800..2000, one in twenty 4000 × 3000)."""
+    photos (:func:`coin_assets.synth.photos.photo_size_for`: long side 800..2000, one in twenty 4000 × 3000).
+    ``small_sizes``: the same shapes with the long side 256..480 (a small or old photo: the coin 150-400 px
+    across)."""
     from coin_assets.synth import holdout as h
     from coin_assets.synth import struck as s
     from coin_assets.synth import varied as v
     from coin_assets.synth.photos import photo_size_for
+
+    def drawn_size(name: str, k: int, i: int, fixed: tuple[int, int]) -> tuple[int, int]:
+        rng = random.Random(f"bench-camera:{BENCH_SEED}:{name}:{k}:{i}")
+        if small_sizes:
+            return photo_size_for(rng, max_side=random.Random(f"bench-small:{BENCH_SEED}:{name}:{k}:{i}").randint(256, 480))
+        return photo_size_for(rng) if camera_sizes else fixed
 
     coins = []
     for k, placement in enumerate(s.STRUCK_PLACEMENTS):
@@ -87,8 +95,7 @@ def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, 
                     continue
                 year_rng, look_rng = s.struck_rngs(BENCH_SEED, k * 100_000 + i, holdout=holdout)
                 year = s.sample_struck_year(year_rng)
-                size = photo_size_for(random.Random(f"bench-camera:{BENCH_SEED}:{name}:{k}:{i}")) \
-                    if camera_sizes else struck_size
+                size = drawn_size(name, k, i, struck_size)
                 front, back, _ = s.render_struck_photo_pair(year, look_rng, placement=placement, holdout=holdout,
                                                             photo_size=size)
                 coins.append(Coin(name, placement, year, jpeg(front.image), jpeg(back.image)))
@@ -96,8 +103,7 @@ def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, 
         for i in range(per_placement if {"generator", "holdout"} & set(sets) else 0):
             year_rng, style_rng = v.coin_rngs(BENCH_SEED, k * 100_000 + i)
             year = v.sample_year(year_rng)
-            size = photo_size_for(random.Random(f"bench-camera:{BENCH_SEED}:generator:{k}:{i}")) \
-                if camera_sizes else (640, 480)
+            size = drawn_size("generator", k, i, (640, 480))
             front, back = v.render_photo_pair(year, replace(v.sample_style(style_rng), placement=placement), style_rng,
                                               photo_size=size)
             if "generator" in sets:
@@ -106,8 +112,7 @@ def make_coins(per_placement: int, no_year: int, no_coin: int, sets: tuple[str, 
                 continue
             rng = random.Random(f"bench-holdout:{BENCH_SEED}:{k}:{i}")
             year = rng.randint(v.YEAR_MIN, v.YEAR_MAX)
-            size = photo_size_for(random.Random(f"bench-camera:{BENCH_SEED}:holdout:{k}:{i}")) \
-                if camera_sizes else (640, 480)
+            size = drawn_size("holdout", k, i, (640, 480))
             front, back, _ = h.render_holdout_photo_pair(year, rng, placement=placement, photo_size=size)
             coins.append(Coin("holdout", placement, year, jpeg(front.image), jpeg(back.image)))
     for i in range(no_year):
@@ -309,11 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--camera-sizes", action="store_true",
                         help="every coin with a year at a camera's size, drawn as the training generator draws its "
                              "full-size photos (overrides --struck-size)")
+    parser.add_argument("--small-sizes", action="store_true",
+                        help="every coin with a year in a small photo: the same shapes, long side 256-480 px")
     args = parser.parse_args(argv)
     started = time.time()
     width, height = (int(n) for n in args.struck_size.lower().split("x"))
     coins = make_coins(args.per_placement, args.no_year, args.no_coin, tuple(args.sets.split(",")), (width, height),
-                       args.camera_sizes)
+                       args.camera_sizes, args.small_sizes)
     proc = None
     base = args.api
     if base is None:

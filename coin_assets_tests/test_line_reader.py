@@ -85,6 +85,16 @@ def test_mined_lines_carry_the_year_upright_and_nothing_turned_over():
     assert any(tag == "?" for _, tag in lines)  # legends and numbers away from the year
 
 
+def test_small_photos_are_drawn_at_small_sizes_and_named_in_the_command():
+    for i in (0, 1):  # a drawn coin, a struck one
+        kind, _, _, with_year, without_year, _ = rc._line_pair(4042, i, small=True)
+        assert with_year.size == without_year.size and with_year.size in rc.SMALL_LINE_PHOTO_SIZES, kind
+        assert rc._line_pair(4042, i)[3].size not in rc.SMALL_LINE_PHOTO_SIZES
+    config = lr.LineReaderConfig(small_photos=600)
+    assert "--small-photos 600" in lr.command(config, "reader.onnx")
+    assert "--small-photos" not in lr.command(lr.LineReaderConfig(), "reader.onnx")
+
+
 def test_labels_teach_nothing_on_a_turned_year_and_the_wheels_reading_elsewhere():
     lines = [(printed_line("1948"), "1948"), (printed_line("1948")[::-1, ::-1].copy(), "~1948"),
              (printed_line("1961")[::-1, ::-1].copy(), "~1961"), (printed_line("ESTADO"), "?"),

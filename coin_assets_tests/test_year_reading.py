@@ -304,6 +304,25 @@ def test_a_coin_without_a_year_and_a_photo_without_a_coin_get_no_trusted_year(re
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("generator", ["struck", "drawn"])
+def test_a_date_before_the_answers_range_is_read_and_never_answered(reader, generator):
+    # a coin minted in the 1890s, or a founding date on a later one: its four digits are read as they are, and an
+    # "18" is never read as the "19" the reader has seen far more often (1889 answered 1989 would be a confident
+    # wrong year)
+    from coin_assets.synth import struck
+
+    rng = random.Random(f"old-year:{0 if generator == 'struck' else 2}")
+    year = rng.randint(1850, 1899)
+    if generator == "struck":
+        front, _, _ = struck.render_struck_photo_pair(None, rng, placement="below", year_text=str(year))
+    else:
+        front, _ = v.render_photo_pair(None, replace(v.sample_style(rng), placement="below"), rng, year_text=str(year))
+    reading = reader.read(Image.open(io.BytesIO(jpeg(front.image))))
+    assert reading.year is None
+    assert any(str(year) in t.text for t in reading.lines), [t.text for t in reading.lines]
+
+
+@pytest.mark.slow
 def test_a_photo_of_both_faces_side_by_side_is_split_and_both_are_read(reader):
     from coin_assets.synth import struck
 

@@ -43,6 +43,9 @@ LINE_HEIGHT = 48
 @dataclass
 class LineReaderConfig:
     photos: int = 1500  # generated photos whose lines are mined (two struck coins for one drawn)
+    # more photos of 256-400 px (``reader_crops.SMALL_LINE_PHOTO_SIZES``, seed + 1), their lines after the others':
+    # the held-out lines are then theirs
+    small_photos: int = 0
     seed: int = 31337
     val_share: float = 0.1  # the last photos' lines, held out
     teacher_min_confidence: float = 0.8  # lines away from the year keep the wheel's reading above this
@@ -298,17 +301,24 @@ def corpus_hash(items: list[tuple[np.ndarray, str]]) -> str:
 # -------------------------------------------------------------------------------------------- training
 
 
+def mine_lines(config: LineReaderConfig) -> list[tuple[np.ndarray, str]]:
+    """The labelled lines of ``config.photos`` generated photos, then of ``config.small_photos`` small ones."""
+    from coin_assets.ml.reader_crops import mine_line_crops
+
+    mined, _ = mine_line_crops(config.photos, config.seed, workers=config.workers)
+    if config.small_photos:
+        mined += mine_line_crops(config.small_photos, config.seed + 1, workers=config.workers, small=True)[0]
+    return label_lines(mined, config.teacher_min_confidence, threads=config.workers)
+
+
 def train_line_reader(config: LineReaderConfig, checkpoint: str | Path | None = None,
                       on_log: Callable[[dict], None] | None = None,
                       lines: list[tuple[np.ndarray, str]] | None = None) -> LineReaderResult:
     """Fine-tune on the lines of ``config.photos`` generated photos (or on ``lines`` already labelled)."""
     import torch
 
-    from coin_assets.ml.reader_crops import mine_line_crops
-
     if lines is None:
-        mined, _ = mine_line_crops(config.photos, config.seed, workers=config.workers)
-        lines = label_lines(mined, config.teacher_min_confidence, threads=config.workers)
+        lines = mine_lines(config)
     cut = int(len(lines) * (1 - config.val_share))  # lines come in photo order: the last photos are held out
     train, val = lines[:cut], lines[cut:]
     years = [item for item in train if item[1].isdigit() and len(item[1]) == 4]
@@ -496,6 +506,8 @@ def command(config: LineReaderConfig, out: str | Path) -> str:
     """The command line that trains ``config`` (the lines mined from ``config.photos`` photos)."""
     words = ["python -m coin_assets.ml.line_reader_training", f"--minutes {config.minutes:g}",
              f"--photos {config.photos}"]
+    if config.small_photos:
+        words.append(f"--small-photos {config.small_photos}")
     if config.learning_rate != LineReaderConfig.learning_rate:
         words.append(f"--learning-rate {config.learning_rate:g}")
     if config.start_from:
@@ -513,6 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fine-tune PP-OCR's line recogniser on generated coins' lines.")
     parser.add_argument("--minutes", type=float, default=LineReaderConfig.minutes)
     parser.add_argument("--photos", type=int, default=LineReaderConfig.photos)
+    parser.add_argument("--small-photos", type=int, default=LineReaderConfig.small_photos,
+                        help="more photos of 256-400 px whose lines are mined after the others'")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=LineReaderConfig.learning_rate)
     parser.add_argument("--start-from", default=None, help="a fine-tuned line reader (.onnx) to start from")
@@ -523,15 +537,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lines", default=None, help="keep the labelled lines in this .npz, to reuse them")
     parser.add_argument("--out", required=True, help="where the model (.onnx) and its record (.json) go")
     args = parser.parse_args(argv)
-    config = LineReaderConfig(minutes=args.minutes, photos=args.photos, max_steps=args.max_steps,
+    config = LineReaderConfig(minutes=args.minutes, photos=args.photos, small_photos=args.small_photos,
+                              max_steps=args.max_steps,
                               learning_rate=args.learning_rate, start_from=args.start_from,
                               trainable_convs_from=args.trainable_convs_from, blur_and_stretch=args.blur_and_stretch)
     lines = load_lines(args.lines) if args.lines and Path(args.lines).exists() else None
     if lines is None and args.lines:
-        from coin_assets.ml.reader_crops import mine_line_crops
-
-        mined, _ = mine_line_crops(config.photos, config.seed, workers=config.workers)
-        lines = label_lines(mined, config.teacher_min_confidence, threads=config.workers)
+        lines = mine_lines(config)
         save_lines(args.lines, lines)
     started = time.perf_counter()
     result = train_line_reader(config, args.checkpoint, on_log=lambda e: print(json.dumps(e), flush=True), lines=lines)

@@ -22,6 +22,7 @@ Deterministic per (seed, i); the held-out typefaces are never drawn here.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass, replace
@@ -174,13 +175,17 @@ def mine_crops(n: int, seed: int, workers: int = 2, start: int = 0) -> tuple[np.
 # ------------------------------------------------------------------ lines for PP-OCR's recogniser (48 px tall)
 
 LINE_PHOTO_SIZES = ((640, 480), (480, 640), (1024, 768), (1600, 1200))  # struck coins; drawn ones: PHOTO_SIZES
+# small photos (a coin 150-300 px across, its year 8-20 px tall): the face view enlarges them, and digits read from
+# so few pixels are what the recogniser misreads with confidence unless it has seen them
+SMALL_LINE_PHOTO_SIZES = ((256, 256), (320, 240), (240, 320), (400, 300), (300, 400))
 LINE_MAX_WIDTH = 400
 LINE_STAGES = 3  # the face, its local contrast and the rim, the face turned: most of the lines the product reads
 
 
-def _line_pair(seed: int, i: int) -> tuple[str, str, int, Image.Image, Image.Image, float]:
+def _line_pair(seed: int, i: int, small: bool = False) -> tuple[str, str, int, Image.Image, Image.Image, float]:
     """(generator, placement, year, front with the year, the same front without it, the face's rotation) of
-    line photo ``i``: two struck coins for one drawn one, every placement in turn."""
+    line photo ``i``: two struck coins for one drawn one, every placement in turn; ``small``: at
+    :data:`SMALL_LINE_PHOTO_SIZES`."""
     import copy
     import random
 
@@ -188,7 +193,7 @@ def _line_pair(seed: int, i: int) -> tuple[str, str, int, Image.Image, Image.Ima
 
     size_rng = random.Random(f"size:{seed}:{i}")
     if i % 3:
-        size = size_rng.choice(LINE_PHOTO_SIZES)
+        size = size_rng.choice(SMALL_LINE_PHOTO_SIZES if small else LINE_PHOTO_SIZES)
         placement = s.STRUCK_PLACEMENTS[(i // 3) % len(s.STRUCK_PLACEMENTS)]
         year_rng, look_rng = s.struck_rngs(seed, i)
         year = s.sample_struck_year(year_rng)
@@ -199,7 +204,7 @@ def _line_pair(seed: int, i: int) -> tuple[str, str, int, Image.Image, Image.Ima
     year_rng, style_rng = v.coin_rngs(seed, i)
     year = v.sample_year(year_rng)
     style = replace(v.sample_style(style_rng), placement=placement)
-    size = size_rng.choice(PHOTO_SIZES)
+    size = size_rng.choice(SMALL_LINE_PHOTO_SIZES if small else PHOTO_SIZES)
     with_year, _ = v.render_photo_pair(year, style, copy.deepcopy(style_rng), photo_size=size)
     without_year, _ = v.render_photo_pair(year, style, style_rng, photo_size=size, year_text="")
     return "varied", placement, year, with_year.image, without_year.image, style.rotation
@@ -215,14 +220,14 @@ def _year_direction(mask: np.ndarray, rotation: float) -> np.ndarray:
     return axis if axis @ np.array([math.cos(theta), -math.sin(theta)]) >= 0 else -axis
 
 
-def mine_line_photo(reader, seed: int, i: int) -> tuple[list[tuple[np.ndarray, str]], tuple[str, str, int]]:
+def mine_line_photo(reader, seed: int, i: int, small: bool = False) -> tuple[list[tuple[np.ndarray, str]], tuple[str, str, int]]:
     """The lines PP-OCR's recogniser reads in the first :data:`LINE_STAGES` stages of photo ``i``, as uploaded
     (JPEG, cleaned as the product reads it), each grey, 48 px tall, with a tag: the year (the whole year inside,
     upright), ``~`` + the year (turned over or a quarter), ``?`` (no year inside; the teacher reads it). Lines
     holding part of the year are left out. Also (generator, placement, year lines)."""
     from coin_assets.ml.pyfunc import front_image
 
-    kind, placement, year, with_year, without_year, rotation = _line_pair(seed, i)
+    kind, placement, year, with_year, without_year, rotation = _line_pair(seed, i, small)
     buf = io.BytesIO()
     with_year.convert("RGB").save(buf, "JPEG", quality=90)
     photo = front_image(buf.getvalue())
@@ -261,7 +266,7 @@ def mine_line_photo(reader, seed: int, i: int) -> tuple[list[tuple[np.ndarray, s
     return lines, (kind, placement, upright_lines)
 
 
-def _mine_line_chunk(args: tuple[int, int, int]) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
+def _mine_line_chunk(args: tuple[int, int, int], small: bool = False) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
     from coin_assets.ml.text_recognizer import TextRecognizer
     from coin_assets.ml.year_reading import TextDetector, YearReader
 
@@ -269,15 +274,17 @@ def _mine_line_chunk(args: tuple[int, int, int]) -> tuple[list[tuple[np.ndarray,
     reader = YearReader(TextRecognizer(), detector=TextDetector(threads=1))  # the stages only detect
     lines, photos = [], []
     for i in range(start, stop):
-        found, photo = mine_line_photo(reader, seed, i)
+        found, photo = mine_line_photo(reader, seed, i, small)
         lines += found
         photos.append(photo)
     return lines, photos
 
 
-def mine_line_crops(n: int, seed: int, workers: int = 2) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
-    """The tagged lines of generated photos ``0 .. n`` of ``seed`` (:func:`mine_line_photo`), in photo order."""
-    parts = _in_chunks(_mine_line_chunk, seed, 0, n, chunks=workers * 20, workers=workers)
+def mine_line_crops(n: int, seed: int, workers: int = 2, small: bool = False) -> tuple[list[tuple[np.ndarray, str]], list[tuple[str, str, int]]]:
+    """The tagged lines of generated photos ``0 .. n`` of ``seed`` (:func:`mine_line_photo`; ``small``: small
+    photos), in photo order."""
+    parts = _in_chunks(functools.partial(_mine_line_chunk, small=small), seed, 0, n, chunks=workers * 20,
+                       workers=workers)
     return [line for p in parts for line in p[0]], [photo for p in parts for photo in p[1]]
 
 
