@@ -17,9 +17,11 @@ from coin_assets.ml import registry as reg
 from coin_assets.ml.year_reading import (
     READER_RECORD,
     READER_WEIGHTS,
+    SECOND_READER,
     ReaderSettings,
     TextLine,
     YearReader,
+    confirmed,
     decide,
     face_view,
     load_recognizer,
@@ -165,6 +167,50 @@ def test_a_year_split_by_the_design_is_joined_and_unrelated_numbers_are_not(turn
                   replace(settings, join_split=False)).year is None
 
 
+def test_the_second_recogniser_confirms_a_year_only_when_it_is_sure_of_it_and_of_nothing_else():
+    settings = ReaderSettings()  # min_confidence 0.9, max_rival 0.5
+
+    def second(text: str, polygon: tuple = box(0.4, 0.5), prob: float = 0.99) -> TextLine:
+        return replace(at(text, polygon, prob), reader=SECOND_READER)
+
+    assert confirmed(1987, [second("1987")], settings) == pytest.approx(0.99 ** 4)
+    assert confirmed(1987, [second("1987", prob=0.97)], settings) is None  # 0.885: not sure enough
+    assert confirmed(1987, [second("1981")], settings) is None
+    # sure of the year, but another crop behind it reads another year with confidence: contested
+    assert confirmed(1987, [second("1987"), second("1981", box(0.4, 0.6), prob=0.9)], settings) is None
+    assert confirmed(1987, [second("1987"), second("1981", box(0.4, 0.6), prob=0.8)], settings) is not None
+    # a split year's halves, read again, are joined as the first recogniser's are
+    assert confirmed(1948, [second("19"), second("48", box(0.52, 0.5))], settings) is not None
+
+
+def test_a_year_read_unsure_is_answered_when_the_second_recogniser_reads_it_on_the_same_crops(reader):
+    year_rng, style_rng = v.coin_rngs(4040, 1)
+    style = replace(v.sample_style(style_rng), placement="below", rotation=0.0, wear=0.1, blur=0.0)
+    front, _ = v.render_photo_pair(1987, style, style_rng)
+    photo = Image.open(io.BytesIO(jpeg(front.image))).convert("RGB")
+    view, affine, _ = reader.coin_view(photo)
+    crops, where = next(reader.stages(view, affine, photo))
+    crops_read: dict = {}
+    lines = reader.recognise(crops, where, photo.size, crops_read)
+    year_lines = [t for t in lines if "1987" in t.text]
+    assert year_lines, [t.text for t in lines]
+    # the same crops, as if the fine-tuned recogniser had read them with 0.85 a digit (0.52 a year)
+    unsure = [replace(t, confidence=0.85 ** len(t.text), char_probs=(0.85,) * len(t.text)) for t in year_lines]
+    behind = {id(u): crops_read[id(t)] for u, t in zip(unsure, year_lines, strict=True)}
+    assert decide(unsure, reader.settings).year is None
+    reading = reader.second_opinion(unsure, behind, {})
+    assert reading is not None and reading.year == 1987 and "second recogniser" in reading.reason
+    assert reading.polygon in [u.polygon for u in unsure]
+    # below confirm_from, or behind crops that do not show it, the year stays unanswered
+    too_faint = [replace(u, char_probs=(0.8,) * len(u.text)) for u in unsure]  # 0.41
+    assert reader.second_opinion(too_faint, {id(f): behind[id(u)] for f, u in zip(too_faint, unsure, strict=True)},
+                                 {}) is None
+    others = [t for t in lines if t.text and "1987" not in t.text and id(t) in crops_read]
+    assert others
+    elsewhere = {id(u): crops_read[id(others[0])] for u in unsure}
+    assert reader.second_opinion(unsure, elsewhere, {}) is None
+
+
 @pytest.mark.parametrize("turn", [0.0, 35.0, 180.0])
 def test_split_halves_join_in_reading_order_only(turn):
     """"20" left of "19" is 2019, never 1920: the second half must come after the first as it is read."""
@@ -197,6 +243,7 @@ def test_settings_recorded_by_an_older_version_still_load():
            "year_max": 2039}
     settings = ReaderSettings.from_dict(old)
     assert settings.min_confidence == 0.95 and settings.min_reads == 2 and settings.early_exit is True
+    assert settings.confirm_from is None  # logged before the second opinion: it reads as it did
     assert ReaderSettings.from_dict(ReaderSettings().to_dict()) == ReaderSettings()
 
 

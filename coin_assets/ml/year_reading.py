@@ -66,6 +66,10 @@ DEFAULT_MIN_CONFIDENCE = 0.9
 DEFAULT_MIN_SHARE = 0.6  # a second year read with over two fifths of the weight makes the coin unreadable
 DEFAULT_MIN_READS = 1
 DEFAULT_MAX_RIVAL = 0.5
+# a year read with at least this confidence but less than min_confidence is answered when a second recogniser,
+# the wheel's as shipped, reads it on the same crops with min_confidence (docs/reading.md: "A second opinion")
+DEFAULT_CONFIRM_FROM = 0.5
+SECOND_READER = "second"  # TextLine.reader of the second opinion's reads
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 READER_WEIGHTS = WEIGHTS_DIR / "year_reader.pt"
 READER_RECORD = WEIGHTS_DIR / "year_reader.json"
@@ -470,6 +474,10 @@ class ReaderSettings:
     join_split: bool = True  # join the halves of a year split by the design (:func:`split_years`)
     # cut the face's lines from the photo, not from the 512 px view, when the coin is larger in the photo
     cut_from_photo: bool = True
+    # None: off. A year whose best read is below min_confidence but at least this is answered when the second
+    # recogniser (the wheel's as shipped) reads it on the same crops with min_confidence, and reads no other year
+    # there with more than max_rival (:func:`confirmed`)
+    confirm_from: float | None = DEFAULT_CONFIRM_FROM
     year_min: int = YEAR_MIN
     year_max: int = YEAR_MAX
 
@@ -483,6 +491,7 @@ class ReaderSettings:
         values = {k: (tuple(v) if k in ("readers", "corroborating") else v) for k, v in values.items() if k in known}
         if not isinstance(values.get("early_exit", True), bool):
             values.pop("early_exit")
+        values.setdefault("confirm_from", None)  # a version logged before the second opinion reads without it
         return cls(**values)
 
 
@@ -490,11 +499,17 @@ class YearReader:
     """Detector + the platform's recogniser + the decision rule: ``read(silver RGB image) → YearReading``."""
 
     def __init__(self, recognizer: TextRecognizer, settings: ReaderSettings | None = None,
-                 detector: TextDetector | None = None, ocr: OcrLineReader | None | bool = True):
+                 detector: TextDetector | None = None, ocr: OcrLineReader | None | bool = True,
+                 second: OcrLineReader | None | bool = True):
+        """``second``: the recogniser whose reading confirms a year read with too little confidence
+        (``settings.confirm_from``); True: the wheel's as shipped, loaded when first needed. There is no second
+        opinion when PP-OCR's reader is the wheel's itself (a version logged without a fine-tuned one)."""
         self.recognizer = recognizer.eval()
         self.settings = settings or ReaderSettings()
         self.detector = detector or shared_detector()
         self.ocr = (shared_ocr_reader() if ocr is True else (ocr or None)) if "ocr" in self.settings.readers else None
+        fine_tuned = self.ocr is not None and self.ocr.model_path is not None
+        self._second = (second or None) if fine_tuned and self.settings.confirm_from is not None else None
         if self.ocr is None:  # the platform's recogniser alone: its reads propose years
             from dataclasses import replace
 
@@ -616,10 +631,12 @@ class YearReader:
         return [turn_back(box, angle, image.size) for angle in angles for box in self.detector(
             np.asarray(image if angle == 0 else image.rotate(angle, resample=Image.Resampling.BILINEAR)))]
 
-    def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int]) -> list[TextLine]:
+    def recognise(self, crops: list[Image.Image], where: list, size: tuple[int, int],
+                  crops_read: dict | None = None) -> list[TextLine]:
         """The crops read by the recognisers in ``settings.readers``: PP-OCR's reads the whole lines, the
         platform's every crop (the parts :func:`split_block` cuts out too). ``where`` has, per crop, its region
-        in the photo, its view, whether PP-OCR reads it and how far it was turned (:func:`reading_order`)."""
+        in the photo, its view, whether PP-OCR reads it and how far it was turned (:func:`reading_order`).
+        ``crops_read`` gets each PP-OCR line's crop (keyed by the line's ``id``), for a second opinion."""
         import torch
 
         if not crops:
@@ -637,7 +654,36 @@ class YearReader:
             for i, d in zip(whole, self.ocr([crops[i] for i in whole]), strict=True):
                 lines.append(TextLine(d.text, d.confidence, d.char_probs, _fractions(_read_from(where[i]), w, h),
                                       where[i][1], "ocr"))
+                if crops_read is not None:
+                    crops_read[id(lines[-1])] = crops[i]
         return lines
+
+    def second_opinion(self, lines: list[TextLine], crops_read: dict, second_reads: dict) -> YearReading | None:
+        """The year read with confidence between ``settings.confirm_from`` and ``min_confidence``, answered when
+        the second recogniser confirms it on the crops behind it (:func:`confirmed`); None otherwise.
+        ``second_reads`` keeps what the second recogniser read (by line ``id``), so no crop is read twice."""
+        from dataclasses import replace
+
+        if self._second is None:
+            return None
+        candidate = decide(lines, replace(self.settings, min_confidence=self.settings.confirm_from))
+        if candidate.year is None:
+            return None
+        behind = [line for line in lines_to_confirm(lines, self.settings) if id(line) in crops_read]
+        todo = [line for line in behind if id(line) not in second_reads]
+        if todo:
+            if self._second is True:
+                self._second = shared_ocr_reader(1, None)
+            for line, d in zip(todo, self._second([crops_read[id(line)] for line in todo]), strict=True):
+                second_reads[id(line)] = TextLine(d.text, d.confidence, d.char_probs, line.polygon, line.view,
+                                                  SECOND_READER)
+        second = [second_reads[id(line)] for line in behind]
+        agreed = confirmed(candidate.year, second, self.settings)
+        if agreed is None:
+            return None
+        return replace(candidate, reason=f"read {candidate.digits} with confidence {np.prod(candidate.digit_probs):.2f}, "
+                                         f"below {self.settings.min_confidence:.2f}, and by the second recogniser "
+                                         f"with {agreed:.2f}")
 
     def read(self, img: Image.Image) -> YearReading:
         """Read stage by stage; stop as soon as a stage gives a trusted year (``settings.early_exit``; most
@@ -648,12 +694,16 @@ class YearReader:
 
         views = self.coin_views(img)
         lines: list[TextLine] = []
+        crops_read: dict = {}
+        second_reads: dict = {}
         reading = decide(lines, self.settings)
         stages = [self.stages(view, affine, img) for view, affine, _ in views]
         for step in zip(*stages, strict=True):
             for crops, where in step:
-                lines += self.recognise(crops, where, img.size)
+                lines += self.recognise(crops, where, img.size, crops_read)
             reading = decide(lines, self.settings)
+            if reading.year is None:
+                reading = self.second_opinion(lines, crops_read, second_reads) or reading
             if reading.year is not None and self.settings.early_exit:
                 break
         coin_found = views[0][2]
@@ -747,6 +797,28 @@ def split_years(lines: list[TextLine]) -> list[TextLine]:
                                        first.char_probs + second.char_probs, (a[0], b[1], b[2], a[3]),
                                        first.view, first.reader))
     return joined
+
+
+def lines_to_confirm(lines: list[TextLine], settings: ReaderSettings) -> list[TextLine]:
+    """The lines a second opinion reads again: every line of the proposing readers that read a year or two
+    digits (a split year's half)."""
+    return [line for line in lines if line.reader in settings.readers and line.reader not in settings.corroborating
+            and (_TWO_DIGITS.match(line.text) or year_tokens(line, settings.year_min, settings.year_max))]
+
+
+def confirmed(year: int, second: list[TextLine], settings: ReaderSettings) -> float | None:
+    """The second recogniser's best confidence in ``year`` on the crops behind it (``second``: its reads of
+    :func:`lines_to_confirm`'s crops, split halves joined), when it reaches ``min_confidence`` and it read no
+    other year there with more than ``max_rival``; None otherwise."""
+    best: dict[int, float] = {}
+    for line in second + split_years(second):
+        for token_year, _, _, conf in year_tokens(line, settings.year_min, settings.year_max):
+            best[token_year] = max(best.get(token_year, 0.0), conf)
+    if best.get(year, 0.0) < settings.min_confidence:
+        return None
+    if any(conf > settings.max_rival for other, conf in best.items() if other != year):
+        return None
+    return best[year]
 
 
 def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
