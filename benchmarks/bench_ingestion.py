@@ -51,7 +51,7 @@ def _one(path: str, use_draft: bool = True) -> int:
     data = Path(path).read_bytes()
     hashlib.sha256(data).hexdigest()
     try:
-        return len(clean_image(data, use_draft=use_draft).data)
+        return len(clean_image(data, use_draft=use_draft, jpeg_decoder="pillow").data)
     except ValueError:
         return 0
 

@@ -18,7 +18,9 @@ the longest writer-slot hold per 1 000 photos, the costs that read whole tables 
 predictions' and review queue's queries, the upload sensor's listing, the retraining sensor's count), and
 the ingestion bronze → gold with checks against the all-cores plain Pillow loop on 3 000 photos, in
 ``--ratio-pairs`` pairs (each on a fresh data root; the ratio taken pair by pair, the median quoted), with
-the CPU seconds of both and the ratio they allow at best. ``--json`` keeps it.
+the CPU seconds of both and the ratio they allow at best; and, in the same pairs, against the same loop
+decoding JPEGs as the ingestion does (libjpeg-turbo's M/8 scales through simplejpeg, where Pillow's draft offers
+halves, quarters and eighths): the ingestion's own overhead. ``--json`` keeps it.
 """
 
 from __future__ import annotations
@@ -315,21 +317,25 @@ def run_child(root: Path, mode: str, day: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _loop_one(path: str) -> int:
+def _loop_one(path: str, jpeg_decoder: str = "pillow") -> int:
     import hashlib
 
     from coin_assets.core.images import clean_image
 
     data = Path(path).read_bytes()
     hashlib.sha256(data).hexdigest()
-    return len(clean_image(data).data)
+    return len(clean_image(data, jpeg_decoder=jpeg_decoder).data)
 
 
-def pillow_loop(paths: list[Path], workers: int) -> float:
-    """Photos per second of the plain loop (read, sha256, draft decode, EXIF, RGB, 512 px, JPEG) on every core."""
+def pillow_loop(paths: list[Path], workers: int, jpeg_decoder: str = "pillow") -> float:
+    """Photos per second of the plain loop (read, sha256, draft decode, EXIF, RGB, 512 px, JPEG) on every core;
+    ``jpeg_decoder="simplejpeg"``: the same loop decoding as the ingestion does (libjpeg-turbo's M/8 scales)."""
+    import functools
+
     begin = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_loop_one, [str(p) for p in paths], chunksize=16))
+        list(pool.map(functools.partial(_loop_one, jpeg_decoder=jpeg_decoder), [str(p) for p in paths],
+                      chunksize=16))
     return len(paths) / (time.perf_counter() - begin)
 
 
@@ -363,17 +369,25 @@ def ingestion_against_loop(work: Path, pool: list, day: str, pairs: int) -> list
         listing = root / "paths.txt"
         listing.write_text("\n".join(str(p) for p in paths))
         os.sync()  # the ingestion's writes flushed, not written back while the loop runs
-        loop = subprocess.run([sys.executable, __file__, "--child", "loop", "--paths", str(listing)], cwd=ROOT,
-                              capture_output=True, text=True, check=True)
-        loop_out = json.loads(loop.stdout.strip().splitlines()[-1])
+        loops = {}
+        for decoder in ("pillow", "simplejpeg"):
+            done = subprocess.run([sys.executable, __file__, "--child", "loop", "--paths", str(listing),
+                                   "--jpeg-decoder", decoder], cwd=ROOT, capture_output=True, text=True, check=True)
+            loops[decoder] = json.loads(done.stdout.strip().splitlines()[-1])
+        loop_out, same_decoder = loops["pillow"], loops["simplejpeg"]
         loop_rate = loop_out["photos_per_second"]
         out.append({"ingestion_photos_per_second": ingest_rate, "ingestion_wall_seconds": run["wall_seconds"],
                     "ingestion_cpu_seconds": run["cpu_seconds"], "loop_cpu_seconds": loop_out["cpu_seconds"],
                     "loop_photos_per_second": loop_rate, "ratio": ingest_rate / loop_rate,
+                    "same_decoder_loop_photos_per_second": same_decoder["photos_per_second"],
+                    "same_decoder_loop_cpu_seconds": same_decoder["cpu_seconds"],
+                    "ratio_same_decoder": ingest_rate / same_decoder["photos_per_second"],
                     "steps": {name: round(s["seconds"], 2) for name, s in run["steps"].items()}})
-        print(f"pair {k + 1}: ingestion {ingest_rate:.1f} photos/s, loop {loop_rate:.1f}: ratio "
-              f"{ingest_rate / loop_rate:.2f}; CPU seconds: ingestion {run['cpu_seconds']:.1f} (the run's "
-              f"{run['wall_seconds']:.1f} s), loop {loop_out['cpu_seconds']:.1f}", flush=True)
+        print(f"pair {k + 1}: ingestion {ingest_rate:.1f} photos/s, Pillow loop {loop_rate:.1f}: ratio "
+              f"{ingest_rate / loop_rate:.2f}; the loop decoding as the ingestion does "
+              f"{same_decoder['photos_per_second']:.1f}: ratio {ingest_rate / same_decoder['photos_per_second']:.2f}; "
+              f"CPU seconds: ingestion {run['cpu_seconds']:.1f} (the run's {run['wall_seconds']:.1f} s), Pillow loop "
+              f"{loop_out['cpu_seconds']:.1f}, same-decoder loop {same_decoder['cpu_seconds']:.1f}", flush=True)
         shutil.rmtree(root, ignore_errors=True)
     return out
 
@@ -420,6 +434,10 @@ def report(results: list[dict], loop_rate: float | None, history: dict | None, p
               f"{len(pairs)} pairs: ratio median {median:.2f} (min {ratios[0]:.2f}, max {ratios[-1]:.2f}); "
               f"ingestion median {statistics.median(p['ingestion_photos_per_second'] for p in pairs):.1f} photos/s, "
               f"loop median {statistics.median(p['loop_photos_per_second'] for p in pairs):.1f}")
+        same = sorted(p["ratio_same_decoder"] for p in pairs)
+        print(f"   against the same loop decoding as the ingestion does (libjpeg-turbo's M/8 scales through "
+              f"simplejpeg): ratio median {statistics.median(same):.2f} (min {same[0]:.2f}, max {same[-1]:.2f}); "
+              f"loop median {statistics.median(p['same_decoder_loop_photos_per_second'] for p in pairs):.1f} photos/s")
         cpu_ratio = statistics.median(p["loop_cpu_seconds"] / p["ingestion_cpu_seconds"] for p in pairs)
         print(f"   CPU seconds, median: ingestion {statistics.median(p['ingestion_cpu_seconds'] for p in pairs):.1f}, "
               f"loop {statistics.median(p['loop_cpu_seconds'] for p in pairs):.1f}: with every core busy all the "
@@ -455,12 +473,13 @@ def main() -> None:
     parser.add_argument("--child", choices=("ingest", "ingest-only", "tables", "loop"), help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
+    parser.add_argument("--jpeg-decoder", default="pillow", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child == "loop":
             paths = [Path(p) for p in Path(args.paths).read_text().splitlines()]
             cpu_before = tree_cpu_seconds()
-            rate = pillow_loop(paths, os.cpu_count() or 1)
+            rate = pillow_loop(paths, os.cpu_count() or 1, args.jpeg_decoder)
             out = {"photos_per_second": rate, "cpu_seconds": tree_cpu_seconds() - cpu_before}
         elif args.child == "tables":
             out = child_whole_tables(args.day)

@@ -11,11 +11,12 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import duckdb
+import numpy as np
 import pytest
 
 from coin_assets.core import ingest
 from coin_assets.core import metadata as md
-from coin_assets.core.images import aspect_kept, clean_image, oriented_size, target_size
+from coin_assets.core.images import ImageRejected, aspect_kept, clean_image, oriented_size, target_size
 from coin_assets.core.storage import (
     LocalStore,
     StoredObject,
@@ -31,7 +32,7 @@ from coin_assets.core.uploads import (
     parse_sidecar,
     path_safe_id,
 )
-from coin_assets_tests.conftest import DAY, age, decode, encode, tiny_photo
+from coin_assets_tests.conftest import DAY, age, decode, encode, jpeg_with_orientation, tiny_photo
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -354,6 +355,28 @@ def test_clean_image_shrinks_to_rgb_jpeg_with_recorded_raw_facts():
     assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (64, 48))
     assert (clean.raw_format, clean.raw_mode, clean.raw_width, clean.raw_height) == ("PNG", "RGB", 200, 150)
     assert (clean.width, clean.height, clean.frames, clean.exif_orientation, clean.notes) == (64, 48, 1, 1, ())
+
+
+@pytest.mark.parametrize("mode, orientation", [("RGB", 1), ("RGB", 6), ("RGB", 3), ("L", 8), ("CMYK", 1)])
+def test_the_scaled_jpeg_decoder_gives_what_pillows_draft_gives(mode, orientation):
+    """libjpeg-turbo's M/8 scales (simplejpeg) and Pillow's draft: the same silver image within a grey level or two
+    on average, the same size, orientation and recorded facts, whatever the photo's mode (CMYK: Pillow's)."""
+    from PIL import Image
+
+    photo = Image.linear_gradient("L").resize((1700, 1100)).convert("RGB")
+    photo.paste((230, 40, 40), (100, 100, 700, 500))
+    photo = photo.convert(mode)
+    data = jpeg_with_orientation(photo, orientation, quality=92) if mode != "CMYK" else encode(photo, "jpg", quality=92)
+    scaled, drafted = clean_image(data, jpeg_decoder="simplejpeg"), clean_image(data, jpeg_decoder="pillow")
+    facts = ("raw_mode", "raw_width", "raw_height", "exif_orientation", "width", "height", "notes")
+    assert [getattr(scaled, f) for f in facts] == [getattr(drafted, f) for f in facts]
+    a = np.asarray(decode(scaled.data).convert("RGB"), np.float32)
+    b = np.asarray(decode(drafted.data).convert("RGB"), np.float32)
+    assert np.abs(a - b).mean() < 1.0 and np.percentile(np.abs(a - b), 99) <= 4
+    # truncated: both say so, in the same words
+    for decoder in ("simplejpeg", "pillow"):
+        with pytest.raises(ImageRejected, match="truncated or corrupt image data"):
+            clean_image(data[: len(data) // 2], jpeg_decoder=decoder)
 
 
 def test_clean_image_is_deterministic():

@@ -19,6 +19,11 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 JPEG_QUALITY = 90
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+# the turn or mirror that makes a photo upright, by EXIF orientation (as ImageOps.exif_transpose applies it)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+JPEG_DECODERS = ("simplejpeg", "pillow")
 
 
 class ImageRejected(ValueError):
@@ -76,14 +81,35 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
+def decode_jpeg_scaled(data: bytes, mode: str, size: tuple[int, int]) -> Image.Image | None:
+    """A baseline or progressive JPEG (``mode`` "RGB" or "L" as Pillow reports it) decoded by libjpeg-turbo at
+    the smallest of its scales, M/8, that still covers ``size`` (through simplejpeg). Pillow's draft offers only
+    1/2, 1/4 and 1/8: a 1 677 px photo bound for 512 px is decoded at 839 px and resampled from there, here at
+    629 px, for about a fifth less CPU in all (docs/benchmarks.md). None where simplejpeg will not decode it
+    (truncated, corrupt, or a colour space it does not convert): Pillow then decodes it, or says why not."""
+    import simplejpeg
+
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if mode == "L" else "RGB",
+                                        min_width=size[0], min_height=size[1])
+    except ValueError:
+        return None
+    return Image.fromarray(pixels.reshape(pixels.shape[:2]) if mode == "L" else pixels, mode)
+
+
 def clean_image(
-    data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS, use_draft: bool = True
+    data: bytes, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS, use_draft: bool = True,
+    jpeg_decoder: str = "simplejpeg",
 ) -> CleanImage:
     """Decode, apply EXIF orientation, convert to RGB, shrink to ``max_side``; JPEG out.
 
     Raises ImageRejected with a human-readable reason for anything that is not a usable photo.
-    ``use_draft=False`` decodes JPEGs at full size (the benchmark's baseline).
+    ``use_draft=False`` decodes JPEGs at full size (the benchmark's baseline). ``jpeg_decoder``: "simplejpeg"
+    decodes a JPEG at libjpeg-turbo's closest scale (:func:`decode_jpeg_scaled`); "pillow" with Pillow's draft
+    (the benchmarks' plain Pillow loop).
     """
+    if jpeg_decoder not in JPEG_DECODERS:
+        raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, not {jpeg_decoder!r}")
     if not data:
         raise ImageRejected("empty file (0 bytes)")
     try:
@@ -119,6 +145,15 @@ def clean_image(
         if orientation not in range(1, 9):
             orientation = 1
         out_w, out_h = target_size(*oriented_size(width, height, orientation), max_side)
+        scaled = None
+        if use_draft and jpeg_decoder == "simplejpeg" and fmt == "JPEG" and raw_mode in ("RGB", "L"):
+            scaled = decode_jpeg_scaled(data, raw_mode, oriented_size(out_w, out_h, orientation))
+        if scaled is not None:
+            rgb = scaled.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else scaled
+            rgb = rgb.convert("RGB") if rgb.mode != "RGB" else rgb
+            if rgb.size != (out_w, out_h):
+                rgb = rgb.resize((out_w, out_h), Image.Resampling.LANCZOS)
+            return _encoded(rgb, fmt, raw_mode, width, height, orientation, frames, notes)
         if use_draft and fmt in ("JPEG", "MPO"):
             # Decode at a reduced scale (1/2, 1/4, 1/8) that still covers the target size.
             draft_target = oriented_size(out_w, out_h, orientation)
@@ -135,22 +170,27 @@ def clean_image(
                 rgb = rgb.resize((out_w, out_h), Image.Resampling.LANCZOS)
         except Exception as err:
             raise ImageRejected(f"cannot convert image ({raw_mode}): {err}") from None
-        buf = io.BytesIO()
-        rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=False)
-        if orientation != 1:
-            notes.append(f"EXIF orientation {orientation} applied")
-        return CleanImage(
-            data=buf.getvalue(),
-            raw_format=fmt,
-            raw_mode=raw_mode,
-            raw_width=width,
-            raw_height=height,
-            exif_orientation=orientation,
-            width=out_w,
-            height=out_h,
-            frames=frames,
-            notes=tuple(notes),
-        )
+        return _encoded(rgb, fmt, raw_mode, width, height, orientation, frames, notes)
+
+
+def _encoded(rgb: Image.Image, fmt: str, raw_mode: str, width: int, height: int, orientation: int, frames: int,
+             notes: list[str]) -> CleanImage:
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=False)
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
+    return CleanImage(
+        data=buf.getvalue(),
+        raw_format=fmt,
+        raw_mode=raw_mode,
+        raw_width=width,
+        raw_height=height,
+        exif_orientation=orientation,
+        width=rgb.width,
+        height=rgb.height,
+        frames=frames,
+        notes=tuple(notes),
+    )
 
 
 def aspect_kept(raw_w: int, raw_h: int, clean_w: int, clean_h: int, tolerance_px: float = 1.0) -> bool:
