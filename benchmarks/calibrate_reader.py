@@ -1,5 +1,5 @@
 """Choose the year reader's trust settings (``min_confidence``, ``min_share``, ``min_reads``,
-``max_rival``) on photographic and
+``max_rival``, and ``confirm_from``: the second opinion, off or on) on photographic and
 drawn coins.
 
     python benchmarks/calibrate_reader.py --per-placement 12 --no-year 24 --cache /tmp/calibration.pkl
@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 CALIBRATION_SEED = 90210
 GRID = {"readers": (("ocr",), ("ocr", "own")), "min_confidence": (0.3, 0.5, 0.7, 0.8, 0.9),
-        "min_share": (0.6, 0.75, 0.9), "min_reads": (1, 2, 3), "max_rival": (0.5, 0.7, 1.0)}
+        "min_share": (0.6, 0.75, 0.9), "min_reads": (1, 2, 3), "max_rival": (0.5, 0.7, 1.0),
+        "confirm_from": (None, 0.5)}
 
 
 def calibration_coins(per_placement: int, no_year: int) -> list[tuple[str, str, int | None, int]]:
@@ -82,10 +83,12 @@ def draw(coin) -> tuple:
 
 
 def read_all_stages(coin, readers: tuple[str, ...] = ("ocr", "own")) -> tuple:
-    """What every stage of the product's reader read on one coin (its photo JPEG-encoded, as uploaded)."""
+    """What every stage of the product's reader read on one coin (its photo JPEG-encoded, as uploaded), and per
+    stage what the second recogniser read again on the lines a second opinion asks it about
+    (:func:`~coin_assets.ml.year_reading.lines_to_confirm`, in their order)."""
     from PIL import Image
 
-    from coin_assets.ml.year_reading import ReaderSettings, YearReader, load_recognizer
+    from coin_assets.ml.year_reading import ReaderSettings, YearReader, lines_to_confirm, load_recognizer
 
     year, image = draw(coin)
     buf = io.BytesIO()
@@ -93,8 +96,16 @@ def read_all_stages(coin, readers: tuple[str, ...] = ("ocr", "own")) -> tuple:
     image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     reader = _reader(YearReader, ReaderSettings, load_recognizer, readers)
     view, affine, found = reader.coin_view(image)
-    stages = [reader.recognise(crops, where, image.size) for crops, where in reader.stages(view, affine, image)]
-    return coin[0], coin[1], year, found, stages
+    stages, seconds = [], []
+    for crops, where in reader.stages(view, affine, image):
+        crops_read: dict = {}
+        stage = reader.recognise(crops, where, image.size, crops_read)
+        again = [line for line in lines_to_confirm(stage, reader.settings) if id(line) in crops_read]
+        second_reads: dict = {}
+        reader.read_again(again, crops_read, second_reads)
+        stages.append(stage)
+        seconds.append([second_reads[id(line)] for line in again])
+    return coin[0], coin[1], year, found, stages, seconds
 
 
 _READER = None
@@ -107,19 +118,30 @@ def _reader(YearReader, ReaderSettings, load_recognizer, readers):
 
         torch.set_num_threads(1)
         _READER = YearReader(load_recognizer(), ReaderSettings(readers=readers))  # the grid picks
+        if _READER._second is True:
+            from coin_assets.ml.year_reading import shared_ocr_reader
+
+            _READER._second = shared_ocr_reader(1, None)
     return _READER
 
 
-def replay(stages: list, settings):
+def replay(stages: list, settings, seconds: list | None = None):
     """The product's decision (:meth:`YearReader.read`) on lines already read: stage by stage, stopping at the
-    first stage that gives a trusted year."""
-    from coin_assets.ml.year_reading import decide
+    first stage that gives a trusted year; with ``seconds`` (the second recogniser's reads, per stage) and
+    ``settings.confirm_from``, a second opinion where a stage gives none."""
+    from coin_assets.ml.year_reading import confirmed_reading, decide, lines_to_confirm
 
     lines: list = []
+    second_reads: dict = {}
     reading = decide(lines, settings)
-    for stage in stages:
+    for k, stage in enumerate(stages):
         lines += stage
+        if seconds is not None:
+            second_reads.update({id(line): again for line, again in zip(
+                lines_to_confirm(stage, settings), seconds[k], strict=False)})
         reading = decide(lines, settings)
+        if reading.year is None and seconds is not None:
+            reading = confirmed_reading(lines, second_reads, settings) or reading
         if reading.year is not None:
             break
     return reading
@@ -128,8 +150,8 @@ def replay(stages: list, settings):
 def score(records: list, settings) -> dict:
     """Per set: exact, wrong (answered and wrong) and answered (no-year coins) shares, and per placement exact."""
     out: dict = {}
-    for kind, placement, year, _, stages in records:
-        got = replay(stages, settings).year
+    for kind, placement, year, _, stages, *seconds in records:
+        got = replay(stages, settings, seconds[0] if seconds else None).year
         entry = out.setdefault(kind, {"n": 0, "exact": 0, "wrong": 0, "placements": {}})
         entry["n"] += 1
         per = entry["placements"].setdefault(placement, [0, 0])
@@ -170,16 +192,20 @@ def main(argv: list[str] | None = None) -> None:
         if args.cache:
             Path(args.cache).write_bytes(pickle.dumps(records))
     sets = sorted({r[0] for r in records})
-    print(f"{'readers':>9} {'min_conf':>8} {'share':>5} {'reads':>5} {'rival':>5}  "
+    print(f"{'readers':>9} {'min_conf':>8} {'share':>5} {'reads':>5} {'rival':>5} {'2nd':>5}  "
           + "  ".join(f"{s + ' exact/wrong':>24}" for s in sets))
     rows = []
     grid = {**GRID, "readers": tuple(r for r in GRID["readers"] if set(r) <= set(readers))}
-    for readers, min_conf, min_share, min_reads, max_rival in product(*grid.values()):
+    for readers, min_conf, min_share, min_reads, max_rival, confirm_from in product(*grid.values()):
+        if confirm_from is not None and confirm_from >= min_conf:
+            continue
         settings = ReaderSettings(readers=readers, min_confidence=min_conf, min_share=min_share, min_reads=min_reads,
-                                  max_rival=max_rival)
+                                  max_rival=max_rival, confirm_from=confirm_from)
         result = score(records, settings)
         rows.append((settings, result))
-        print(f"{'+'.join(readers):>9} {min_conf:>8.2f} {min_share:>5.2f} {min_reads:>5d} {max_rival:>5.2f}  " + "  ".join(
+        second = "off" if confirm_from is None else f"{confirm_from:.2f}"
+        print(f"{'+'.join(readers):>9} {min_conf:>8.2f} {min_share:>5.2f} {min_reads:>5d} {max_rival:>5.2f} {second:>5}  "
+              + "  ".join(
             f"{result[s]['exact'] / result[s]['n']:>15.1%} / {result[s]['wrong'] / result[s]['n']:>5.1%}" for s in sets))
     safe = [(st, r) for st, r in rows if all(r[s]["wrong"] == 0 for s in sets)]
     if not safe:  # a larger set: no row is free of confident wrong answers; the rows with the fewest
@@ -192,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
                                                       -len(row[0].readers), sum(row[1][s]["exact"] for s in sets),
                                                       row[0].min_confidence, row[0].min_share))
         print(f"\nchosen: readers {'+'.join(settings.readers)}, min_confidence {settings.min_confidence}, "
-              f"min_share {settings.min_share}, min_reads {settings.min_reads}, max_rival {settings.max_rival}")
+              f"min_share {settings.min_share}, min_reads {settings.min_reads}, max_rival {settings.max_rival}, "
+              f"confirm_from {settings.confirm_from}")
         for s in sets:
             print(f"  {s}: " + ", ".join(f"{p} {c}/{n}" for p, (c, n) in result[s]["placements"].items()))
 

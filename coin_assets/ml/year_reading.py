@@ -660,30 +660,28 @@ class YearReader:
 
     def second_opinion(self, lines: list[TextLine], crops_read: dict, second_reads: dict) -> YearReading | None:
         """The year read with confidence between ``settings.confirm_from`` and ``min_confidence``, answered when
-        the second recogniser confirms it on the crops behind it (:func:`confirmed`); None otherwise.
+        the second recogniser confirms it on the crops behind it (:func:`confirmed_reading`); None otherwise.
         ``second_reads`` keeps what the second recogniser read (by line ``id``), so no crop is read twice."""
         from dataclasses import replace
 
         if self._second is None:
             return None
-        candidate = decide(lines, replace(self.settings, min_confidence=self.settings.confirm_from))
-        if candidate.year is None:
+        if decide(lines, replace(self.settings, min_confidence=self.settings.confirm_from)).year is None:
             return None
-        behind = [line for line in lines_to_confirm(lines, self.settings) if id(line) in crops_read]
-        todo = [line for line in behind if id(line) not in second_reads]
-        if todo:
-            if self._second is True:
-                self._second = shared_ocr_reader(1, None)
-            for line, d in zip(todo, self._second([crops_read[id(line)] for line in todo]), strict=True):
-                second_reads[id(line)] = TextLine(d.text, d.confidence, d.char_probs, line.polygon, line.view,
-                                                  SECOND_READER)
-        second = [second_reads[id(line)] for line in behind]
-        agreed = confirmed(candidate.year, second, self.settings)
-        if agreed is None:
-            return None
-        return replace(candidate, reason=f"read {candidate.digits} with confidence {np.prod(candidate.digit_probs):.2f}, "
-                                         f"below {self.settings.min_confidence:.2f}, and by the second recogniser "
-                                         f"with {agreed:.2f}")
+        self.read_again([line for line in lines_to_confirm(lines, self.settings) if id(line) in crops_read],
+                        crops_read, second_reads)
+        return confirmed_reading(lines, second_reads, self.settings)
+
+    def read_again(self, lines: list[TextLine], crops_read: dict, second_reads: dict) -> None:
+        """``lines``' crops read by the second recogniser, into ``second_reads`` (by line ``id``; each crop once)."""
+        todo = [line for line in lines if id(line) not in second_reads]
+        if not todo:
+            return
+        if self._second is True:
+            self._second = shared_ocr_reader(1, None)
+        for line, d in zip(todo, self._second([crops_read[id(line)] for line in todo]), strict=True):
+            second_reads[id(line)] = TextLine(d.text, d.confidence, d.char_probs, line.polygon, line.view,
+                                              SECOND_READER)
 
     def read(self, img: Image.Image) -> YearReading:
         """Read stage by stage; stop as soon as a stage gives a trusted year (``settings.early_exit``; most
@@ -819,6 +817,26 @@ def confirmed(year: int, second: list[TextLine], settings: ReaderSettings) -> fl
     if any(conf > settings.max_rival for other, conf in best.items() if other != year):
         return None
     return best[year]
+
+
+def confirmed_reading(lines: list[TextLine], second_reads: dict, settings: ReaderSettings) -> YearReading | None:
+    """The second opinion's answer: the year :func:`decide` gives with ``min_confidence`` lowered to
+    ``confirm_from``, when the second recogniser's reads of the crops behind it (``second_reads``, by the ``id``
+    of each line read again) confirm it (:func:`confirmed`); None otherwise."""
+    from dataclasses import replace
+
+    if settings.confirm_from is None:
+        return None
+    candidate = decide(lines, replace(settings, min_confidence=settings.confirm_from))
+    if candidate.year is None:
+        return None
+    second = [second_reads[id(line)] for line in lines_to_confirm(lines, settings) if id(line) in second_reads]
+    agreed = confirmed(candidate.year, second, settings)
+    if agreed is None:
+        return None
+    return replace(candidate, reason=f"read {candidate.digits} with confidence {np.prod(candidate.digit_probs):.2f}, "
+                                     f"below {settings.min_confidence:.2f}, and by the second recogniser with "
+                                     f"{agreed:.2f}")
 
 
 def decide(lines: list[TextLine], settings: ReaderSettings) -> YearReading:
