@@ -167,6 +167,22 @@ def test_a_year_split_by_the_design_is_joined_and_unrelated_numbers_are_not(turn
                   replace(settings, join_split=False)).year is None
 
 
+def test_the_reader_reads_a_photo_decoded_as_its_training_photos_were():
+    """Pillow's draft, not the silver images' M/8 scales: the line reader was trained and its trust calibrated
+    on Pillow's decoding, and a misread digit can turn on the difference."""
+    from coin_assets.core.images import clean_image
+    from coin_assets.ml.pyfunc import READ_MAX_SIDE, front_image
+
+    photo = Image.linear_gradient("L").resize((2400, 1600)).convert("RGB")  # draft: 2 400 px; M/8: 1 800
+    photo.paste((200, 60, 40), (400, 300, 1900, 1500))
+    data = jpeg(photo)
+    drafted = Image.open(io.BytesIO(clean_image(data, max_side=READ_MAX_SIDE, jpeg_decoder="pillow").data))
+    scaled = Image.open(io.BytesIO(clean_image(data, max_side=READ_MAX_SIDE, jpeg_decoder="simplejpeg").data))
+    read = np.asarray(front_image(data))
+    assert np.array_equal(read, np.asarray(drafted.convert("RGB")))
+    assert not np.array_equal(read, np.asarray(scaled.convert("RGB")))  # the two decodings do differ here
+
+
 def test_the_second_recogniser_confirms_a_year_only_when_it_is_sure_of_it_and_of_nothing_else():
     settings = ReaderSettings()  # min_confidence 0.9, max_rival 0.5
 

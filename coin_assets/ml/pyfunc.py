@@ -129,7 +129,9 @@ def needs_review(lower: np.ndarray, upper: np.ndarray, unreadable: np.ndarray, m
 def front_image(data: bytes, max_pixels: int | None = None, max_side: int | None = None):
     """Photo bytes → the RGB image the year reader reads: cleaned as the silver image is (upright, RGB), but
     at most :data:`READ_MAX_SIDE` px rather than 512, so that a small coin in a phone's photo keeps the pixels
-    its digits need."""
+    its digits need. Decoded with Pillow's draft, as the photos the line reader was trained and its trust
+    calibrated on were: on a misread digit, the difference from libjpeg-turbo's M/8 scales can decide whether
+    another year is read beside it (docs/reading.md)."""
     import io
 
     from PIL import Image
@@ -137,7 +139,8 @@ def front_image(data: bytes, max_pixels: int | None = None, max_side: int | None
     from coin_assets.core.images import MAX_PIXELS, ImageRejected, clean_image
 
     try:
-        cleaned = clean_image(data, max_side=max_side or READ_MAX_SIDE, max_pixels=max_pixels or MAX_PIXELS)
+        cleaned = clean_image(data, max_side=max_side or READ_MAX_SIDE, max_pixels=max_pixels or MAX_PIXELS,
+                              jpeg_decoder="pillow")
     except ImageRejected as err:
         raise PhotoRejected(str(err)) from None
     return Image.open(io.BytesIO(cleaned.data)).convert("RGB")

@@ -675,7 +675,7 @@ class YearReader:
     def read_again(self, lines: list[TextLine], crops_read: dict, second_reads: dict) -> None:
         """``lines``' crops read by the second recogniser, into ``second_reads`` (by line ``id``; each crop once)."""
         todo = [line for line in lines if id(line) not in second_reads]
-        if not todo:
+        if not todo or self._second is None:
             return
         if self._second is True:
             self._second = shared_ocr_reader(1, None)
